@@ -1,0 +1,16 @@
+# Shared by scripts/test and scripts/demo: create or reuse .venv and install the project into it.
+# Never trusts a `python3` shim for anything but creating the venv; everything after runs .venv's own.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/.venv"
+py="${FANOUT_BOOTSTRAP_PYTHON:-python3}"
+if [ ! -x "$venv/bin/python" ]; then
+  "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "claude-fanout needs Python >= 3.11")'
+  "$py" -m venv "$venv"
+fi
+stamp="$venv/.fanout-installed"
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[dev]"
+  touch "$stamp"
+fi

@@ -1,0 +1,5 @@
+import sys
+
+from claude_fanout.cli import main
+
+sys.exit(main())

@@ -1,0 +1,364 @@
+"""``fanout``: parse, validate, call the library, exit with a meaningful code.
+
+Exit codes: 0 success; 1 a run failed (or was cancelled / lost); 2 bad input (plan, arguments);
+124 ``wait --timeout`` expired; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from claude_fanout import defaults
+from claude_fanout.errors import FanoutError
+from claude_fanout.plan import Plan, load_plan
+from claude_fanout.runner import final_exit_code, observe, request_cancel, start_run, wait_run
+from claude_fanout.store.eventlog import Event
+from claude_fanout.store.rundir import RunDir, find_project, list_runs, resolve_run
+from claude_fanout.store.state import RunStatus
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fanout", description="Parallel workers for Claude Code, steered through its hooks."
+    )
+    parser.add_argument(
+        "--project",
+        type=Path,
+        help="project directory (default: the nearest ancestor holding .claude/ or .git/)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="start a run from a plan file and wait for it")
+    run.add_argument("plan", type=Path, help="plan.json (see docs/plan.md)")
+    run.add_argument("--detach", action="store_true", help="print the run id and return at once")
+
+    status = sub.add_parser("status", help="state of a run (the latest by default)")
+    status.add_argument("run", nargs="?", help="run id or a unique prefix")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    wait = sub.add_parser("wait", help="block until a run finishes")
+    wait.add_argument("run", help="run id or a unique prefix")
+    wait.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds (124)")
+
+    cancel = sub.add_parser("cancel", help="stop a run: SIGTERM its workers, then SIGKILL")
+    cancel.add_argument("run", help="run id or a unique prefix")
+
+    logs = sub.add_parser("logs", help="print a worker's output")
+    logs.add_argument("run", help="run id or a unique prefix")
+    logs.add_argument("task", help="task id, e.g. W1")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+
+    runs = sub.add_parser("runs", help="list the project's runs")
+    runs.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        project = args.project.resolve() if args.project else find_project()
+        handler = _COMMANDS[args.command]
+        return handler(args, project)
+    except FanoutError as exc:
+        if args.debug:
+            raise
+        print(f"fanout: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, project: Path) -> int:
+    plan = load_plan(args.plan, project=project)
+    started = start_run(plan, project=project)
+    run = started.run
+    if args.detach:
+        print(run.run_id)
+        return 0
+    out = _console(sys.stderr)
+    out.print(
+        f"run [bold]{run.run_id}[/] started: {len(plan.tasks)} task(s), "
+        f"at most {plan.max_parallel} at once",
+        highlight=False,
+    )
+    try:
+        status = wait_run(run, on_event=lambda event: _narrate(out, run, event))
+    except KeyboardInterrupt:
+        out.print("interrupted: cancelling the run…")
+        request_cancel(run, by="fanout run (interrupted)")
+        status = wait_run(run, timeout_s=defaults.KILL_GRACE_S + 10)
+        _print_status(run, plan, status)
+        return 130
+    finally:
+        # Reap the supervisor we started; if it outlives us, init adopts and reaps it.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            started.supervisor.wait(timeout=defaults.KILL_GRACE_S + 5)
+    _print_status(run, plan, status)
+    print(run.run_id)
+    return final_exit_code(status)
+
+
+def cmd_status(args: argparse.Namespace, project: Path) -> int:
+    run = resolve_run(project, args.run)
+    status = observe(run)
+    plan = _plan_of(run)
+    if args.json:
+        print(json.dumps(status_json(run, plan, status), indent=2))
+    else:
+        _print_status(run, plan, status)
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace, project: Path) -> int:
+    run = resolve_run(project, args.run)
+    status = wait_run(run, timeout_s=args.timeout)
+    _print_status(run, _plan_of(run), status)
+    return final_exit_code(status)
+
+
+def cmd_cancel(args: argparse.Namespace, project: Path) -> int:
+    run = resolve_run(project, args.run)
+    status = observe(run)
+    if status.state.terminal:
+        print(f"run {run.run_id} already {status.state}: nothing to cancel")
+        return 0
+    signalled = request_cancel(run, by="fanout cancel")
+    status = wait_run(run, timeout_s=defaults.KILL_GRACE_S + 10)
+    _print_status(run, _plan_of(run), status)
+    if not signalled and not status.state.terminal:
+        raise FanoutError(f"run {run.run_id} has no live supervisor; 'fanout status' shows why")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace, project: Path) -> int:
+    run = resolve_run(project, args.run)
+    plan = _plan_of(run)
+    if plan is not None and args.task not in plan.ids:
+        raise FanoutError(
+            f"run {run.run_id} has no task '{args.task}' (tasks: {', '.join(plan.ids)})"
+        )
+    path = run.log_path(args.task)
+    offset = 0
+    stdout = sys.stdout.buffer
+    while True:
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+        except FileNotFoundError:
+            data = b""
+        stdout.write(data)
+        stdout.flush()
+        offset += len(data)
+        if not args.follow:
+            if offset == 0:
+                print(f"fanout: {args.task} has written nothing yet ({path})", file=sys.stderr)
+            return 0
+        task = observe(run).tasks.get(args.task)
+        if (task is None or task.state.terminal) and not data:
+            return 0
+        time.sleep(0.1)
+
+
+def cmd_runs(args: argparse.Namespace, project: Path) -> int:
+    rows = []
+    for run in list_runs(project):
+        status = observe(run)
+        rows.append(_run_summary(run, status))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"runs of {project}", title_justify="left")
+    for column in ("run", "state", "tasks", "started", "duration"):
+        table.add_column(column)
+    for row in rows:
+        started = row["created"]
+        table.add_row(
+            row["run_id"],
+            _styled_state(row["state"]),
+            " ".join(f"{n} {state}" for state, n in sorted(row["counts"].items())),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if started else "",
+            _fmt_duration(row["duration_s"]),
+        )
+    if not rows:
+        print(f"no runs under {project}")
+        return 0
+    _console(sys.stdout).print(table)
+    return 0
+
+
+_COMMANDS = {
+    "run": cmd_run,
+    "status": cmd_status,
+    "wait": cmd_wait,
+    "cancel": cmd_cancel,
+    "logs": cmd_logs,
+    "runs": cmd_runs,
+}
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def _plan_of(run: RunDir) -> Plan | None:
+    try:
+        return load_plan(run.plan_path, project=run.project)
+    except FanoutError:
+        return None
+
+
+def status_json(run: RunDir, plan: Plan | None, status: RunStatus) -> dict[str, Any]:
+    """The documented, stable shape of ``fanout status --json`` (docs/cli.md)."""
+    summary = _run_summary(run, status)
+    tasks = []
+    for task_id, task in status.tasks.items():
+        spec = plan.task(task_id) if plan is not None and task_id in plan.ids else None
+        tasks.append(
+            {
+                "id": task_id,
+                "kind": str(spec.kind) if spec else None,
+                "deps": list(spec.deps) if spec else [],
+                "state": str(task.state),
+                "attempt": task.attempt,
+                "pid": task.pid,
+                "started": task.started,
+                "ended": task.ended,
+                "duration_s": task.duration_s,
+                "exit_code": task.exit_code,
+                "signal": task.signal,
+                "reason": task.reason,
+                "log": str(run.log_path(task_id)),
+                "out_dir": str(run.out_dir(task_id)),
+            }
+        )
+    return {**summary, "run_dir": str(run.path), "errors": status.errors, "tasks": tasks}
+
+
+def _run_summary(run: RunDir, status: RunStatus) -> dict[str, Any]:
+    end = status.finished if status.state.terminal else time.time()
+    begin = status.started or status.created
+    return {
+        "run_id": run.run_id,
+        "state": str(status.state),
+        "reason": status.reason,
+        "created": status.created,
+        "started": status.started,
+        "finished": status.finished,
+        "duration_s": round(end - begin, 3) if begin and end else None,
+        "counts": status.counts(),
+    }
+
+
+_STATE_STYLE = {
+    "succeeded": "green",
+    "running": "cyan",
+    "starting": "cyan",
+    "pending": "dim",
+    "waiting_retry": "yellow",
+    "failed": "red",
+    "timed_out": "red",
+    "lost": "bold red",
+    "skipped": "yellow",
+    "cancelled": "yellow",
+}
+
+
+def _styled_state(state: str) -> str:
+    style = _STATE_STYLE.get(state, "")
+    return f"[{style}]{state}[/]" if style else state
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def _console(stream: Any) -> Any:
+    from rich.console import Console
+
+    return Console(file=stream, highlight=False, soft_wrap=True)
+
+
+def _print_status(run: RunDir, plan: Plan | None, status: RunStatus) -> None:
+    from rich.table import Table
+
+    summary = _run_summary(run, status)
+    console = _console(sys.stdout)
+    head = f"run {run.run_id}: {_styled_state(str(status.state))}"
+    if summary["duration_s"] is not None:
+        head += f" in {_fmt_duration(summary['duration_s'])}"
+    if status.reason:
+        head += f" ({status.reason})"
+    console.print(head)
+    table = Table(box=None, pad_edge=False)
+    for column in ("task", "kind", "state", "try", "duration", "exit", "detail"):
+        table.add_column(column)
+    now = time.time()
+    for task_id, task in status.tasks.items():
+        spec = plan.task(task_id) if plan is not None and task_id in plan.ids else None
+        duration = task.duration_s
+        if duration is None and task.started is not None and not task.state.terminal:
+            duration = now - task.started
+        exit_text = ""
+        if task.exit_code is not None:
+            exit_text = str(task.exit_code)
+        elif task.signal is not None:
+            exit_text = f"sig {task.signal}"
+        table.add_row(
+            task_id,
+            str(spec.kind) if spec else "",
+            _styled_state(str(task.state)),
+            str(task.attempt) if task.attempt else "",
+            _fmt_duration(duration),
+            exit_text,
+            task.reason or "",
+        )
+    console.print(table)
+    for error in status.errors[-3:]:
+        console.print(f"[red]error:[/] {error}")
+
+
+def _narrate(console: Any, run: RunDir, event: Event) -> None:
+    """One line per task transition while ``fanout run`` waits."""
+    kind, task = event.get("type"), event.get("task")
+    if kind == "task_started":
+        console.print(f"  {task} started (attempt {event.get('attempt')}, pid {event.get('pid')})")
+    elif kind == "task_exited":
+        outcome = str(event.get("outcome"))
+        line = f"  {task} {_styled_state(outcome)} after {_fmt_duration(event.get('duration_s'))}"
+        if event.get("reason"):
+            line += f": {event['reason']}"
+        if outcome != "succeeded":
+            line += f"  (fanout logs {run.run_id} {task})"
+        console.print(line)
+    elif kind == "task_retry":
+        console.print(
+            f"  {task} retries in {event.get('delay_s')}s (attempt {event.get('attempt')})"
+        )
+    elif kind == "task_skipped":
+        console.print(
+            f"  {task} {_styled_state(str(event.get('outcome') or 'skipped'))}: "
+            f"{event.get('reason')}"
+        )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

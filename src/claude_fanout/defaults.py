@@ -1,0 +1,32 @@
+"""Every default in one place, so a reader can see the system's dials at a glance."""
+
+from __future__ import annotations
+
+PLAN_VERSION = 1
+MAX_PARALLEL = 4
+TASK_TIMEOUT_S = 600.0
+RETRIES = 0
+# Backoff before retry n (1-based) is min(RETRY_BACKOFF_BASE_S * 2 ** (n - 1), RETRY_BACKOFF_MAX_S).
+RETRY_BACKOFF_BASE_S = 1.0
+RETRY_BACKOFF_MAX_S = 60.0
+CLAUDE_TOOLS = ("Read", "Grep", "Glob")
+
+# Between SIGTERM to a worker's process group and SIGKILL.
+KILL_GRACE_S = 3.0
+# The supervisor rewrites supervisor.json this often; readers call a run lost when the heartbeat is
+# older than HEARTBEAT_STALE_S (a SIGSTOPped supervisor) or its process is gone.
+HEARTBEAT_INTERVAL_S = 1.0
+HEARTBEAT_STALE_S = 15.0
+# How long `fanout run` waits for a new supervisor to report in before calling the start failed.
+SUPERVISOR_START_TIMEOUT_S = 10.0
+# `fanout wait` and `fanout run` poll the log this often.
+WAIT_POLL_S = 0.05
+
+RUNS_DIR = ".claude/runs"
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+# Limits that keep a hostile or broken plan from exhausting the machine.
+MAX_TASKS = 1000
+MAX_ID_LEN = 64
+MAX_PLAN_BYTES = 4 * 1024 * 1024

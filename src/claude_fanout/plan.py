@@ -1,0 +1,348 @@
+"""The plan: a validated DAG of tasks, immutable once a run starts.
+
+Validation happens before any side effect and stops at the first problem, reported as one line that
+names the task and the field (``plan: task W2: field 'deps': unknown task 'W9' (known: W1, W3)``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from claude_fanout import defaults
+from claude_fanout.errors import PlanError
+
+_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+_TARGET_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+_GLOB_CHARS = frozenset("*?[")
+
+
+class TaskKind(StrEnum):
+    SHELL = "shell"
+    PYTHON = "python"
+    CLAUDE = "claude"
+
+
+_COMMON_FIELDS = frozenset({"id", "kind", "deps", "claims", "timeout_s", "retries", "env"})
+_KIND_FIELDS: dict[TaskKind, frozenset[str]] = {
+    TaskKind.SHELL: frozenset({"argv"}),
+    TaskKind.PYTHON: frozenset({"target", "args"}),
+    TaskKind.CLAUDE: frozenset({"prompt", "tools", "max_turns", "model"}),
+}
+_PLAN_FIELDS = frozenset({"version", "name", "max_parallel", "tasks"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    id: str
+    kind: TaskKind
+    deps: tuple[str, ...] = ()
+    claims: tuple[str, ...] = ()
+    timeout_s: float = defaults.TASK_TIMEOUT_S
+    retries: int = defaults.RETRIES
+    env: Mapping[str, str] = field(default_factory=dict)
+    argv: tuple[str, ...] = ()
+    target: str = ""
+    args: Mapping[str, Any] = field(default_factory=dict)
+    prompt: str = ""
+    tools: tuple[str, ...] = defaults.CLAUDE_TOOLS
+    max_turns: int | None = None
+    model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "kind": str(self.kind),
+            "deps": list(self.deps),
+            "claims": list(self.claims),
+            "timeout_s": self.timeout_s,
+            "retries": self.retries,
+            "env": dict(self.env),
+        }
+        if self.kind is TaskKind.SHELL:
+            out["argv"] = list(self.argv)
+        elif self.kind is TaskKind.PYTHON:
+            out["target"] = self.target
+            out["args"] = dict(self.args)
+        else:
+            out["prompt"] = self.prompt
+            out["tools"] = list(self.tools)
+            if self.max_turns is not None:
+                out["max_turns"] = self.max_turns
+            if self.model is not None:
+                out["model"] = self.model
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    tasks: tuple[Task, ...]
+    max_parallel: int = defaults.MAX_PARALLEL
+    name: str | None = None
+    version: int = defaults.PLAN_VERSION
+
+    def task(self, task_id: str) -> Task:
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        raise KeyError(task_id)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(task.id for task in self.tasks)
+
+    def dependents(self, task_id: str) -> tuple[str, ...]:
+        """Every task downstream of ``task_id`` (transitively), in plan order."""
+        downstream: set[str] = {task_id}
+        for task in topological_order(self):
+            if any(dep in downstream for dep in task.deps):
+                downstream.add(task.id)
+        downstream.discard(task_id)
+        return tuple(t.id for t in self.tasks if t.id in downstream)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": self.version, "max_parallel": self.max_parallel}
+        if self.name is not None:
+            out["name"] = self.name
+        out["tasks"] = [task.to_dict() for task in self.tasks]
+        return out
+
+
+def topological_order(plan: Plan) -> list[Task]:
+    """Tasks in dependency order; ties keep plan order (stable Kahn's algorithm)."""
+    by_id = {task.id: task for task in plan.tasks}
+    remaining = {task.id: set(task.deps) for task in plan.tasks}
+    order: list[Task] = []
+    while remaining:
+        ready = [tid for tid in by_id if tid in remaining and not remaining[tid]]
+        if not ready:
+            raise PlanError(f"dependency cycle: {' -> '.join(_find_cycle(remaining))}")
+        for tid in ready:
+            del remaining[tid]
+            order.append(by_id[tid])
+        for deps in remaining.values():
+            deps.difference_update(ready)
+    return order
+
+
+def _find_cycle(graph: Mapping[str, set[str]]) -> list[str]:
+    """One cycle among ``graph`` (every node has unmet deps), closed: [a, b, c, a]."""
+    start = min(graph)
+    seen: dict[str, int] = {}
+    path: list[str] = []
+    node = start
+    while node not in seen:
+        seen[node] = len(path)
+        path.append(node)
+        node = min(dep for dep in graph[node] if dep in graph)
+    return [*path[seen[node] :], node]
+
+
+def load_plan(path: Path, *, project: Path) -> Plan:
+    """Read and validate a plan file; every problem is a one-line PlanError."""
+    try:
+        size = path.stat().st_size
+        if size > defaults.MAX_PLAN_BYTES:
+            raise PlanError(
+                f"{path} is {size} bytes, over the {defaults.MAX_PLAN_BYTES}-byte limit; "
+                "split it into several plans"
+            )
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlanError(f"no plan file at {path}; check the path") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PlanError(f"{path} is not valid JSON ({exc}); fix the file") from None
+    except OSError as exc:
+        raise PlanError(f"cannot read {path}: {exc.strerror}") from None
+    return parse_plan(data, project=project)
+
+
+def parse_plan(data: object, *, project: Path) -> Plan:
+    if not isinstance(data, dict):
+        raise PlanError("the top level must be a JSON object with 'version' and 'tasks'")
+    unknown = sorted(set(data) - _PLAN_FIELDS)
+    if unknown:
+        raise PlanError(
+            f"unknown field '{unknown[0]}' (allowed: {', '.join(sorted(_PLAN_FIELDS))})"
+        )
+    version = data.get("version")
+    if version != defaults.PLAN_VERSION:
+        raise PlanError(
+            f"field 'version' is {version!r}; this fanout reads version {defaults.PLAN_VERSION}"
+        )
+    max_parallel = _int(data.get("max_parallel", defaults.MAX_PARALLEL), "max_parallel", None, 1)
+    name = data.get("name")
+    if name is not None and not isinstance(name, str):
+        raise PlanError("field 'name' must be a string")
+    raw_tasks = data.get("tasks")
+    if not isinstance(raw_tasks, list) or not raw_tasks:
+        raise PlanError("field 'tasks' must be a non-empty list of task objects")
+    if len(raw_tasks) > defaults.MAX_TASKS:
+        raise PlanError(
+            f"{len(raw_tasks)} tasks is over the limit of {defaults.MAX_TASKS}; split the plan"
+        )
+    project = project.resolve()
+    tasks: list[Task] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_tasks):
+        task = _parse_task(raw, index=index, project=project)
+        if task.id in seen:
+            raise PlanError("duplicate id; every task needs its own", task=task.id, field="id")
+        seen.add(task.id)
+        tasks.append(task)
+    for task in tasks:
+        for dep in task.deps:
+            if dep not in seen:
+                raise PlanError(
+                    f"unknown task '{dep}' (known: {', '.join(sorted(seen))})",
+                    task=task.id,
+                    field="deps",
+                )
+            if dep == task.id:
+                raise PlanError("a task cannot depend on itself", task=task.id, field="deps")
+    plan = Plan(tasks=tuple(tasks), max_parallel=max_parallel, name=name)
+    topological_order(plan)
+    return plan
+
+
+def _parse_task(raw: object, *, index: int, project: Path) -> Task:
+    label = f"#{index + 1}"
+    if not isinstance(raw, dict):
+        raise PlanError("must be a JSON object", task=label)
+    task_id = raw.get("id")
+    if not isinstance(task_id, str) or not _ID_RE.fullmatch(task_id):
+        raise PlanError(
+            f"{task_id!r} is not a valid id: use a letter then letters, digits, '_', '-', '.' "
+            f"(no path separators), at most {defaults.MAX_ID_LEN} characters",
+            task=label,
+            field="id",
+        )
+    if len(task_id) > defaults.MAX_ID_LEN:
+        raise PlanError(f"longer than {defaults.MAX_ID_LEN} characters", task=label, field="id")
+    try:
+        kind = TaskKind(str(raw.get("kind")))
+    except ValueError:
+        raise PlanError(
+            f"{raw.get('kind')!r} is not a task kind (use one of: shell, python, claude)",
+            task=task_id,
+            field="kind",
+        ) from None
+    allowed = _COMMON_FIELDS | _KIND_FIELDS[kind]
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise PlanError(
+            f"unknown field for a {kind} task (allowed: {', '.join(sorted(allowed))})",
+            task=task_id,
+            field=unknown[0],
+        )
+
+    def strings(name: str, value: object) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise PlanError("must be a list of strings", task=task_id, field=name)
+        return tuple(value)
+
+    deps = strings("deps", raw.get("deps", []))
+    claims = tuple(
+        _normalize_claim(c, project=project, task=task_id)
+        for c in strings("claims", raw.get("claims", []))
+    )
+    timeout = raw.get("timeout_s", defaults.TASK_TIMEOUT_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise PlanError("must be a number of seconds > 0", task=task_id, field="timeout_s")
+    retries = _int(raw.get("retries", defaults.RETRIES), "retries", task_id, 0)
+    env = raw.get("env", {})
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and "=" not in k and "\0" not in v
+        for k, v in env.items()
+    ):
+        raise PlanError(
+            "must be an object of string names to string values", task=task_id, field="env"
+        )
+    common: dict[str, Any] = {
+        "id": task_id,
+        "kind": kind,
+        "deps": deps,
+        "claims": claims,
+        "timeout_s": float(timeout),
+        "retries": retries,
+        "env": dict(env),
+    }
+    if kind is TaskKind.SHELL:
+        argv = strings("argv", raw.get("argv"))
+        if not argv or not argv[0]:
+            raise PlanError(
+                "must be a non-empty list: the program, then its arguments",
+                task=task_id,
+                field="argv",
+            )
+        if any("\0" in a for a in argv):
+            raise PlanError("must not contain NUL bytes", task=task_id, field="argv")
+        return Task(**common, argv=argv)
+    if kind is TaskKind.PYTHON:
+        target = raw.get("target")
+        if not isinstance(target, str) or not _TARGET_RE.fullmatch(target):
+            raise PlanError(
+                f"{target!r} is not 'module:function' (e.g. 'pkg.mod:func')",
+                task=task_id,
+                field="target",
+            )
+        args = raw.get("args", {})
+        if not isinstance(args, dict):
+            raise PlanError(
+                "must be a JSON object of keyword arguments", task=task_id, field="args"
+            )
+        return Task(**common, target=target, args=args)
+    prompt = raw.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise PlanError("must be a non-empty string", task=task_id, field="prompt")
+    tools = strings("tools", raw.get("tools", list(defaults.CLAUDE_TOOLS)))
+    max_turns = raw.get("max_turns")
+    if max_turns is not None:
+        max_turns = _int(max_turns, "max_turns", task_id, 1)
+    model = raw.get("model")
+    if model is not None and (not isinstance(model, str) or not model):
+        raise PlanError("must be a model name", task=task_id, field="model")
+    return Task(**common, prompt=prompt, tools=tools, max_turns=max_turns, model=model)
+
+
+def _int(value: object, name: str, task: str | None, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise PlanError(f"must be a whole number >= {minimum}", task=task, field=name)
+    return value
+
+
+def _normalize_claim(claim: str, *, project: Path, task: str) -> str:
+    """A claim as a project-relative POSIX path (globs kept); refuse anything outside the project.
+
+    The part before the first glob character is resolved through symlinks, so a claim cannot
+    reach outside the project through a link either.
+    """
+    if not claim or "\0" in claim:
+        raise PlanError("claims must be non-empty paths", task=task, field="claims")
+    joined = os.path.normpath(os.path.join(project, claim))
+    literal = joined
+    for i, char in enumerate(joined):
+        if char in _GLOB_CHARS:
+            literal = os.path.dirname(joined[:i])
+            break
+    resolved = os.path.realpath(literal)
+    root = str(project)
+    for candidate in (joined, resolved):
+        if candidate != root and not candidate.startswith(root + os.sep):
+            raise PlanError(
+                f"'{claim}' is outside the project {root}; claim paths inside it",
+                task=task,
+                field="claims",
+            )
+    rel = os.path.relpath(joined, root)
+    return "." if rel == "." else Path(rel).as_posix()
+
+
+def plan_to_json(plan: Plan) -> str:
+    return json.dumps(plan.to_dict(), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,162 @@
+"""Starting, observing, waiting for and cancelling runs: the library behind ``fanout`` commands.
+
+Stdlib only, so the hooks can start and observe runs through the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from claude_fanout import defaults, procs
+from claude_fanout.errors import FanoutError
+from claude_fanout.plan import Plan, plan_to_json
+from claude_fanout.states import EventType, RunState
+from claude_fanout.store.eventlog import Event, read_events
+from claude_fanout.store.files import write_atomic
+from claude_fanout.store.rundir import RunDir, create_run
+from claude_fanout.store.state import RunStatus, load_status, mark_lost, supervisor_info
+
+
+class SupervisorStartError(FanoutError):
+    """The supervisor process did not come up."""
+
+
+@dataclass
+class StartedRun:
+    run: RunDir
+    supervisor: subprocess.Popen[bytes]
+
+
+def start_run(plan: Plan, *, project: Path, wait_started: bool = True) -> StartedRun:
+    """Create the run directory, record the plan and start its detached supervisor."""
+    run = create_run(project)
+    write_atomic(run.plan_path, plan_to_json(plan).encode("utf-8"))
+    run.log.append(EventType.RUN_CREATED, run_id=run.run_id, tasks=list(plan.ids), name=plan.name)
+    proc = procs.spawn_detached(
+        [sys.executable, "-m", "claude_fanout.supervisor", str(run.path)],
+        cwd=run.project,
+        env=os.environ,
+        stderr_path=run.supervisor_log_path,
+    )
+    started = StartedRun(run=run, supervisor=proc)
+    if wait_started:
+        _await_supervisor(started)
+    return started
+
+
+def _await_supervisor(started: StartedRun) -> None:
+    deadline = time.monotonic() + defaults.SUPERVISOR_START_TIMEOUT_S
+    offset = 0
+    while time.monotonic() < deadline:
+        result = read_events(started.run.events_path, offset)
+        offset = result.offset
+        if any(e.get("type") == EventType.SUPERVISOR_STARTED for e in result.events):
+            return
+        if started.supervisor.poll() is not None:
+            break
+        time.sleep(defaults.WAIT_POLL_S)
+    detail = _tail(started.run.supervisor_log_path)
+    raise SupervisorStartError(
+        f"the supervisor of run {started.run.run_id} did not start"
+        + (f": {detail}" if detail else "")
+        + f"; see {started.run.supervisor_log_path}"
+    )
+
+
+def _tail(path: Path, limit: int = 300) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+    lines = text.splitlines()
+    return lines[-1][:limit] if lines else ""
+
+
+def observe(run: RunDir, *, now: float | None = None) -> RunStatus:
+    """The run's state as recorded, corrected for a supervisor that is gone or frozen.
+
+    A run whose supervisor died reads ``lost`` (and its running tasks ``lost``) even before the
+    watchdog has written so; nothing waits on a run that cannot finish.
+    """
+    status = load_status(run)
+    if status.state.terminal:
+        return status
+    wall = time.time() if now is None else now
+    info = supervisor_info(run)
+    if info is None:
+        created = status.created or wall
+        if wall - created > defaults.SUPERVISOR_START_TIMEOUT_S:
+            mark_lost(status, "the supervisor never started", wall)
+        return status
+    pid, start_time = info.get("pid"), info.get("start_time")
+    if not isinstance(pid, int) or not procs.is_alive(pid, start_time):
+        mark_lost(status, f"the supervisor (pid {pid}) is gone", wall)
+        return status
+    heartbeat = info.get("heartbeat")
+    if isinstance(heartbeat, int | float) and wall - heartbeat > defaults.HEARTBEAT_STALE_S:
+        mark_lost(
+            status,
+            f"the supervisor (pid {pid}) has not heartbeat for {wall - heartbeat:.0f}s",
+            wall,
+        )
+    return status
+
+
+class WaitTimeout(FanoutError):
+    exit_code = 124
+
+
+def wait_run(
+    run: RunDir,
+    *,
+    timeout_s: float | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    poll_s: float = defaults.WAIT_POLL_S,
+) -> RunStatus:
+    """Block until the run is finished or lost; ``on_event`` sees every event as it lands."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    offset = 0
+    while True:
+        if on_event is not None:
+            result = read_events(run.events_path, offset)
+            offset = result.offset
+            for event in result.events:
+                on_event(event)
+        status = observe(run)
+        if status.state.terminal:
+            if on_event is not None:
+                for event in read_events(run.events_path, offset).events:
+                    on_event(event)
+            return status
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WaitTimeout(
+                f"run {run.run_id} still {status.state} after {timeout_s:g}s; "
+                f"'fanout status {run.run_id}' shows progress"
+            )
+        time.sleep(poll_s)
+
+
+def request_cancel(run: RunDir, *, by: str) -> bool:
+    """Record the request and signal the supervisor; False if no live supervisor got it.
+
+    The record comes first: a supervisor still starting up reads it before running anything.
+    """
+    run.log.append(EventType.CANCEL_REQUESTED, by=by)
+    info = supervisor_info(run)
+    if info is None:
+        return False
+    pid, start_time = info.get("pid"), info.get("start_time")
+    if not isinstance(pid, int) or not isinstance(start_time, int | float):
+        return False
+    return procs.signal_process(pid, float(start_time), signal.SIGTERM)
+
+
+def final_exit_code(status: RunStatus) -> int:
+    return 0 if status.state is RunState.SUCCEEDED else 1

@@ -1,0 +1,50 @@
+"""Task and run states, and the event kinds of ``events.jsonl``. Dependency-free on purpose."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskState(StrEnum):
+    PENDING = "pending"
+    WAITING_RETRY = "waiting_retry"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in _LIVE_TASK_STATES
+
+
+_LIVE_TASK_STATES = frozenset({TaskState.PENDING, TaskState.WAITING_RETRY, TaskState.RUNNING})
+
+
+class RunState(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (RunState.STARTING, RunState.RUNNING)
+
+
+class EventType(StrEnum):
+    RUN_CREATED = "run_created"
+    SUPERVISOR_STARTED = "supervisor_started"
+    TASK_STARTED = "task_started"
+    TASK_EXITED = "task_exited"
+    TASK_RETRY = "task_retry"
+    TASK_SKIPPED = "task_skipped"
+    CANCEL_REQUESTED = "cancel_requested"
+    RUN_FINISHED = "run_finished"
+    SUPERVISOR_LOST = "supervisor_lost"
+    ERROR = "error"

@@ -1,0 +1,85 @@
+"""Safe file primitives for the run store: no symlinks followed, private modes, atomic writes.
+
+Stdlib only: hooks import this on every tool call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from claude_fanout import defaults
+from claude_fanout.errors import UnsafePathError
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def check_private_dir(path: Path) -> None:
+    """Refuse a store directory that is a symlink, not a directory, or owned by someone else."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise UnsafePathError(f"{path} does not exist") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePathError(
+            f"{path} is a symlink; fanout never follows links in its run store: "
+            "remove the link and let fanout create the directory"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafePathError(f"{path} is not a directory; move it aside")
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        raise UnsafePathError(
+            f"{path} belongs to uid {st.st_uid}, not you (uid {os.geteuid()}); "
+            "fanout refuses a run store another user controls"
+        )
+
+
+def make_private_dir(path: Path, *, exist_ok: bool = True) -> None:
+    """Create ``path`` with mode 0700 (umask notwithstanding) and check it is safe to use."""
+    try:
+        os.mkdir(path, defaults.DIR_MODE)
+        os.chmod(path, defaults.DIR_MODE)
+    except FileExistsError:
+        if not exist_ok:
+            raise
+    check_private_dir(path)
+
+
+def open_private(path: Path, flags: int) -> int:
+    """Open a store file without following a symlink at its last component, mode 0600 if created."""
+    try:
+        return os.open(path, flags | _NOFOLLOW | _CLOEXEC, defaults.FILE_MODE)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise UnsafePathError(
+                f"{path} is a symlink; fanout never follows links in its run store"
+            ) from None
+        raise exc
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` in one step (temp file + rename): readers never see half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_atomic(path, (json.dumps(obj, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
+
+
+def read_json(path: Path) -> Any:
+    """Parse a store JSON file, never through a symlink. Raises OSError / ValueError."""
+    fd = open_private(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as handle:
+        return json.loads(handle.read())

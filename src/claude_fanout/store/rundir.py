@@ -1,0 +1,147 @@
+"""Where runs live: project discovery, run ids, and the layout of ``.claude/runs/<RUN_ID>/``.
+
+Stdlib only: hooks locate runs through this module.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+from claude_fanout import defaults
+from claude_fanout.errors import RunNotFoundError, StoreError
+from claude_fanout.store.eventlog import EventLog
+from claude_fanout.store.files import check_private_dir, make_private_dir
+
+
+def find_project(start: Path | None = None) -> Path:
+    """The nearest ancestor of ``start`` holding ``.claude/`` or ``.git/``, else ``start``."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / ".claude").is_dir() or (candidate / ".git").exists():
+            return candidate
+    return here
+
+
+def new_run_id(now: float | None = None) -> str:
+    """Sortable by creation time, unique without coordination: ``20261124-010203-9f3a1c``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+class RunDir:
+    """One run's directory. Paths only; creating and checking is explicit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.run_id = path.name
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def project(self) -> Path:
+        return self.path.parent.parent.parent
+
+    @property
+    def plan_path(self) -> Path:
+        return self.path / "plan.json"
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / "events.jsonl"
+
+    @property
+    def state_path(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def supervisor_path(self) -> Path:
+        return self.path / "supervisor.json"
+
+    @property
+    def supervisor_log_path(self) -> Path:
+        return self.path / "supervisor.log"
+
+    @property
+    def log(self) -> EventLog:
+        return EventLog(self.events_path)
+
+    def worker_dir(self, task_id: str) -> Path:
+        return self.path / "workers" / task_id
+
+    def out_dir(self, task_id: str) -> Path:
+        return self.worker_dir(task_id) / "out"
+
+    def log_path(self, task_id: str) -> Path:
+        return self.worker_dir(task_id) / "log"
+
+    def make_worker_dirs(self, task_id: str) -> None:
+        make_private_dir(self.path / "workers")
+        make_private_dir(self.worker_dir(task_id))
+        make_private_dir(self.out_dir(task_id))
+
+    def check(self) -> None:
+        check_private_dir(self.path.parent)
+        check_private_dir(self.path)
+
+
+def runs_root(project: Path) -> Path:
+    return project / defaults.RUNS_DIR
+
+
+def ensure_runs_root(project: Path) -> Path:
+    root = runs_root(project)
+    claude_dir = root.parent
+    if not claude_dir.exists():
+        os.mkdir(claude_dir)
+    make_private_dir(root)
+    return root
+
+
+def create_run(project: Path, *, now: float | None = None) -> RunDir:
+    root = ensure_runs_root(project)
+    for _ in range(5):
+        run = RunDir(root / new_run_id(now))
+        try:
+            make_private_dir(run.path, exist_ok=False)
+        except FileExistsError:
+            continue
+        return run
+    raise StoreError(f"could not create a fresh run directory under {root}; check its contents")
+
+
+def list_runs(project: Path) -> list[RunDir]:
+    """Runs of ``project``, oldest first (run ids sort by creation time)."""
+    root = runs_root(project)
+    if not root.exists() and not root.is_symlink():
+        return []
+    check_private_dir(root)
+    return [
+        RunDir(entry)
+        for entry in sorted(root.iterdir(), key=lambda p: p.name)
+        if not entry.name.startswith(".") and entry.is_dir() and not entry.is_symlink()
+    ]
+
+
+def resolve_run(project: Path, run_id: str | None) -> RunDir:
+    """The run named by ``run_id`` (or a unique prefix of it); the latest run when None."""
+    runs = list_runs(project)
+    if not runs:
+        raise RunNotFoundError(
+            f"no runs under {runs_root(project)}; start one with 'fanout run PLAN'"
+        )
+    if run_id is None or run_id == "latest":
+        return runs[-1]
+    matches = [run for run in runs if run.run_id == run_id] or [
+        run for run in runs if run.run_id.startswith(run_id)
+    ]
+    if len(matches) == 1:
+        matches[0].check()
+        return matches[0]
+    if not matches:
+        raise RunNotFoundError(f"no run '{run_id}' under {runs_root(project)}; see 'fanout runs'")
+    names = ", ".join(run.run_id for run in matches[:5])
+    raise RunNotFoundError(f"'{run_id}' matches several runs ({names}); give more of the id")

@@ -1,0 +1,74 @@
+"""The supervisor's watchdog: if the supervisor dies, stop its workers and record the run as lost.
+
+Forked by the supervisor before it starts anything, in a process group of its own (so a killpg
+aimed at the supervisor spares it). The supervisor tells it over a pipe which worker groups are
+live (``+PGID`` / ``-PGID``) and says ``exit`` when it finishes normally. End of file without
+``exit`` means the supervisor died: the watchdog stops every group it was told about and appends
+``supervisor_lost``. A forked copy costs no interpreter start and little memory (copy-on-write).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+from claude_fanout import defaults, procs
+from claude_fanout.states import EventType
+from claude_fanout.store.eventlog import EventLog
+
+
+def start(log: EventLog, *, grace_s: float = defaults.KILL_GRACE_S) -> tuple[int, int]:
+    """Fork the watchdog; returns (its pid, the write end of its pipe) to the supervisor."""
+    read_fd, write_fd = os.pipe()
+    supervisor_pid = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked child, measured by integration tests
+        code = 0
+        try:
+            os.close(write_fd)
+            _serve(read_fd, log, supervisor_pid, grace_s)
+        except BaseException:  # noqa: BLE001 - a forked child must never unwind into the parent's code
+            code = 1
+        os._exit(code)
+    os.close(read_fd)
+    return pid, write_fd
+
+
+def _serve(read_fd: int, log: EventLog, supervisor_pid: int, grace_s: float) -> None:
+    os.setpgid(0, 0)
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGTERM, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+    # A terminal hang-up or a Ctrl-C aimed at the supervisor's session must not disarm us.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    groups: set[int] = set()
+    buffer = b""
+    while True:
+        chunk = os.read(read_fd, 4096)
+        if not chunk:
+            break
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line == b"exit":
+                return
+            if line[:1] in (b"+", b"-") and line[1:].isdigit():
+                pgid = int(line[1:])
+                (groups.add if line[:1] == b"+" else groups.discard)(pgid)
+    killed = procs.stop_groups(sorted(groups), grace_s=grace_s)
+    log.append(
+        EventType.SUPERVISOR_LOST,
+        reason=f"the supervisor (pid {supervisor_pid}) died",
+        stopped_groups=sorted(groups),
+        killed_groups=killed,
+    )
+
+
+def tell(write_fd: int | None, message: str) -> None:
+    """Send one line to the watchdog; a dead watchdog is not the supervisor's problem."""
+    if write_fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.write(write_fd, message.encode("ascii") + b"\n")
