@@ -57,13 +57,13 @@ def _serve(read_fd: int, log: EventLog, supervisor_pid: int, grace_s: float) -> 
             if line[:1] in (b"+", b"-") and line[1:].isdigit():
                 pgid = int(line[1:])
                 (groups.add if line[:1] == b"+" else groups.discard)(pgid)
-    killed = procs.stop_groups(sorted(groups), grace_s=grace_s)
+    # Record first: readers must stop waiting on this run now, not after the grace period.
     log.append(
         EventType.SUPERVISOR_LOST,
         reason=f"the supervisor (pid {supervisor_pid}) died",
         stopped_groups=sorted(groups),
-        killed_groups=killed,
     )
+    procs.stop_groups(sorted(groups), grace_s=grace_s)
 
 
 def tell(write_fd: int | None, message: str) -> None:

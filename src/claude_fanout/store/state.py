@@ -110,7 +110,7 @@ def fold(status: RunStatus, event: Event) -> None:
         task.state = TaskState.WAITING_RETRY
         task.reason = event.get("reason")
     elif kind == EventType.TASK_SKIPPED and task is not None:
-        task.state = TaskState.SKIPPED
+        task.state = _task_state(event.get("outcome"), TaskState.SKIPPED)
         task.reason = event.get("reason")
     elif kind == EventType.CANCEL_REQUESTED:
         status.cancel_requested = True
