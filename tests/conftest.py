@@ -3,47 +3,20 @@ reaper that fails a test which leaves any of its processes behind (and kills the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-
-def processes_under(marker: Path) -> list[psutil.Process]:
-    """Live (non-zombie) processes whose command line or environment mentions ``marker``."""
-    found = []
-    needle = str(marker)
-    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-        if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        try:
-            cmdline = " ".join(proc.info["cmdline"] or ())
-            environ = proc.environ() if needle not in cmdline else {}
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-        if needle in cmdline or any(needle in value for value in environ.values()):
-            found.append(proc)
-    return found
-
-
-def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+from tests.helpers import CLIResult, processes_under
 
 
 @pytest.fixture
@@ -54,25 +27,11 @@ def project(tmp_path: Path) -> Iterator[Path]:
     yield root
     leftovers = processes_under(tmp_path)
     for proc in leftovers:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass
     assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"
-
-
-@dataclass
-class CLIResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
 
 
 @pytest.fixture

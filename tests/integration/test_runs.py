@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from claude_fanout.store.eventlog import read_events
-from tests.conftest import CLIResult, processes_under, wait_until
+from tests.helpers import CLIResult, processes_under, wait_until
 
 PY = sys.executable
 
@@ -51,8 +51,8 @@ def start_detached(fanout: Callable[..., CLIResult], plan: Path) -> str:
 def sleeper_with_child(seconds: int = 60) -> list[str]:
     """A worker that starts a grandchild in its group, records both pids, then sleeps."""
     script = (
-        f"sleep {seconds} & echo $! > \"$FANOUT_OUT_DIR/child.pid\"; "
-        f"echo $$ > \"$FANOUT_OUT_DIR/self.pid\"; sleep {seconds}"
+        f'sleep {seconds} & echo $! > "$FANOUT_OUT_DIR/child.pid"; '
+        f'echo $$ > "$FANOUT_OUT_DIR/self.pid"; sleep {seconds}'
     )
     return ["sh", "-c", script]
 
@@ -71,24 +71,39 @@ def alive(pid: int) -> bool:
 
 def test_diamond_with_failing_branch(project: Path, fanout, write_plan) -> None:
     (project / "helpers.py").write_text("def double(x):\n    return {'doubled': x * 2}\n")
-    plan = write_plan([
-        {"id": "A", "kind": "shell", "argv": [PY, "-c", "print('from A')"]},
-        {"id": "B", "kind": "shell", "argv": [PY, "-c", "import sys; print('B breaks'); "
-                                                      "sys.exit(3)"], "deps": ["A"]},
-        {"id": "C", "kind": "python", "target": "helpers:double", "args": {"x": 21},
-         "deps": ["A"]},
-        {"id": "D", "kind": "shell", "argv": ["true"], "deps": ["B", "C"]},
-        {"id": "E", "kind": "shell", "argv": ["true"], "deps": ["D"]},
-        {"id": "F", "kind": "shell", "argv": [PY, "-c", "print('independent')"]},
-    ])
+    plan = write_plan(
+        [
+            {"id": "A", "kind": "shell", "argv": [PY, "-c", "print('from A')"]},
+            {
+                "id": "B",
+                "kind": "shell",
+                "argv": [PY, "-c", "import sys; print('B breaks'); sys.exit(3)"],
+                "deps": ["A"],
+            },
+            {
+                "id": "C",
+                "kind": "python",
+                "target": "helpers:double",
+                "args": {"x": 21},
+                "deps": ["A"],
+            },
+            {"id": "D", "kind": "shell", "argv": ["true"], "deps": ["B", "C"]},
+            {"id": "E", "kind": "shell", "argv": ["true"], "deps": ["D"]},
+            {"id": "F", "kind": "shell", "argv": [PY, "-c", "print('independent')"]},
+        ]
+    )
     result = fanout("run", str(plan))
     assert result.returncode == 1, result.stderr
     run_id = result.stdout.strip().splitlines()[-1]
     data = status(fanout, run_id)
     assert data["state"] == "failed"
     assert task_states(data) == {
-        "A": "succeeded", "B": "failed", "C": "succeeded",
-        "D": "skipped", "E": "skipped", "F": "succeeded",
+        "A": "succeeded",
+        "B": "failed",
+        "C": "succeeded",
+        "D": "skipped",
+        "E": "skipped",
+        "F": "succeeded",
     }
     by_id = {task["id"]: task for task in data["tasks"]}
     assert by_id["B"]["exit_code"] == 3
@@ -129,9 +144,11 @@ def test_max_parallel_is_honoured_and_work_overlaps(project: Path, fanout, write
 
 
 def test_timeout_kills_the_whole_process_group(project: Path, fanout, write_plan) -> None:
-    plan = write_plan([
-        {"id": "slow", "kind": "shell", "argv": sleeper_with_child(), "timeout_s": 1},
-    ])
+    plan = write_plan(
+        [
+            {"id": "slow", "kind": "shell", "argv": sleeper_with_child(), "timeout_s": 1},
+        ]
+    )
     result = fanout("run", str(plan))
     assert result.returncode == 1
     run_id = result.stdout.strip().splitlines()[-1]
@@ -145,9 +162,11 @@ def test_timeout_kills_the_whole_process_group(project: Path, fanout, write_plan
 
 def test_timeout_escalates_to_sigkill_when_term_is_ignored(project, fanout, write_plan) -> None:
     script = "trap '' TERM; echo $$ > \"$FANOUT_OUT_DIR/self.pid\"; while :; do sleep 0.05; done"
-    plan = write_plan([
-        {"id": "stubborn", "kind": "shell", "argv": ["sh", "-c", script], "timeout_s": 0.5},
-    ])
+    plan = write_plan(
+        [
+            {"id": "stubborn", "kind": "shell", "argv": ["sh", "-c", script], "timeout_s": 0.5},
+        ]
+    )
     result = fanout("run", str(plan))
     run_id = result.stdout.strip().splitlines()[-1]
     task = status(fanout, run_id)["tasks"][0]
@@ -165,8 +184,7 @@ def test_failed_task_is_retried_with_backoff(project: Path, fanout, write_plan) 
         "p.write_text(str(n))\n"
         "sys.exit(0 if n >= 2 else 1)\n"
     )
-    plan = write_plan([{"id": "flaky", "kind": "shell", "argv": [PY, "-c", flaky],
-                        "retries": 2}])
+    plan = write_plan([{"id": "flaky", "kind": "shell", "argv": [PY, "-c", flaky], "retries": 2}])
     result = fanout("run", str(plan))
     assert result.returncode == 0, result.stderr
     run_id = result.stdout.strip().splitlines()[-1]
@@ -181,13 +199,13 @@ def test_failed_task_is_retried_with_backoff(project: Path, fanout, write_plan) 
 
 
 def test_cancel_leaves_no_process_alive(project: Path, fanout, write_plan) -> None:
-    plan = write_plan([
-        {"id": f"W{i}", "kind": "shell", "argv": sleeper_with_child()} for i in (1, 2, 3)
-    ] + [{"id": "after", "kind": "shell", "argv": ["true"], "deps": ["W1"]}])
+    plan = write_plan(
+        [{"id": f"W{i}", "kind": "shell", "argv": sleeper_with_child()} for i in (1, 2, 3)]
+        + [{"id": "after", "kind": "shell", "argv": ["true"], "deps": ["W1"]}]
+    )
     run_id = start_detached(fanout, plan)
     out = run_dir(project, run_id) / "workers"
-    wait_until(lambda: all((out / f"W{i}/out/child.pid").exists() for i in (1, 2, 3)),
-               timeout=10)
+    wait_until(lambda: all((out / f"W{i}/out/child.pid").exists() for i in (1, 2, 3)), timeout=10)
     pids = [pid for i in (1, 2, 3) for pid in recorded_pids(project, run_id, f"W{i}")]
     supervisor = json.loads((run_dir(project, run_id) / "supervisor.json").read_text())
 
@@ -195,18 +213,23 @@ def test_cancel_leaves_no_process_alive(project: Path, fanout, write_plan) -> No
     assert result.returncode == 0, result.stderr
     data = status(fanout, run_id)
     assert data["state"] == "cancelled"
-    assert task_states(data) == {"W1": "cancelled", "W2": "cancelled", "W3": "cancelled",
-                                 "after": "cancelled"}
-    wait_until(lambda: not alive(supervisor["pid"]) and not alive(supervisor["watchdog_pid"]),
-               timeout=5)
+    assert task_states(data) == {
+        "W1": "cancelled",
+        "W2": "cancelled",
+        "W3": "cancelled",
+        "after": "cancelled",
+    }
+    wait_until(
+        lambda: not alive(supervisor["pid"]) and not alive(supervisor["watchdog_pid"]), timeout=5
+    )
     assert [pid for pid in pids if alive(pid)] == []
     assert processes_under(project) == []
 
 
 def test_sigkill_of_the_supervisor_stops_workers_and_reads_lost(project, fanout, write_plan):
-    plan = write_plan([
-        {"id": f"W{i}", "kind": "shell", "argv": sleeper_with_child()} for i in (1, 2)
-    ])
+    plan = write_plan(
+        [{"id": f"W{i}", "kind": "shell", "argv": sleeper_with_child()} for i in (1, 2)]
+    )
     run_id = start_detached(fanout, plan)
     out = run_dir(project, run_id) / "workers"
     wait_until(lambda: all((out / f"W{i}/out/child.pid").exists() for i in (1, 2)), timeout=10)
@@ -246,21 +269,46 @@ def test_runs_and_status_json_shapes(project: Path, fanout, write_plan) -> None:
     assert all(r["state"] == "succeeded" and r["counts"] == {"succeeded": 1} for r in runs)
     latest = fanout("status", "--json").json()
     assert latest["run_id"] == max(first, second)
-    assert set(latest) >= {"run_id", "state", "reason", "created", "started", "finished",
-                           "duration_s", "counts", "run_dir", "errors", "tasks"}
+    assert set(latest) >= {
+        "run_id",
+        "state",
+        "reason",
+        "created",
+        "started",
+        "finished",
+        "duration_s",
+        "counts",
+        "run_dir",
+        "errors",
+        "tasks",
+    }
     assert set(latest["tasks"][0]) == {
-        "id", "kind", "deps", "state", "attempt", "pid", "started", "ended", "duration_s",
-        "exit_code", "signal", "reason", "log", "out_dir",
+        "id",
+        "kind",
+        "deps",
+        "state",
+        "attempt",
+        "pid",
+        "started",
+        "ended",
+        "duration_s",
+        "exit_code",
+        "signal",
+        "reason",
+        "log",
+        "out_dir",
     }
     human = fanout("status", first[:17] if first[:17] != second[:17] else first)
     assert human.returncode == 0 and "succeeded" in human.stdout and "W1" in human.stdout
 
 
 def test_bad_plan_is_one_line_exit_2_and_starts_nothing(project: Path, fanout, write_plan):
-    plan = write_plan([
-        {"id": "W1", "kind": "shell", "argv": ["true"], "deps": ["W2"]},
-        {"id": "W2", "kind": "shell", "argv": ["true"], "deps": ["W1"]},
-    ])
+    plan = write_plan(
+        [
+            {"id": "W1", "kind": "shell", "argv": ["true"], "deps": ["W2"]},
+            {"id": "W2", "kind": "shell", "argv": ["true"], "deps": ["W1"]},
+        ]
+    )
     result = fanout("run", str(plan))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
