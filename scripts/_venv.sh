@@ -10,7 +10,13 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 stamp="$venv/.fanout-installed"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[dev]"
+  log="$venv/install.log"
+  echo "Installing claude-fanout and its test tools into $venv (log: $log)…" >&2
+  if ! { "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+         "$venv/bin/python" -m pip install --disable-pip-version-check -e "$root[dev]"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "Installing into $venv failed; the whole log is $log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi

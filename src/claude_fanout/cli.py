@@ -57,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("task", help="task id, e.g. W1")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
 
+    demo = sub.add_parser("demo", help="run the offline demo in a scratch directory")
+    demo.add_argument("--dir", type=Path, help="scratch directory (default: a new temp dir)")
+    demo.add_argument(
+        "--model-delay",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds the scripted model takes per turn (default 1)",
+    )
+
     runs = sub.add_parser("runs", help="list the project's runs")
     runs.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
@@ -201,7 +211,14 @@ def cmd_runs(args: argparse.Namespace, project: Path) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace, project: Path) -> int:
+    from claude_fanout.demo import run_demo
+
+    return run_demo(directory=args.dir, model_delay_s=args.model_delay)
+
+
 _COMMANDS = {
+    "demo": cmd_demo,
     "run": cmd_run,
     "status": cmd_status,
     "wait": cmd_wait,

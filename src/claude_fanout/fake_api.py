@@ -9,8 +9,10 @@ Standard library only. What the CLI (2.1.x) sends, observed by recording every r
 - ``POST /v1/messages?beta=true`` with ``"stream": true`` for every model call: the main loop
   (its body carries ``tools``) and side calls (no ``tools``: session titles, summaries, ...).
   Answered as server-sent events, the way the real API streams a message.
-- ``POST /v1/messages/count_tokens?beta=true`` (token estimates): answered with a rough count.
-- ``HEAD`` / ``GET /`` style connectivity probes: answered ``200 {}``.
+- Nothing else while ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`` (see :func:`cli_env`).
+  Without it the CLI also sends ``HEAD /api/hello`` (a connectivity check) to the base URL and
+  makes DNS queries for its telemetry hosts. Both are answered here anyway: ``/api/hello`` and
+  ``/`` with ``200 {}`` (GET or HEAD), ``POST /v1/messages/count_tokens`` with a rough count.
 - Anything else: ``404`` with an API-shaped JSON error. The server never hangs on a request.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import threading
 import time
@@ -43,13 +46,16 @@ __all__ = [
     "Usage",
     "bundled_cli",
     "cli_env",
+    "find_paths",
     "read_then_summarize",
     "scripted",
+    "side_call_reply",
     "summarize_read_output",
 ]
 
 SESSION_HEADER: Final = "x-claude-code-session-id"
 DEFAULT_MODEL: Final = "claude-fake-1"
+_PROBE_ROUTES: Final = frozenset({"", "/", "/api/hello"})
 _WORKDIR_RE: Final = re.compile(r"Primary working directory:\s*(\S[^\n]*)")
 _READ_LINE_RE: Final = re.compile(r"^\s*(\d+)[\t\u2192](.*)$")
 # A path-looking token: absolute, ./ or ../ relative, or a relative name with a directory or an
@@ -490,7 +496,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         request = self._record()
-        if request.route in ("/", ""):
+        if request.route in _PROBE_ROUTES:
             self._send_json(200, {})
         else:
             self._send_json(
@@ -498,8 +504,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             )
 
     def do_HEAD(self) -> None:
-        self._record()
-        self._send_json(200, {})
+        request = self._record()
+        self._send_json(200 if request.route in _PROBE_ROUTES else 404, {})
 
     def do_PUT(self) -> None:
         request = self._record()
@@ -676,10 +682,10 @@ def summarize_read_output(text: str) -> tuple[int, str]:
     return len(lines), first
 
 
-def find_path(text: str) -> str | None:
-    """The first path-looking token in ``text`` (see ``_PATH_RE``)."""
-    match = _PATH_RE.search(text)
-    return match.group(1) if match else None
+def find_paths(text: str) -> list[str]:
+    """Path-looking tokens in ``text``, in order: absolute, ``./``/``../`` relative, or a name
+    with an extension (``src/app.py``, ``NOTES.md``); backticks and quotes around them ignored."""
+    return [m.group(1) for m in _PATH_RE.finditer(text)]
 
 
 @dataclass
@@ -700,11 +706,11 @@ class ReadThenSummarize:
     def __call__(self, request: Request) -> Reply | ErrorReply:
         if request.is_side_call:
             return Reply([Text("Fake session")], usage=self.side_usage, delay_s=self.delay_s)
-        prompt = request.first_user_text()
-        rel = find_path(prompt)
-        if rel is None:
+        candidates = [self.resolve(request, p) for p in find_paths(request.first_user_text())]
+        if not candidates:
             return self._reply([Text("No file path in the prompt; nothing to review.")])
-        path = self.resolve(request, rel)
+        # The first one that exists (the fake runs on the CLI's machine), else the first one.
+        path = next((c for c in candidates if c.is_file()), candidates[0])
         results = request.tool_results()
         if not results:
             return self._reply(
@@ -760,7 +766,7 @@ def bundled_cli() -> Path:
     """The Claude Code executable bundled in the ``claude-agent-sdk`` wheel."""
     import claude_agent_sdk
 
-    name = "claude.exe" if __import__("os").name == "nt" else "claude"
+    name = "claude.exe" if os.name == "nt" else "claude"
     path = Path(claude_agent_sdk.__file__).parent / "_bundled" / name
     if not path.is_file():
         raise FileNotFoundError(f"no bundled Claude Code CLI at {path}")
@@ -804,8 +810,6 @@ def cli_env(base_url: str, home: Path, *, base: Mapping[str, str] | None = None)
     a real account or a proxy would have set, and adds what keeps the CLI on loopback and
     quiet. ``home`` becomes ``HOME`` (transcripts land in ``home/.claude/projects``).
     """
-    import os
-
     src = os.environ if base is None else base
     env = {
         k: v for k, v in src.items() if k not in _STRIP_NAMES and not k.startswith(_STRIP_PREFIXES)

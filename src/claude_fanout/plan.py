@@ -258,7 +258,12 @@ def _parse_task(raw: object, *, index: int, project: Path) -> Task:
     retries = _int(raw.get("retries", defaults.RETRIES), "retries", task_id, 0)
     env = raw.get("env", {})
     if not isinstance(env, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and k and "=" not in k and "\0" not in v
+        isinstance(k, str)
+        and isinstance(v, str)
+        and k
+        and "=" not in k
+        and "\0" not in k
+        and "\0" not in v
         for k, v in env.items()
     ):
         raise PlanError(
@@ -325,14 +330,16 @@ def _normalize_claim(claim: str, *, project: Path, task: str) -> str:
     """
     if not claim or "\0" in claim:
         raise PlanError("claims must be non-empty paths", task=task, field="claims")
-    joined = os.path.normpath(os.path.join(project, claim))
+    root = str(project)
+    joined = os.path.normpath(os.path.join(root, claim))
     literal = joined
-    for i, char in enumerate(joined):
-        if char in _GLOB_CHARS:
+    # Only the claim's own part may hold glob characters; the project path may contain '[' too.
+    start = len(root) if joined.startswith(root + os.sep) else 0
+    for i in range(start, len(joined)):
+        if joined[i] in _GLOB_CHARS:
             literal = os.path.dirname(joined[:i])
             break
     resolved = os.path.realpath(literal)
-    root = str(project)
     for candidate in (joined, resolved):
         if candidate != root and not candidate.startswith(root + os.sep):
             raise PlanError(

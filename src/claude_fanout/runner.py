@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,15 +34,24 @@ class StartedRun:
     supervisor: subprocess.Popen[bytes]
 
 
-def start_run(plan: Plan, *, project: Path, wait_started: bool = True) -> StartedRun:
-    """Create the run directory, record the plan and start its detached supervisor."""
+def start_run(
+    plan: Plan,
+    *,
+    project: Path,
+    env: Mapping[str, str] | None = None,
+    wait_started: bool = True,
+) -> StartedRun:
+    """Create the run directory, record the plan and start its detached supervisor.
+
+    ``env`` (default: this process's) is the supervisor's environment, which workers inherit.
+    """
     run = create_run(project)
     write_atomic(run.plan_path, plan_to_json(plan).encode("utf-8"))
     run.log.append(EventType.RUN_CREATED, run_id=run.run_id, tasks=list(plan.ids), name=plan.name)
     proc = procs.spawn_detached(
         [sys.executable, "-m", "claude_fanout.supervisor", str(run.path)],
         cwd=run.project,
-        env=os.environ,
+        env=os.environ if env is None else env,
         stderr_path=run.supervisor_log_path,
     )
     started = StartedRun(run=run, supervisor=proc)

@@ -25,14 +25,16 @@ model or env overrides do not leak into workers. Credentials are not a setting s
 still found. Override with ``FANOUT_CLAUDE_SETTING_SOURCES`` (comma list, ``all`` for the
 CLI's default of every source, empty for none).
 
-Nesting: a worker is usually a grandchild of a Claude Code session (Conductor -> hook ->
-supervisor -> worker) and inherits its markers (``CLAUDECODE=1``, ``CLAUDE_CODE_CHILD_SESSION``,
-``CLAUDE_CODE_SESSION_ID`` ...). The SDK drops ``CLAUDECODE`` from the inherited environment but
-nothing else, and the CLI treats a session carrying those markers as a child of the parent
-(session lineage, prompt history, persistence). Workers are independent sessions, so the
-markers are blanked in the CLI's environment (the SDK merges ``os.environ`` under ``env`` and
-cannot unset a variable; the CLI reads an empty one as unset). fanout's own depth marker
-(``FANOUT_*``) is what tells a worker from a Conductor.
+Nesting: a worker is usually a descendant of a Claude Code session (Conductor -> hook ->
+supervisor -> worker) and inherits the markers Claude Code gives its hooks (``CLAUDECODE=1``,
+``CLAUDE_CODE_CHILD_SESSION=1``, ``CLAUDE_CODE_SESSION_ID`` ...). The SDK drops ``CLAUDECODE``
+from the inherited environment, nothing else. CLI 2.1.330 runs headless with them all set (no
+guard refuses it; tested, also from inside a real hook), but it reads them to mark a session as
+the parent's child (lineage, prompt history, persistence). A worker is a session of its own,
+so they are blanked for its CLI (the SDK merges ``os.environ`` under ``env`` and cannot unset a
+variable; the CLI treats an empty one as unset). fanout's own depth marker (``FANOUT_*``, put in
+``env`` by the caller) is what tells a worker from a Conductor; the CLI passes it on to the
+hooks it runs.
 
 The CLI is ``$FANOUT_CLAUDE_BIN`` when set (in ``env``, else in ``os.environ``), else the one
 bundled in the ``claude-agent-sdk`` wheel.
@@ -49,7 +51,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from claude_agent_sdk import ClaudeAgentOptions, ResultMessage
+
+# claude_agent_sdk (anyio, mcp, ...) is imported where it is used: importing this module stays
+# cheap for a caller that only looks at the constants.
 
 __all__ = [
     "CLAUDE_BIN_ENV",
@@ -154,7 +162,7 @@ class _Run:
     """What the session reported, gathered while it streams."""
 
     init: dict[str, Any] = field(default_factory=dict)
-    result: Any = None  # claude_agent_sdk.ResultMessage, once seen
+    result: ResultMessage | None = None
     assistant_turns: int = 0
     last_text: str = ""
     stderr_tail: list[str] = field(default_factory=list)
@@ -200,7 +208,8 @@ def _print_message(message: Any, run: _Run) -> None:
                 if isinstance(content, list):
                     content = " ".join(str(c.get("text", "")) for c in content)
                 status = "error" if block.is_error else "ok"
-                _emit(f"[tool-result] {status} {_one_line(content or '')}")
+                text = content or ""
+                _emit(f"[tool-result] {status} {len(text)} chars: {_one_line(text, 120)}")
     elif isinstance(message, ResultMessage):
         run.result = message
         cost = message.total_cost_usd
@@ -210,7 +219,7 @@ def _print_message(message: Any, run: _Run) -> None:
         )
 
 
-async def _drive(prompt: str, options: Any, run: _Run) -> None:
+async def _drive(prompt: str, options: ClaudeAgentOptions, run: _Run) -> None:
     from claude_agent_sdk import query
 
     async for message in query(prompt=prompt, options=options):
@@ -235,7 +244,7 @@ _EMPTY_RESULT: Final[dict[str, Any]] = {
 }
 
 
-def _result_fields(result: Any) -> dict[str, Any]:
+def _result_fields(result: ResultMessage | None) -> dict[str, Any]:
     if result is None:
         return dict(_EMPTY_RESULT)
     return {
@@ -364,15 +373,17 @@ def run_claude_task(
 
 
 def _bundled_cli_path() -> str | None:
+    """Where the SDK finds its bundled CLI (what it runs when no ``cli_path`` is given)."""
     try:
-        from claude_fanout.fake_api import bundled_cli
-
-        return str(bundled_cli())
-    except (ImportError, FileNotFoundError):
+        import claude_agent_sdk
+    except ImportError:  # pragma: no cover - a dependency
         return None
+    name = "claude.exe" if os.name == "nt" else "claude"
+    path = Path(claude_agent_sdk.__file__).parent / "_bundled" / name
+    return str(path) if path.is_file() else None
 
 
-def _failure_text(error: str | None, result: Any, run: _Run) -> str:
+def _failure_text(error: str | None, result: ResultMessage | None, run: _Run) -> str:
     lines = ["# Worker failed", ""]
     if result is not None:
         lines.append(
@@ -384,6 +395,8 @@ def _failure_text(error: str | None, result: Any, run: _Run) -> str:
             lines.append(f"- {err}")
         if result.result:
             lines += ["", str(result.result)]
+    if run.last_text and (result is None or run.last_text != result.result):
+        lines += ["", "Last assistant text:", "", run.last_text.strip()]
     if error:
         lines += ["", "```", error.strip(), "```"]
     if run.stderr_tail:
