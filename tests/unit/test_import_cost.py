@@ -1,0 +1,41 @@
+"""The modules hooks will import must stay standard-library only: every tool call pays for them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+STDLIB_ONLY = [
+    "claude_fanout",
+    "claude_fanout.plan",
+    "claude_fanout.procs",
+    "claude_fanout.runner",
+    "claude_fanout.states",
+    "claude_fanout.store.eventlog",
+    "claude_fanout.store.rundir",
+    "claude_fanout.store.state",
+    "claude_fanout.supervisor",
+    "claude_fanout.watchdog",
+]
+
+
+def test_runtime_modules_import_no_third_party_package() -> None:
+    code = (
+        "import sys\n"
+        f"for name in {STDLIB_ONLY!r}:\n"
+        "    __import__(name)\n"
+        "roots = {m.split('.')[0] for m in sys.modules}\n"
+        "print('\\n'.join(sorted(roots)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    third_party = [
+        root
+        for root in out
+        if root not in sys.stdlib_module_names
+        and root not in ("claude_fanout", "__main__")
+        and not root.startswith("_")
+    ]
+    assert third_party == []
+    assert "rich" not in out and "psutil" not in out and "claude_agent_sdk" not in out
