@@ -169,23 +169,25 @@ def parse_plan(data: object, *, project: Path) -> Plan:
     unknown = sorted(set(data) - _PLAN_FIELDS)
     if unknown:
         raise PlanError(
-            f"unknown field '{unknown[0]}' (allowed: {', '.join(sorted(_PLAN_FIELDS))})"
+            f"unknown field (allowed: {', '.join(sorted(_PLAN_FIELDS))})", field=unknown[0]
         )
     version = data.get("version")
     if version != defaults.PLAN_VERSION:
         raise PlanError(
-            f"field 'version' is {version!r}; this fanout reads version {defaults.PLAN_VERSION}"
+            f"{version!r} is not a version this fanout reads (it reads {defaults.PLAN_VERSION})",
+            field="version",
         )
     max_parallel = _int(data.get("max_parallel", defaults.MAX_PARALLEL), "max_parallel", None, 1)
     name = data.get("name")
     if name is not None and not isinstance(name, str):
-        raise PlanError("field 'name' must be a string")
+        raise PlanError("must be a string", field="name")
     raw_tasks = data.get("tasks")
     if not isinstance(raw_tasks, list) or not raw_tasks:
-        raise PlanError("field 'tasks' must be a non-empty list of task objects")
+        raise PlanError("must be a non-empty list of task objects", field="tasks")
     if len(raw_tasks) > defaults.MAX_TASKS:
         raise PlanError(
-            f"{len(raw_tasks)} tasks is over the limit of {defaults.MAX_TASKS}; split the plan"
+            f"{len(raw_tasks)} tasks is over the limit of {defaults.MAX_TASKS}; split the plan",
+            field="tasks",
         )
     project = project.resolve()
     tasks: list[Task] = []

@@ -48,7 +48,7 @@ class EventLog:
 
     def append(self, type_: str, /, **fields: Any) -> Event:
         """Append one record with ``ts`` and ``type``; returns it as written."""
-        record: Event = {"ts": time.time(), "type": str(type_), **fields}
+        record: Event = {**fields, "ts": time.time(), "type": str(type_)}
         self.append_record(record)
         return record
 

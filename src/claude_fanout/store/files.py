@@ -42,11 +42,13 @@ def make_private_dir(path: Path, *, exist_ok: bool = True) -> None:
     """Create ``path`` with mode 0700 (umask notwithstanding) and check it is safe to use."""
     try:
         os.mkdir(path, defaults.DIR_MODE)
-        os.chmod(path, defaults.DIR_MODE)
     except FileExistsError:
         if not exist_ok:
             raise
     check_private_dir(path)
+    # Ours (checked above), so tighten whatever umask or an earlier tool left: 0700, always.
+    if stat.S_IMODE(os.lstat(path).st_mode) != defaults.DIR_MODE:
+        os.chmod(path, defaults.DIR_MODE)
 
 
 def open_private(path: Path, flags: int) -> int:
@@ -71,7 +73,11 @@ def write_atomic(path: Path, data: bytes) -> None:
             view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        os.unlink(tmp)
+        raise
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

@@ -19,16 +19,23 @@ from claude_fanout.store.files import check_private_dir, make_private_dir
 def find_project(start: Path | None = None) -> Path:
     """The nearest ancestor of ``start`` holding ``.claude/`` or ``.git/``, else ``start``."""
     here = (start or Path.cwd()).resolve()
+    # ~/.claude is Claude Code's user configuration, not a project marker.
+    home = Path.home().resolve()
     for candidate in (here, *here.parents):
-        if (candidate / ".claude").is_dir() or (candidate / ".git").exists():
+        if (candidate / ".git").exists():
+            return candidate
+        if candidate != home and (candidate / ".claude").is_dir():
             return candidate
     return here
 
 
 def new_run_id(now: float | None = None) -> str:
-    """Sortable by creation time, unique without coordination: ``20261124-010203-9f3a1c``."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
-    return f"{stamp}-{secrets.token_hex(3)}"
+    """Sortable by creation time to the millisecond, unique without coordination:
+    ``20261124-010203-417-9f3a`` (UTC date, time, milliseconds, random suffix)."""
+    when = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(when))
+    millis = int(when * 1000) % 1000
+    return f"{stamp}-{millis:03d}-{secrets.token_hex(2)}"
 
 
 class RunDir:

@@ -80,14 +80,21 @@ class RunStatus:
 
 
 def fold(status: RunStatus, event: Event) -> None:
-    """Apply one event to ``status`` in place. Unknown or malformed events are ignored."""
+    """Apply one event to ``status`` in place.
+
+    The log is written by several processes and may be damaged, so every field is checked:
+    unknown event types are ignored and a malformed field reads as absent, never raises.
+    """
     kind = event.get("type")
-    ts = event.get("ts")
+    ts = _number(event.get("ts"))
     task_id = event.get("task")
     task = status.tasks.get(task_id) if isinstance(task_id, str) else None
     if kind == EventType.RUN_CREATED:
+        tasks = event.get("tasks")
+        if not isinstance(tasks, list):
+            return
         status.created = ts
-        for tid in event.get("tasks", []):
+        for tid in tasks:
             if isinstance(tid, str):
                 status.tasks.setdefault(tid, TaskStatus(id=tid))
     elif kind == EventType.SUPERVISOR_STARTED:
@@ -95,35 +102,41 @@ def fold(status: RunStatus, event: Event) -> None:
         if not status.state.terminal:
             status.state = RunState.RUNNING
     elif kind == EventType.TASK_STARTED and task is not None:
+        attempt = _integer(event.get("attempt"))
         task.state = TaskState.RUNNING
-        task.attempt = int(event.get("attempt", task.attempt + 1))
-        task.pid = event.get("pid")
+        task.attempt = attempt if attempt is not None else task.attempt + 1
+        task.pid = _integer(event.get("pid"))
         task.started = ts
         task.ended = task.exit_code = task.signal = task.reason = None
     elif kind == EventType.TASK_EXITED and task is not None:
-        task.state = _task_state(event.get("outcome"), TaskState.FAILED)
+        task.state = _ended_state(event.get("outcome"), TaskState.FAILED)
         task.ended = ts
-        task.exit_code = event.get("exit_code")
-        task.signal = event.get("signal")
-        task.reason = event.get("reason")
+        task.exit_code = _integer(event.get("exit_code"))
+        task.signal = _integer(event.get("signal"))
+        task.reason = _text(event.get("reason"))
     elif kind == EventType.TASK_RETRY and task is not None:
         task.state = TaskState.WAITING_RETRY
-        task.reason = event.get("reason")
+        task.reason = _text(event.get("reason"))
     elif kind == EventType.TASK_SKIPPED and task is not None:
-        task.state = _task_state(event.get("outcome"), TaskState.SKIPPED)
-        task.reason = event.get("reason")
+        outcome = _ended_state(event.get("outcome"), TaskState.SKIPPED)
+        task.state = outcome if outcome is TaskState.CANCELLED else TaskState.SKIPPED
+        task.reason = _text(event.get("reason"))
     elif kind == EventType.CANCEL_REQUESTED:
         status.cancel_requested = True
     elif kind == EventType.RUN_FINISHED:
-        status.state = _run_state(event.get("state"), RunState.FAILED)
+        try:
+            state = RunState(str(event.get("state")))
+        except ValueError:
+            state = RunState.FAILED
+        status.state = state if state.terminal else RunState.FAILED
         status.finished = ts
-        status.reason = event.get("reason")
+        status.reason = _text(event.get("reason"))
     elif kind == EventType.SUPERVISOR_LOST:
         if not status.state.terminal:
-            mark_lost(status, event.get("reason") or "the supervisor died", ts)
+            mark_lost(status, _text(event.get("reason")) or "the supervisor died", ts)
     elif kind == EventType.ERROR:
-        message = event.get("message")
-        if isinstance(message, str):
+        message = _text(event.get("message"))
+        if message is not None:
             status.errors = [*status.errors, message][-_MAX_ERRORS:]
 
 
@@ -138,18 +151,27 @@ def mark_lost(status: RunStatus, reason: str, ts: float | None) -> None:
             task.reason = reason
 
 
-def _task_state(value: object, fallback: TaskState) -> TaskState:
+def _ended_state(value: object, fallback: TaskState) -> TaskState:
+    """The state a task ended in; a live or unknown state name means ``fallback``."""
     try:
-        return TaskState(str(value))
+        state = TaskState(str(value))
     except ValueError:
         return fallback
+    return state if state.terminal else fallback
 
 
-def _run_state(value: object, fallback: RunState) -> RunState:
-    try:
-        return RunState(str(value))
-    except ValueError:
-        return fallback
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _integer(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def fold_tail(run: RunDir, status: RunStatus) -> RunStatus:
@@ -168,8 +190,10 @@ def fold_tail(run: RunDir, status: RunStatus) -> RunStatus:
 def load_snapshot(run: RunDir) -> RunStatus:
     try:
         data = read_json(run.state_path)
+        if not isinstance(data, dict):
+            raise ValueError("state.json is not an object")
         return RunStatus.from_dict(data)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return RunStatus(run_id=run.run_id)
 
 
