@@ -1,17 +1,15 @@
 """claude-fanout: parallel workers for Claude Code, steered through its own hooks.
 
-Kept import-free on purpose: hooks import submodules of this package on every tool call,
-so nothing heavy may load here.
+Kept import-free on purpose: hooks import submodules of this package on every tool call, so
+nothing may load here (not even ``typing``: 3.7 ms of a hook's budget).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 __all__ = ["__version__"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name == "__version__":
         from claude_fanout._version import __version__
 

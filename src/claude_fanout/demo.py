@@ -14,13 +14,12 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_fanout.fake_api import FakeMessagesAPI, ReadThenSummarize, cli_env
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run, wait_run
 from claude_fanout.states import RunState
-from claude_fanout.store.eventlog import Event
 from claude_fanout.store.rundir import RunDir
 from claude_fanout.store.state import load_status
 
@@ -32,6 +31,9 @@ _FILES = {
     "    return RATES[region] * kg\n",
 }
 _REVIEWERS = ("W1", "W2", "W3")
+
+if TYPE_CHECKING:
+    from claude_fanout.store.eventlog import Event
 
 
 def merge_reviews(*, tasks: list[str], report: str) -> dict[str, Any]:

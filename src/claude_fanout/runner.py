@@ -13,15 +13,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from claude_fanout import defaults, procs
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import Plan, plan_to_json
 from claude_fanout.states import EventType, RunState
-from claude_fanout.store.eventlog import Event, read_events
+from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.files import write_atomic
 from claude_fanout.store.rundir import RunDir, create_run
 from claude_fanout.store.state import RunStatus, load_status, mark_lost, supervisor_info
+
+if TYPE_CHECKING:
+    from claude_fanout.store.eventlog import Event
 
 
 class SupervisorStartError(FanoutError):

@@ -48,3 +48,10 @@ class EventType(StrEnum):
     RUN_FINISHED = "run_finished"
     SUPERVISOR_LOST = "supervisor_lost"
     ERROR = "error"
+    # Directives: published by the plan, the runner or a worker; evaluated by the hooks.
+    CLAIM = "claim"
+    REPLACE = "replace"
+    NOTICE = "notice"
+    # Hooks: results delivered to a Conductor session, a hook's own failure (fail open).
+    DELIVERED = "delivered"
+    HOOK_ERROR = "hook_error"

@@ -14,26 +14,64 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from claude_fanout.store.files import open_private
 
-Event = dict[str, Any]
+# Hook path: no typing, dataclasses or pathlib at run time (each costs 4-8 ms of a hook).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
+    from claude_fanout.store.files import StrPath
+
+    Event: TypeAlias = dict[str, Any]
 
 
-@dataclass(frozen=True)
 class BadLine:
-    offset: int
-    excerpt: str
+    """A line of the log that did not parse: where it starts, and how it begins."""
+
+    __slots__ = ("excerpt", "offset")
+
+    def __init__(self, offset: int, excerpt: str) -> None:
+        self.offset = offset
+        self.excerpt = excerpt
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BadLine):
+            return NotImplemented
+        return (self.offset, self.excerpt) == (other.offset, other.excerpt)
+
+    def __hash__(self) -> int:
+        return hash((self.offset, self.excerpt))
+
+    def __repr__(self) -> str:
+        return f"BadLine(offset={self.offset}, excerpt={self.excerpt!r})"
 
 
-@dataclass
 class ReadResult:
-    events: list[Event] = field(default_factory=list)
-    offset: int = 0
-    bad: list[BadLine] = field(default_factory=list)
+    """Complete records read, the offset to resume from, and the lines that did not parse."""
+
+    __slots__ = ("bad", "events", "offset")
+
+    def __init__(
+        self,
+        events: list[Event] | None = None,
+        offset: int = 0,
+        bad: list[BadLine] | None = None,
+    ) -> None:
+        self.events: list[Event] = [] if events is None else events
+        self.offset = offset
+        self.bad: list[BadLine] = [] if bad is None else bad
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ReadResult):
+            return NotImplemented
+        return (self.events, self.offset, self.bad) == (other.events, other.offset, other.bad)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ReadResult(events={len(self.events)}, offset={self.offset}, bad={self.bad!r})"
 
 
 def encode(record: Event) -> bytes:
@@ -43,7 +81,7 @@ def encode(record: Event) -> bytes:
 
 
 class EventLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: StrPath) -> None:
         self.path = path
 
     def append(self, type_: str, /, **fields: Any) -> Event:
@@ -71,7 +109,7 @@ class EventLog:
         return read_events(self.path, offset)
 
 
-def read_events(path: Path, offset: int = 0) -> ReadResult:
+def read_events(path: StrPath, offset: int = 0) -> ReadResult:
     """Complete records after byte ``offset``; the returned offset resumes after the last one."""
     try:
         fd = open_private(path, os.O_RDONLY)

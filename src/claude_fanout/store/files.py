@@ -1,6 +1,6 @@
 """Safe file primitives for the run store: no symlinks followed, private modes, atomic writes.
 
-Stdlib only: hooks import this on every tool call.
+Hook path: standard library only, and not even pathlib (paths are anything ``os.fspath`` takes).
 """
 
 from __future__ import annotations
@@ -8,37 +8,41 @@ from __future__ import annotations
 import json
 import os
 import stat
-from pathlib import Path
-from typing import Any
 
 from claude_fanout import defaults
 from claude_fanout.errors import UnsafePathError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
+    StrPath: TypeAlias = str | os.PathLike[str]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def check_private_dir(path: Path) -> None:
+def check_private_dir(path: StrPath) -> None:
     """Refuse a store directory that is a symlink, not a directory, or owned by someone else."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        raise UnsafePathError(f"{path} does not exist") from None
+        raise UnsafePathError(f"{os.fspath(path)} does not exist") from None
     if stat.S_ISLNK(st.st_mode):
         raise UnsafePathError(
-            f"{path} is a symlink; fanout never follows links in its run store: "
+            f"{os.fspath(path)} is a symlink; fanout never follows links in its run store: "
             "remove the link and let fanout create the directory"
         )
     if not stat.S_ISDIR(st.st_mode):
-        raise UnsafePathError(f"{path} is not a directory; move it aside")
+        raise UnsafePathError(f"{os.fspath(path)} is not a directory; move it aside")
     if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
         raise UnsafePathError(
-            f"{path} belongs to uid {st.st_uid}, not you (uid {os.geteuid()}); "
+            f"{os.fspath(path)} belongs to uid {st.st_uid}, not you (uid {os.geteuid()}); "
             "fanout refuses a run store another user controls"
         )
 
 
-def make_private_dir(path: Path, *, exist_ok: bool = True) -> None:
+def make_private_dir(path: StrPath, *, exist_ok: bool = True) -> None:
     """Create ``path`` with mode 0700 (umask notwithstanding) and check it is safe to use."""
     try:
         os.mkdir(path, defaults.DIR_MODE)
@@ -51,21 +55,23 @@ def make_private_dir(path: Path, *, exist_ok: bool = True) -> None:
         os.chmod(path, defaults.DIR_MODE)
 
 
-def open_private(path: Path, flags: int) -> int:
+def open_private(path: StrPath, flags: int) -> int:
     """Open a store file without following a symlink at its last component, mode 0600 if created."""
     try:
         return os.open(path, flags | _NOFOLLOW | _CLOEXEC, defaults.FILE_MODE)
     except OSError as exc:
         if os.path.islink(path):
             raise UnsafePathError(
-                f"{path} is a symlink; fanout never follows links in its run store"
+                f"{os.fspath(path)} is a symlink; fanout never follows links in its run store"
             ) from None
         raise exc
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: StrPath, data: bytes) -> None:
     """Replace ``path`` with ``data`` in one step (temp file + rename): readers never see half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    target = os.fspath(path)
+    head, name = os.path.split(target)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
     fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         view = memoryview(data)
@@ -74,17 +80,17 @@ def write_atomic(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     try:
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except OSError:
         os.unlink(tmp)
         raise
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
+def write_json_atomic(path: StrPath, obj: Any) -> None:
     write_atomic(path, (json.dumps(obj, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: StrPath) -> Any:
     """Parse a store JSON file, never through a symlink. Raises OSError / ValueError."""
     fd = open_private(path, os.O_RDONLY)
     with os.fdopen(fd, "rb") as handle:

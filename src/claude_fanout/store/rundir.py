@@ -1,6 +1,6 @@
-"""Where runs live: project discovery, run ids, and the layout of ``.claude/runs/<RUN_ID>/``.
+"""Where runs live: project discovery, run ids, and ``RunDir``, the pathlib view of a run.
 
-Stdlib only: hooks locate runs through this module.
+Standard library only; the hooks' fast path uses ``store.layout`` on strings instead.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from claude_fanout import defaults
 from claude_fanout.errors import RunNotFoundError, StoreError
+from claude_fanout.store import layout
 from claude_fanout.store.eventlog import EventLog
 from claude_fanout.store.files import check_private_dir, make_private_dir
 
@@ -48,36 +49,39 @@ class RunDir:
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
+    def __fspath__(self) -> str:
+        return str(self.path)
+
     @property
     def project(self) -> Path:
         return self.path.parent.parent.parent
 
     @property
     def plan_path(self) -> Path:
-        return self.path / "plan.json"
+        return self.path / layout.PLAN
 
     @property
     def events_path(self) -> Path:
-        return self.path / "events.jsonl"
+        return self.path / layout.EVENTS
 
     @property
     def state_path(self) -> Path:
-        return self.path / "state.json"
+        return self.path / layout.STATE
 
     @property
     def supervisor_path(self) -> Path:
-        return self.path / "supervisor.json"
+        return self.path / layout.SUPERVISOR
 
     @property
     def supervisor_log_path(self) -> Path:
-        return self.path / "supervisor.log"
+        return self.path / layout.SUPERVISOR_LOG
 
     @property
     def log(self) -> EventLog:
         return EventLog(self.events_path)
 
     def worker_dir(self, task_id: str) -> Path:
-        return self.path / "workers" / task_id
+        return self.path / layout.WORKERS / task_id
 
     def out_dir(self, task_id: str) -> Path:
         return self.worker_dir(task_id) / "out"
@@ -86,7 +90,7 @@ class RunDir:
         return self.worker_dir(task_id) / "log"
 
     def make_worker_dirs(self, task_id: str) -> None:
-        make_private_dir(self.path / "workers")
+        make_private_dir(self.path / layout.WORKERS)
         make_private_dir(self.worker_dir(task_id))
         make_private_dir(self.out_dir(task_id))
 

@@ -7,29 +7,67 @@ at 100,000. Stdlib only: hooks read state.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
 from claude_fanout.states import EventType, RunState, TaskState
-from claude_fanout.store.eventlog import Event, read_events
+from claude_fanout.store import layout
+from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.files import read_json, write_json_atomic
-from claude_fanout.store.rundir import RunDir
+
+# Hook path: plain classes, not dataclasses (whose import alone costs a hook 8 ms).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from claude_fanout.store.eventlog import Event
+    from claude_fanout.store.files import StrPath
 
 SNAPSHOT_VERSION = 1
 _MAX_ERRORS = 20
 
 
-@dataclass
 class TaskStatus:
-    id: str
-    state: TaskState = TaskState.PENDING
-    attempt: int = 0
-    pid: int | None = None
-    started: float | None = None
-    ended: float | None = None
-    exit_code: int | None = None
-    signal: int | None = None
-    reason: str | None = None
+    """What the log says of one task. ``claims`` are project-relative paths or globs the task
+    owns while it runs; ``replaces`` maps a project-relative path to the artifact that stands in
+    for it once the task has succeeded."""
+
+    __slots__ = (
+        "attempt",
+        "claims",
+        "ended",
+        "exit_code",
+        "id",
+        "pid",
+        "reason",
+        "replaces",
+        "signal",
+        "started",
+        "state",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        state: TaskState = TaskState.PENDING,
+        attempt: int = 0,
+        pid: int | None = None,
+        started: float | None = None,
+        ended: float | None = None,
+        exit_code: int | None = None,
+        signal: int | None = None,
+        reason: str | None = None,
+        claims: list[str] | None = None,
+        replaces: dict[str, str] | None = None,
+    ) -> None:
+        self.id = id
+        self.state = state
+        self.attempt = attempt
+        self.pid = pid
+        self.started = started
+        self.ended = ended
+        self.exit_code = exit_code
+        self.signal = signal
+        self.reason = reason
+        self.claims: list[str] = [] if claims is None else claims
+        self.replaces: dict[str, str] = {} if replaces is None else replaces
 
     @property
     def duration_s(self) -> float | None:
@@ -37,20 +75,75 @@ class TaskStatus:
             return None
         return max(0.0, self.ended - self.started)
 
+    def to_dict(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__slots__}
+        data["claims"] = list(self.claims)
+        data["replaces"] = dict(self.replaces)
+        data["duration_s"] = self.duration_s
+        return data
 
-@dataclass
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskStatus:
+        fields = {k: v for k, v in data.items() if k in cls.__slots__}
+        fields["state"] = TaskState(fields["state"])
+        return cls(**fields)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TaskStatus):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"TaskStatus({self.id!r}, {self.state!s}, attempt={self.attempt})"
+
+
 class RunStatus:
-    run_id: str
-    state: RunState = RunState.STARTING
-    offset: int = 0
-    created: float | None = None
-    started: float | None = None
-    finished: float | None = None
-    reason: str | None = None
-    cancel_requested: bool = False
-    tasks: dict[str, TaskStatus] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    bad_lines: int = 0
+    """A run as folded from its log: state, timings, tasks, and the Conductor that started it."""
+
+    __slots__ = (
+        "bad_lines",
+        "cancel_requested",
+        "conductor",
+        "created",
+        "errors",
+        "finished",
+        "offset",
+        "reason",
+        "run_id",
+        "started",
+        "state",
+        "tasks",
+    )
+
+    def __init__(
+        self,
+        run_id: str,
+        state: RunState = RunState.STARTING,
+        offset: int = 0,
+        created: float | None = None,
+        started: float | None = None,
+        finished: float | None = None,
+        reason: str | None = None,
+        cancel_requested: bool = False,
+        tasks: dict[str, TaskStatus] | None = None,
+        errors: list[str] | None = None,
+        bad_lines: int = 0,
+        conductor: dict[str, Any] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.state = state
+        self.offset = offset
+        self.created = created
+        self.started = started
+        self.finished = finished
+        self.reason = reason
+        self.cancel_requested = cancel_requested
+        self.tasks: dict[str, TaskStatus] = {} if tasks is None else tasks
+        self.errors: list[str] = [] if errors is None else errors
+        self.bad_lines = bad_lines
+        self.conductor = conductor
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -59,24 +152,30 @@ class RunStatus:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in self.__slots__}
+        data["tasks"] = {task_id: task.to_dict() for task_id, task in self.tasks.items()}
+        data["errors"] = list(self.errors)
         data["version"] = SNAPSHOT_VERSION
-        for task_id, task in self.tasks.items():
-            data["tasks"][task_id]["duration_s"] = task.duration_s
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunStatus:
         if data.get("version") != SNAPSHOT_VERSION:
             raise ValueError("unknown snapshot version")
-        tasks = {}
-        for task_id, raw in data["tasks"].items():
-            fields = {k: v for k, v in raw.items() if k != "duration_s"}
-            fields["state"] = TaskState(fields["state"])
-            tasks[task_id] = TaskStatus(**fields)
-        top = {k: v for k, v in data.items() if k not in ("version", "tasks")}
+        tasks = {task_id: TaskStatus.from_dict(raw) for task_id, raw in data["tasks"].items()}
+        top = {k: v for k, v in data.items() if k in cls.__slots__ and k != "tasks"}
         top["state"] = RunState(top["state"])
         return cls(**top, tasks=tasks)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunStatus):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RunStatus({self.run_id!r}, {self.state!s}, tasks={len(self.tasks)})"
 
 
 def fold(status: RunStatus, event: Event) -> None:
@@ -97,6 +196,21 @@ def fold(status: RunStatus, event: Event) -> None:
         for tid in tasks:
             if isinstance(tid, str):
                 status.tasks.setdefault(tid, TaskStatus(id=tid))
+        claims = event.get("claims")
+        for tid, paths in claims.items() if isinstance(claims, dict) else ():
+            _add_claims(status.tasks.get(tid), paths)
+        replaces = event.get("replaces")
+        for tid, mapping in replaces.items() if isinstance(replaces, dict) else ():
+            _add_replaces(status.tasks.get(tid), mapping)
+        conductor = event.get("conductor")
+        if isinstance(conductor, dict):
+            status.conductor = conductor
+    elif kind == EventType.CLAIM:
+        _add_claims(task, event.get("paths"))
+    elif kind == EventType.REPLACE:
+        path, artifact = event.get("path"), event.get("with")
+        if isinstance(path, str) and isinstance(artifact, str):
+            _add_replaces(task, {path: artifact})
     elif kind == EventType.SUPERVISOR_STARTED:
         status.started = status.started or ts
         if not status.state.terminal:
@@ -151,6 +265,22 @@ def mark_lost(status: RunStatus, reason: str, ts: float | None) -> None:
             task.reason = reason
 
 
+def _add_claims(task: TaskStatus | None, paths: object) -> None:
+    if task is None or not isinstance(paths, list):
+        return
+    for path in paths:
+        if isinstance(path, str) and path and path not in task.claims:
+            task.claims.append(path)
+
+
+def _add_replaces(task: TaskStatus | None, mapping: object) -> None:
+    if task is None or not isinstance(mapping, dict):
+        return
+    for path, artifact in mapping.items():
+        if isinstance(path, str) and isinstance(artifact, str) and path and artifact:
+            task.replaces[path] = artifact
+
+
 def _ended_state(value: object, fallback: TaskState) -> TaskState:
     """The state a task ended in; a live or unknown state name means ``fallback``."""
     try:
@@ -174,12 +304,13 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def fold_tail(run: RunDir, status: RunStatus) -> RunStatus:
-    """Fold whatever the log holds past ``status.offset`` into ``status``."""
-    result = read_events(run.events_path, status.offset)
+def fold_tail(run: StrPath, status: RunStatus) -> RunStatus:
+    """Fold whatever the log of run directory ``run`` holds past ``status.offset``."""
+    events_path = layout.join(run, layout.EVENTS)
+    result = read_events(events_path, status.offset)
     if result.offset < status.offset:
-        status = RunStatus(run_id=run.run_id)
-        result = read_events(run.events_path, 0)
+        status = RunStatus(run_id=layout.run_id_of(run))
+        result = read_events(events_path, 0)
     for event in result.events:
         fold(status, event)
     status.offset = result.offset
@@ -187,41 +318,28 @@ def fold_tail(run: RunDir, status: RunStatus) -> RunStatus:
     return status
 
 
-def load_snapshot(run: RunDir) -> RunStatus:
+def load_snapshot(run: StrPath) -> RunStatus:
     try:
-        data = read_json(run.state_path)
+        data = read_json(layout.join(run, layout.STATE))
         if not isinstance(data, dict):
             raise ValueError("state.json is not an object")
         return RunStatus.from_dict(data)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return RunStatus(run_id=run.run_id)
+        return RunStatus(run_id=layout.run_id_of(run))
 
 
-def load_status(run: RunDir) -> RunStatus:
+def load_status(run: StrPath) -> RunStatus:
     """The run's recorded state: snapshot plus the log's tail. Liveness is judged elsewhere."""
     return fold_tail(run, load_snapshot(run))
 
 
-def save_snapshot(run: RunDir, status: RunStatus) -> None:
-    write_json_atomic(run.state_path, status.to_dict())
+def save_snapshot(run: StrPath, status: RunStatus) -> None:
+    write_json_atomic(layout.join(run, layout.STATE), status.to_dict())
 
 
-def supervisor_info(run: RunDir) -> dict[str, Any] | None:
+def supervisor_info(run: StrPath) -> dict[str, Any] | None:
     try:
-        data = read_json(run.supervisor_path)
+        data = read_json(layout.join(run, layout.SUPERVISOR))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-__all__ = [
-    "RunStatus",
-    "TaskStatus",
-    "fold",
-    "fold_tail",
-    "load_snapshot",
-    "load_status",
-    "mark_lost",
-    "save_snapshot",
-    "supervisor_info",
-]

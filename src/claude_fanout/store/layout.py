@@ -1,0 +1,59 @@
+"""Names inside a run directory, as plain string joins (hook path: no pathlib).
+
+``RunDir`` wraps these for the CLI and supervisor; hooks call them on strings.
+"""
+
+from __future__ import annotations
+
+import os
+
+from claude_fanout import defaults
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from claude_fanout.store.files import StrPath
+
+RUNS_DIR = defaults.RUNS_DIR
+# One empty file per run that hooks still have business with (running, or results not yet
+# delivered to its Conductor). The hooks' shell guard skips Python entirely when it is empty.
+ACTIVE_DIR = ".active"
+PLAN = "plan.json"
+EVENTS = "events.jsonl"
+STATE = "state.json"
+SUPERVISOR = "supervisor.json"
+SUPERVISOR_LOG = "supervisor.log"
+SESSIONS = "sessions"
+WORKERS = "workers"
+
+
+def runs_root(project: StrPath) -> str:
+    return os.path.join(os.fspath(project), RUNS_DIR)
+
+
+def active_dir(project: StrPath) -> str:
+    return os.path.join(runs_root(project), ACTIVE_DIR)
+
+
+def run_path(project: StrPath, run_id: str) -> str:
+    return os.path.join(runs_root(project), run_id)
+
+
+def join(run: StrPath, *names: str) -> str:
+    return os.path.join(os.fspath(run), *names)
+
+
+def run_id_of(run: StrPath) -> str:
+    return os.path.basename(os.fspath(run).rstrip(os.sep))
+
+
+def project_of(run: StrPath) -> str:
+    """``<project>/.claude/runs/<RUN_ID>`` -> ``<project>``."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.fspath(run).rstrip(os.sep))))
+
+
+def out_dir(run: StrPath, task_id: str) -> str:
+    return join(run, WORKERS, task_id, "out")
+
+
+def session_cursor(run: StrPath, session_id: str) -> str:
+    return join(run, SESSIONS, session_id)
