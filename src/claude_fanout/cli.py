@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from claude_fanout import defaults
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import Plan, load_plan
-from claude_fanout.runner import final_exit_code, observe, request_cancel, start_run, wait_run
+from claude_fanout.runner import final_exit_code, request_cancel, start_run, wait_run
 from claude_fanout.store.rundir import RunDir, find_project, list_runs, resolve_run
-from claude_fanout.store.state import RunStatus
+from claude_fanout.store.state import RunStatus, observe
 
 if TYPE_CHECKING:
     from claude_fanout.store.eventlog import Event

@@ -30,3 +30,14 @@ FILE_MODE = 0o600
 MAX_TASKS = 1000
 MAX_ID_LEN = 64
 MAX_PLAN_BYTES = 4 * 1024 * 1024
+
+# Hooks and the Conductor (overridable in .claude/fanout.toml, see config.py).
+MAX_LIVE_WORKERS = 8
+STOP_WAIT_S = 120.0
+STOP_MAX_BLOCKS = 6
+STOP_MAX_HOLD_S = 1800.0
+CONDUCTOR_GRACE_S = 5.0
+MAX_DEPTH = 1
+INJECT_MAX_CHARS = 4000
+# While every live-worker slot is taken, the supervisor looks for a free one this often.
+SLOT_RETRY_S = 0.25

@@ -61,6 +61,47 @@ def is_alive(pid: int | None, start_time: float | None) -> bool:
     return process_start_time(pid) == start_time
 
 
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish", "busybox"})
+
+
+def process_name(pid: int) -> str | None:
+    if os.path.isdir("/proc/self"):
+        try:
+            with open(f"/proc/{pid}/comm", "rb") as handle:
+                return handle.read().decode("utf-8", "replace").strip()
+        except OSError:
+            return None
+    try:
+        import psutil
+
+        return str(psutil.Process(pid).name())
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def find_conductor(start_pid: int | None = None) -> tuple[int, float] | None:
+    """(pid, start time) of the Claude Code process that ran this hook.
+
+    Claude Code runs a hook through a shell, so the hook's parent may be ``sh`` (or, when the
+    command ``exec``s, Claude Code itself): walk up past shells to the first other ancestor.
+    """
+    pid = os.getppid() if start_pid is None else start_pid
+    for _ in range(8):
+        if pid <= 1:
+            return None
+        name = process_name(pid)
+        if name is None:
+            return None
+        if name not in _SHELLS:
+            start = process_start_time(pid)
+            return None if start is None else (pid, start)
+        parent = parent_pid(pid)
+        if parent is None:
+            return None
+        pid = parent
+    return None
+
+
 def parent_pid(pid: int) -> int | None:
     if os.path.isdir("/proc/self"):
         fields = _proc_stat(pid)

@@ -19,10 +19,11 @@ from claude_fanout import defaults, procs
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import Plan, plan_to_json
 from claude_fanout.states import EventType, RunState
+from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.files import write_atomic
 from claude_fanout.store.rundir import RunDir, create_run
-from claude_fanout.store.state import RunStatus, load_status, mark_lost, supervisor_info
+from claude_fanout.store.state import RunStatus, observe, supervisor_info
 
 if TYPE_CHECKING:
     from claude_fanout.store.eventlog import Event
@@ -43,15 +44,27 @@ def start_run(
     *,
     project: Path,
     env: Mapping[str, str] | None = None,
+    conductor: Mapping[str, object] | None = None,
     wait_started: bool = True,
 ) -> StartedRun:
     """Create the run directory, record the plan and start its detached supervisor.
 
     ``env`` (default: this process's) is the supervisor's environment, which workers inherit.
+    ``conductor`` (session_id, pid, start_time) names the Claude Code session that asked for
+    the run: its hooks deliver the results there, and the supervisor cancels the run if that
+    process dies.
     """
     run = create_run(project)
     write_atomic(run.plan_path, plan_to_json(plan).encode("utf-8"))
-    run.log.append(EventType.RUN_CREATED, run_id=run.run_id, tasks=list(plan.ids), name=plan.name)
+    active.mark(run.project, run.run_id)
+    run.log.append(
+        EventType.RUN_CREATED,
+        run_id=run.run_id,
+        tasks=list(plan.ids),
+        name=plan.name,
+        claims={task.id: list(task.claims) for task in plan.tasks if task.claims},
+        conductor=dict(conductor) if conductor is not None else None,
+    )
     proc = procs.spawn_detached(
         [sys.executable, "-m", "claude_fanout.supervisor", str(run.path)],
         cwd=run.project,
@@ -90,36 +103,6 @@ def _tail(path: Path, limit: int = 300) -> str:
         return ""
     lines = text.splitlines()
     return lines[-1][:limit] if lines else ""
-
-
-def observe(run: RunDir, *, now: float | None = None) -> RunStatus:
-    """The run's state as recorded, corrected for a supervisor that is gone or frozen.
-
-    A run whose supervisor died reads ``lost`` (and its running tasks ``lost``) even before the
-    watchdog has written so; nothing waits on a run that cannot finish.
-    """
-    status = load_status(run)
-    if status.state.terminal:
-        return status
-    wall = time.time() if now is None else now
-    info = supervisor_info(run)
-    if info is None:
-        created = status.created or wall
-        if wall - created > defaults.SUPERVISOR_START_TIMEOUT_S:
-            mark_lost(status, "the supervisor never started", wall)
-        return status
-    pid, start_time = info.get("pid"), info.get("start_time")
-    if not isinstance(pid, int) or not procs.is_alive(pid, start_time):
-        mark_lost(status, f"the supervisor (pid {pid}) is gone", wall)
-        return status
-    heartbeat = info.get("heartbeat")
-    if isinstance(heartbeat, int | float) and wall - heartbeat > defaults.HEARTBEAT_STALE_S:
-        mark_lost(
-            status,
-            f"the supervisor (pid {pid}) has not heartbeat for {wall - heartbeat:.0f}s",
-            wall,
-        )
-    return status
 
 
 class WaitTimeout(FanoutError):

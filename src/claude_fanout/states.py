@@ -53,5 +53,6 @@ class EventType(StrEnum):
     REPLACE = "replace"
     NOTICE = "notice"
     # Hooks: results delivered to a Conductor session, a hook's own failure (fail open).
+    CONDUCTOR = "conductor"
     DELIVERED = "delivered"
     HOOK_ERROR = "hook_error"

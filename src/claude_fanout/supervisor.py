@@ -15,6 +15,7 @@ child's exit (SIGCHLD) or a cancel wakes it at once.
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import selectors
@@ -28,9 +29,11 @@ from pathlib import Path
 from types import FrameType
 
 from claude_fanout import defaults, procs, watchdog
+from claude_fanout.config import Config, load_config
 from claude_fanout.plan import Plan, Task, TaskKind, load_plan, topological_order
 from claude_fanout.states import EventType, RunState, TaskState
-from claude_fanout.store.files import open_private, write_json_atomic
+from claude_fanout.store import active
+from claude_fanout.store.files import make_private_dir, open_private, write_json_atomic
 from claude_fanout.store.rundir import RunDir
 from claude_fanout.store.state import RunStatus, fold_tail, load_status, save_snapshot
 
@@ -50,6 +53,7 @@ class _Slot:
     term_sent: float | None = None
     forced: TaskState | None = None
     retry_at: float = 0.0
+    slot_fd: int | None = None
 
 
 def backoff_s(attempt: int) -> float:
@@ -67,12 +71,16 @@ class Supervisor:
         *,
         clock: Callable[[], float] = time.monotonic,
         kill_grace_s: float = defaults.KILL_GRACE_S,
+        config: Config | None = None,
     ) -> None:
         self.run = run
         self.plan = plan
         self.log = run.log
         self._clock = clock
         self._kill_grace_s = kill_grace_s
+        self._config = config or Config()
+        self._conductor_gone_at: float | None = None
+        self._waiting_for_slot = False
         self._order = topological_order(plan)
         self._slots = {task.id: _Slot(task=task, state=TaskState.PENDING) for task in plan.tasks}
         self._status = RunStatus(run_id=run.run_id)
@@ -115,6 +123,7 @@ class Supervisor:
         try:
             while True:
                 now = self._clock()
+                self._watch_conductor(now)
                 if self._cancel_reason is not None and not self._cancelling:
                     self._begin_cancel(now, self._cancel_reason)
                 self._reap()
@@ -141,6 +150,9 @@ class Supervisor:
             )
             self._dirty = True
             self._flush()
+            if not self._conductor_alive():
+                # Nobody will collect the results through the hooks: stop serving this run.
+                active.clear(self.run.project, self.run.run_id)
             return final
         finally:
             signal.set_wakeup_fd(-1)
@@ -202,6 +214,7 @@ class Supervisor:
                     break
 
     def _start_ready(self, now: float) -> None:
+        self._waiting_for_slot = False
         free = self.plan.max_parallel - len(self._running())
         for task in self.plan.tasks:
             if free <= 0:
@@ -212,6 +225,9 @@ class Supervisor:
                 and all(self._slots[dep].state is TaskState.SUCCEEDED for dep in task.deps)
             ) or (slot.state is TaskState.WAITING_RETRY and slot.retry_at <= now)
             if ready:
+                if not self._acquire_slot(slot):
+                    self._waiting_for_slot = True
+                    return
                 self._start(slot, now)
                 free -= 1
 
@@ -303,6 +319,7 @@ class Supervisor:
         now: float,
     ) -> None:
         duration = max(0.0, now - slot.started) if slot.started else 0.0
+        self._release_slot(slot)
         slot.state = outcome
         self._emit(
             EventType.TASK_EXITED,
@@ -370,6 +387,8 @@ class Supervisor:
 
     def _next_deadline(self) -> float:
         deadlines = [math.inf]
+        if self._waiting_for_slot:
+            deadlines.append(self._clock() + defaults.SLOT_RETRY_S)
         for slot in self._slots.values():
             if slot.state is TaskState.RUNNING:
                 deadlines.append(
@@ -378,6 +397,55 @@ class Supervisor:
             elif slot.state is TaskState.WAITING_RETRY:
                 deadlines.append(slot.retry_at)
         return min(deadlines)
+
+    # -- the Conductor and the project-wide worker cap -------------------------------------------
+
+    def _conductor_alive(self) -> bool:
+        conductor = self._status.conductor
+        if not conductor:
+            return False
+        pid, start_time = conductor.get("pid"), conductor.get("start_time")
+        return isinstance(pid, int) and procs.is_alive(pid, start_time)
+
+    def _watch_conductor(self, now: float) -> None:
+        """Cancel the run once the Conductor that asked for it has been gone a grace period
+        (long enough for ``claude --resume`` to re-attach the session)."""
+        if not self._status.conductor or self._cancel_reason is not None:
+            return
+        if self._conductor_alive():
+            self._conductor_gone_at = None
+            return
+        # A resumed session may have re-attached (a `conductor` record from its SessionStart).
+        self._status = fold_tail(self.run, self._status)
+        if self._conductor_alive():
+            self._conductor_gone_at = None
+            return
+        if self._conductor_gone_at is None:
+            self._conductor_gone_at = now
+        elif now - self._conductor_gone_at >= self._config.conductor_grace_s:
+            pid = self._status.conductor.get("pid")
+            self._cancel_reason = f"the Conductor (pid {pid}) exited"
+
+    def _acquire_slot(self, slot: _Slot) -> bool:
+        """Take one of the project's live-worker slots (a lock file held while the worker
+        lives). A lock dies with its holder, so a killed supervisor frees its slots at once."""
+        slots_dir = self.run.path.parent / ".slots"
+        make_private_dir(slots_dir)
+        for index in range(self._config.max_live_workers):
+            fd = open_private(slots_dir / str(index), os.O_RDWR | os.O_CREAT)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            slot.slot_fd = fd
+            return True
+        return False
+
+    def _release_slot(self, slot: _Slot) -> None:
+        if slot.slot_fd is not None:
+            os.close(slot.slot_fd)
+            slot.slot_fd = None
 
     # -- records -------------------------------------------------------------------------------
 
@@ -426,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     run = RunDir(Path(args[0]).resolve())
     run.check()
     plan = load_plan(run.plan_path, project=run.project)
-    final = Supervisor(run, plan).serve()
+    final = Supervisor(run, plan, config=load_config(run.project)).serve()
     return 0 if final is RunState.SUCCEEDED else 1
 
 

@@ -7,6 +7,9 @@ at 100,000. Stdlib only: hooks read state.
 
 from __future__ import annotations
 
+import time
+
+from claude_fanout import defaults, procs
 from claude_fanout.states import EventType, RunState, TaskState
 from claude_fanout.store import layout
 from claude_fanout.store.eventlog import read_events
@@ -205,6 +208,10 @@ def fold(status: RunStatus, event: Event) -> None:
         conductor = event.get("conductor")
         if isinstance(conductor, dict):
             status.conductor = conductor
+    elif kind == EventType.CONDUCTOR:
+        conductor = {k: event.get(k) for k in ("session_id", "pid", "start_time")}
+        if isinstance(conductor["pid"], int) and isinstance(conductor["session_id"], str):
+            status.conductor = conductor
     elif kind == EventType.CLAIM:
         _add_claims(task, event.get("paths"))
     elif kind == EventType.REPLACE:
@@ -335,6 +342,36 @@ def load_status(run: StrPath) -> RunStatus:
 
 def save_snapshot(run: StrPath, status: RunStatus) -> None:
     write_json_atomic(layout.join(run, layout.STATE), status.to_dict())
+
+
+def observe(run: StrPath, *, now: float | None = None) -> RunStatus:
+    """The run's state as recorded, corrected for a supervisor that is gone or frozen.
+
+    A run whose supervisor died reads ``lost`` (and its running tasks ``lost``) even before the
+    watchdog has written so; nothing waits on a run that cannot finish.
+    """
+    status = load_status(run)
+    if status.state.terminal:
+        return status
+    wall = time.time() if now is None else now
+    info = supervisor_info(run)
+    if info is None:
+        created = status.created or wall
+        if wall - created > defaults.SUPERVISOR_START_TIMEOUT_S:
+            mark_lost(status, "the supervisor never started", wall)
+        return status
+    pid, start_time = info.get("pid"), info.get("start_time")
+    if not isinstance(pid, int) or not procs.is_alive(pid, start_time):
+        mark_lost(status, f"the supervisor (pid {pid}) is gone", wall)
+        return status
+    heartbeat = info.get("heartbeat")
+    if isinstance(heartbeat, int | float) and wall - heartbeat > defaults.HEARTBEAT_STALE_S:
+        mark_lost(
+            status,
+            f"the supervisor (pid {pid}) has not heartbeat for {wall - heartbeat:.0f}s",
+            wall,
+        )
+    return status
 
 
 def supervisor_info(run: StrPath) -> dict[str, Any] | None:
