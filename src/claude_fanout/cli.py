@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from claude_fanout import defaults
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import Plan, load_plan
-from claude_fanout.runner import final_exit_code, request_cancel, start_run, wait_run
+from claude_fanout.runner import final_exit_code, start_run, wait_run
 from claude_fanout.store.rundir import RunDir, find_project, list_runs, resolve_run
-from claude_fanout.store.state import RunStatus, observe
+from claude_fanout.store.state import RunStatus, observe, request_cancel
 
 if TYPE_CHECKING:
     from claude_fanout.store.eventlog import Event
@@ -58,6 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("run", help="run id or a unique prefix")
     logs.add_argument("task", help="task id, e.g. W1")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+
+    for name, text in (
+        ("install", "add fanout's hooks and /fanout command to Claude Code"),
+        ("uninstall", "remove exactly what `fanout install` added"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument(
+            "--scope",
+            choices=("project", "local", "user"),
+            default="project",
+            help="project: .claude/settings.json (shared); local: "
+            ".claude/settings.local.json (yours); user: ~/.claude/settings.json",
+        )
 
     demo = sub.add_parser("demo", help="run the offline demo in a scratch directory")
     demo.add_argument("--dir", type=Path, help="scratch directory (default: a new temp dir)")
@@ -213,6 +226,32 @@ def cmd_runs(args: argparse.Namespace, project: Path) -> int:
     return 0
 
 
+def cmd_install(args: argparse.Namespace, project: Path) -> int:
+    from claude_fanout import settings
+
+    if args.command == "install":
+        report = settings.install(scope=args.scope, project=project)
+    else:
+        report = settings.uninstall(scope=args.scope, project=project)
+    verb = "installed into" if args.command == "install" else "removed from"
+    if not report.changed:
+        print(f"fanout hooks: nothing to change in {report.settings}")
+    else:
+        print(f"fanout hooks {verb} {report.settings}")
+        for path in report.written:
+            if path != report.settings:
+                print(f"  wrote {path}")
+        for path in report.removed:
+            print(f"  removed {path}")
+        if report.backup is not None:
+            print(f"  backup of the previous settings: {report.backup}")
+    for note in report.notes:
+        print(f"  note: {note}")
+    if args.command == "install":
+        print("Start Claude Code here and type: /fanout <instruction> -- <paths or globs>")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, project: Path) -> int:
     from claude_fanout.demo import run_demo
 
@@ -220,6 +259,8 @@ def cmd_demo(args: argparse.Namespace, project: Path) -> int:
 
 
 _COMMANDS = {
+    "install": cmd_install,
+    "uninstall": cmd_install,
     "demo": cmd_demo,
     "run": cmd_run,
     "status": cmd_status,

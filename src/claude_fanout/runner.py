@@ -6,7 +6,6 @@ Stdlib only, so the hooks can start and observe runs through the same code.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.files import write_atomic
 from claude_fanout.store.rundir import RunDir, create_run
-from claude_fanout.store.state import RunStatus, observe, supervisor_info
+from claude_fanout.store.state import RunStatus, observe
 
 if TYPE_CHECKING:
     from claude_fanout.store.eventlog import Event
@@ -137,21 +136,6 @@ def wait_run(
                 f"'fanout status {run.run_id}' shows progress"
             )
         time.sleep(poll_s)
-
-
-def request_cancel(run: RunDir, *, by: str) -> bool:
-    """Record the request and signal the supervisor; False if no live supervisor got it.
-
-    The record comes first: a supervisor still starting up reads it before running anything.
-    """
-    run.log.append(EventType.CANCEL_REQUESTED, by=by)
-    info = supervisor_info(run)
-    if info is None:
-        return False
-    pid, start_time = info.get("pid"), info.get("start_time")
-    if not isinstance(pid, int) or not isinstance(start_time, int | float):
-        return False
-    return procs.signal_process(pid, float(start_time), signal.SIGTERM)
 
 
 def final_exit_code(status: RunStatus) -> int:

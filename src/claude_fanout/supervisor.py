@@ -423,7 +423,7 @@ class Supervisor:
         if self._conductor_gone_at is None:
             self._conductor_gone_at = now
         elif now - self._conductor_gone_at >= self._config.conductor_grace_s:
-            pid = self._status.conductor.get("pid")
+            pid = (self._status.conductor or {}).get("pid")
             self._cancel_reason = f"the Conductor (pid {pid}) exited"
 
     def _acquire_slot(self, slot: _Slot) -> bool:

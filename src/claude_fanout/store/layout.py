@@ -57,3 +57,22 @@ def out_dir(run: StrPath, task_id: str) -> str:
 
 def session_cursor(run: StrPath, session_id: str) -> str:
     return join(run, SESSIONS, session_id)
+
+
+def find_project(start: StrPath) -> str:
+    """The nearest ancestor of ``start`` holding ``.git`` or ``.claude/``, else ``start``.
+
+    ``~/.claude`` is Claude Code's user configuration, not a project marker.
+    """
+    home = os.path.realpath(os.path.expanduser("~"))
+    origin = os.path.realpath(start)
+    here = origin
+    while True:
+        if os.path.exists(os.path.join(here, ".git")):
+            return here
+        if here != home and os.path.isdir(os.path.join(here, ".claude")):
+            return here
+        parent = os.path.dirname(here)
+        if parent == here:
+            return origin
+        here = parent

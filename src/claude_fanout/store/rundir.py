@@ -19,15 +19,7 @@ from claude_fanout.store.files import check_private_dir, make_private_dir
 
 def find_project(start: Path | None = None) -> Path:
     """The nearest ancestor of ``start`` holding ``.claude/`` or ``.git/``, else ``start``."""
-    here = (start or Path.cwd()).resolve()
-    # ~/.claude is Claude Code's user configuration, not a project marker.
-    home = Path.home().resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / ".git").exists():
-            return candidate
-        if candidate != home and (candidate / ".claude").is_dir():
-            return candidate
-    return here
+    return Path(layout.find_project(start or Path.cwd()))
 
 
 def new_run_id(now: float | None = None) -> str:

@@ -12,7 +12,7 @@ import time
 from claude_fanout import defaults, procs
 from claude_fanout.states import EventType, RunState, TaskState
 from claude_fanout.store import layout
-from claude_fanout.store.eventlog import read_events
+from claude_fanout.store.eventlog import EventLog, read_events
 from claude_fanout.store.files import read_json, write_json_atomic
 
 # Hook path: plain classes, not dataclasses (whose import alone costs a hook 8 ms).
@@ -372,6 +372,24 @@ def observe(run: StrPath, *, now: float | None = None) -> RunStatus:
             wall,
         )
     return status
+
+
+def request_cancel(run: StrPath, *, by: str) -> bool:
+    """Record the request and signal the supervisor; False if no live supervisor got it.
+
+    The record comes first: a supervisor still starting up reads it before running anything.
+    Never waits, so SessionEnd (which Claude Code gives 1.5 s) can call it.
+    """
+    EventLog(layout.join(run, layout.EVENTS)).append(EventType.CANCEL_REQUESTED, by=by)
+    info = supervisor_info(run)
+    if info is None:
+        return False
+    pid, start_time = info.get("pid"), info.get("start_time")
+    if not isinstance(pid, int) or not isinstance(start_time, int | float):
+        return False
+    import signal
+
+    return procs.signal_process(pid, float(start_time), signal.SIGTERM)
 
 
 def supervisor_info(run: StrPath) -> dict[str, Any] | None:

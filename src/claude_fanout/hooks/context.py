@@ -1,0 +1,88 @@
+"""What a hook knows: its event, the payload, the project, and the runs it serves."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from claude_fanout.store import active, layout
+from claude_fanout.store.state import RunStatus, observe
+
+# Session ids name files in the run store: anything else is not a session id we serve.
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+class HookContext:
+    __slots__ = ("_runs", "cwd", "event", "now", "payload", "project", "session_id")
+
+    def __init__(
+        self,
+        event: str,
+        payload: dict[str, Any],
+        project: str,
+        cwd: str,
+        session_id: str | None,
+        now: float | None = None,
+    ) -> None:
+        self.event = event
+        self.payload = payload
+        self.project = project
+        self.cwd = cwd
+        self.session_id = session_id
+        self.now = time.time() if now is None else now
+        self._runs: list[tuple[str, RunStatus]] | None = None
+
+    @classmethod
+    def from_payload(cls, event: str, payload: dict[str, Any]) -> HookContext | None:
+        cwd = payload.get("cwd")
+        if not isinstance(cwd, str) or not os.path.isabs(cwd):
+            cwd = os.getcwd()
+        project = os.environ.get("CLAUDE_PROJECT_DIR") or layout.find_project(cwd)
+        session_id = payload.get("session_id")
+        return cls(
+            event,
+            payload,
+            os.path.abspath(project),
+            cwd,
+            session_id
+            if isinstance(session_id, str) and _SESSION_ID.fullmatch(session_id)
+            else None,
+        )
+
+    def runs(self) -> list[tuple[str, RunStatus]]:
+        """(run directory, observed status) of every active run of the project."""
+        if self._runs is None:
+            found = []
+            for run_id in active.run_ids(self.project):
+                path = layout.run_path(self.project, run_id)
+                if os.path.isdir(path):
+                    found.append((path, observe(path, now=self.now)))
+                else:
+                    active.clear(self.project, run_id)
+            self._runs = found
+        return self._runs
+
+    def session_runs(self) -> list[tuple[str, RunStatus]]:
+        """The active runs this session asked for (its results go nowhere else)."""
+        if self.session_id is None:
+            return []
+        return [
+            (path, status)
+            for path, status in self.runs()
+            if (status.conductor or {}).get("session_id") == self.session_id
+        ]
+
+    def session_run_paths(self) -> list[str]:
+        try:
+            return [path for path, _ in self.session_runs()]
+        except Exception:  # noqa: BLE001 - used while reporting another failure
+            return []
+
+    def refresh(self) -> None:
+        self._runs = None
+        self.now = time.time()

@@ -1,0 +1,538 @@
+"""fanout's entries in Claude Code's settings files: build them, merge them in, take them out.
+
+A settings file is the user's, not ours: every other key and hook is theirs to keep, in its place.
+So the merge is a pure function over the parsed JSON, our entries are recognised by a marker at the
+end of their command (never by position), and a file is only rewritten when its content changes
+(then atomically, two-space indented as Claude Code writes it, mode kept, a backup made first).
+
+Cheap to import (no dataclasses, pathlib or typing at run time): hooks may read ``FANOUT_HOOKS``
+and ``STOP_HOOK_TIMEOUT_S`` from here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import namedtuple
+from enum import StrEnum
+from types import MappingProxyType
+
+from claude_fanout.errors import FanoutError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+    from typing import Any, Final, NamedTuple
+
+    JSONObject = dict[str, Any]
+
+MARKER: Final = "# claude-fanout"
+"""Every command fanout writes ends with this shell comment; it is how fanout finds its own."""
+
+COMMAND_MARKER: Final = "<!-- claude-fanout -->"
+"""A command file carrying this line is fanout's; any other ``fanout.md`` is the user's."""
+
+BACKUP_SUFFIX: Final = ".fanout.bak"
+SETTINGS_FILE_MODE: Final = 0o644
+COMMAND_NAME: Final = "fanout.md"
+
+STOP_HOOK_TIMEOUT_S: Final = 600
+"""Claude Code kills the Stop hook after this; the hook's own bounded wait must end well before."""
+
+# Tool hooks fire on every call, so with no live run they must cost about what `true` costs: a
+# shell glob finds no marker under .claude/runs/.active/ and exits before any Python starts.
+_GUARD: Final = (
+    'for f in "$CLAUDE_PROJECT_DIR"/.claude/runs/.active/*; do '
+    '[ -e "$f" ] && exec {invocation}; break; done; exit 0'
+)
+
+if TYPE_CHECKING:
+
+    class HookSpec(NamedTuple):
+        matcher: str | None
+        timeout: int
+        guarded: bool
+
+    class InstallReport(NamedTuple):
+        scope: Scope
+        settings: Path
+        command: Path
+        written: tuple[Path, ...]
+        removed: tuple[Path, ...]
+        backup: Path | None
+        changed: bool
+        notes: tuple[str, ...]
+
+else:
+    # collections.namedtuple, not typing.NamedTuple or a dataclass: same immutable record, but
+    # importing this module stays free of typing (3.7 ms) and dataclasses (13 ms, via inspect).
+    HookSpec = namedtuple("HookSpec", "matcher timeout guarded")
+    HookSpec.__doc__ = (
+        "How one event is wired: its matcher (None: the event has none), timeout, guard."
+    )
+    InstallReport = namedtuple(
+        "InstallReport", "scope settings command written removed backup changed notes"
+    )
+    InstallReport.__doc__ = (
+        "What install/uninstall did: the files it wrote and removed, the settings backup it made "
+        "(None when the settings file did not change or did not exist), and notes for the user."
+    )
+
+FANOUT_HOOKS: Final[Mapping[str, HookSpec]] = MappingProxyType(
+    {
+        "SessionStart": HookSpec(matcher=None, timeout=10, guarded=False),
+        "UserPromptSubmit": HookSpec(matcher=None, timeout=30, guarded=False),
+        "PreToolUse": HookSpec(
+            matcher="Read|Edit|Write|MultiEdit|NotebookEdit|Grep|Glob|Bash",
+            timeout=10,
+            guarded=True,
+        ),
+        "PostToolUse": HookSpec(matcher="*", timeout=10, guarded=True),
+        "Stop": HookSpec(matcher=None, timeout=STOP_HOOK_TIMEOUT_S, guarded=True),
+        # SessionEnd hooks share a 1.5 s budget unless a timeout is set; ours signals and returns.
+        "SessionEnd": HookSpec(matcher=None, timeout=5, guarded=False),
+    }
+)
+"""Every event fanout hooks, in the order they are written to a settings file."""
+
+
+class Scope(StrEnum):
+    """Which Claude Code settings file ``fanout install`` writes."""
+
+    PROJECT = "project"
+    LOCAL = "local"
+    USER = "user"
+
+
+class SettingsError(FanoutError):
+    """A Claude Code settings or command file fanout must not, or cannot, rewrite."""
+
+
+# --------------------------------------------------------------------------------------------
+# Building our entries
+
+
+def hook_command(event: str, *, python: str, entry: str) -> str:
+    """The shell command Claude Code runs for ``event``: this interpreter, isolated and without
+    site (every import is paid on each call), running the hook entry script."""
+    import shlex
+
+    invocation = f"{shlex.quote(python)} -I -S {shlex.quote(entry)} {event}"
+    # If the package is removed without `fanout uninstall`, Python would exit 2 ("no such
+    # file"), which Claude Code reads as a block: every prompt refused. Exit 0 instead.
+    return _wrap(event, invocation, requires=f"[ -f {shlex.quote(entry)} ] || exit 0; ")
+
+
+def plugin_hook_command(event: str) -> str:
+    """The plugin's command for ``event``: the ``fanout-hook`` console script found on PATH
+    (a plugin cannot know which interpreter has the package), guarded the same way."""
+    return _wrap(
+        event, f"fanout-hook {event}", requires="command -v fanout-hook >/dev/null || exit 0; "
+    )
+
+
+def _wrap(event: str, invocation: str, *, requires: str = "") -> str:
+    spec = FANOUT_HOOKS.get(event)
+    if spec is None:
+        raise ValueError(
+            f"fanout has no hook for event {event!r}; known: {', '.join(FANOUT_HOOKS)}"
+        )
+    body = _GUARD.format(invocation=invocation) if spec.guarded else invocation
+    return f"{requires}{body} {MARKER}"
+
+
+def fanout_hooks(*, python: str, entry: str) -> dict[str, list[JSONObject]]:
+    """fanout's ``hooks`` section, shaped as Claude Code reads it: one matcher group per event."""
+    hooks: dict[str, list[JSONObject]] = {}
+    for event, spec in FANOUT_HOOKS.items():
+        group: JSONObject = {} if spec.matcher is None else {"matcher": spec.matcher}
+        group["hooks"] = [
+            {
+                "type": "command",
+                "command": hook_command(event, python=python, entry=entry),
+                "timeout": spec.timeout,
+            }
+        ]
+        hooks[event] = [group]
+    return hooks
+
+
+def default_entry() -> str:
+    """The hook entry script of this installation of the package."""
+    import claude_fanout
+
+    return os.path.join(
+        os.path.dirname(os.path.abspath(claude_fanout.__file__)), "hooks", "entry.py"
+    )
+
+
+def command_text() -> str:
+    """The ``/fanout`` slash command file fanout installs (package data)."""
+    from importlib.resources import files
+
+    return files("claude_fanout").joinpath("commands", COMMAND_NAME).read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# Pure merge and removal
+
+
+def is_fanout_hook(hook: object) -> bool:
+    """True for a hook entry fanout wrote: a command ending with the marker comment."""
+    if not isinstance(hook, dict):
+        return False
+    command = hook.get("command")
+    return isinstance(command, str) and command.rstrip().endswith(MARKER)
+
+
+def merge_hooks(settings: JSONObject, ours: Mapping[str, list[JSONObject]]) -> JSONObject:
+    """``settings`` with ``ours`` merged in; neither argument is modified.
+
+    An entry of ours already present (found by its marker) in a group with the same matcher is
+    replaced where it stands, so re-installing with another interpreter path updates instead of
+    duplicating; any other entry of ours is dropped, with the group it leaves empty. What is not
+    ours keeps its place and content.
+    """
+    import copy
+
+    problem = shape_problem(settings, events=ours)
+    if problem is not None:
+        raise SettingsError(f"settings {problem}")
+    result: JSONObject = copy.deepcopy(settings)
+    hooks = result.setdefault("hooks", {})
+    for event, our_groups in ours.items():
+        hooks[event] = _merge_event(hooks.get(event, []), copy.deepcopy(our_groups))
+    return result
+
+
+def _merge_event(groups: list[Any], ours: list[JSONObject]) -> list[Any]:
+    by_matcher = {group.get("matcher"): group for group in ours}
+    placed: set[str | None] = set()
+    merged: list[Any] = []
+    for group in groups:
+        if not _is_group(group):
+            merged.append(group)
+            continue
+        matcher = group.get("matcher")
+        kept: list[Any] = []
+        touched = False
+        for hook in group["hooks"]:
+            if not is_fanout_hook(hook):
+                kept.append(hook)
+                continue
+            touched = True
+            if matcher in by_matcher and matcher not in placed:
+                kept.extend(by_matcher[matcher]["hooks"])
+                placed.add(matcher)
+        if touched and not kept:
+            continue
+        merged.append({**group, "hooks": kept} if touched else group)
+    merged.extend(group for matcher, group in by_matcher.items() if matcher not in placed)
+    return merged
+
+
+def remove_hooks(settings: JSONObject) -> JSONObject:
+    """``settings`` without fanout's entries; the argument is not modified.
+
+    A matcher group, an event or the ``hooks`` object is dropped only when removing our entries
+    is what left it empty; one that was already empty stays.
+    """
+    import copy
+
+    problem = shape_problem(settings)
+    if problem is not None:
+        raise SettingsError(f"settings {problem}")
+    result: JSONObject = copy.deepcopy(settings)
+    hooks = result.get("hooks")
+    if hooks is None:
+        return result
+    remaining: JSONObject = {}
+    removed_any = False
+    for event, groups in hooks.items():
+        if not isinstance(groups, list):
+            remaining[event] = groups
+            continue
+        kept_groups: list[Any] = []
+        removed_here = False
+        for group in groups:
+            if not _is_group(group):
+                kept_groups.append(group)
+                continue
+            kept = [hook for hook in group["hooks"] if not is_fanout_hook(hook)]
+            if len(kept) == len(group["hooks"]):
+                kept_groups.append(group)
+                continue
+            removed_here = True
+            if kept:
+                kept_groups.append({**group, "hooks": kept})
+        removed_any = removed_any or removed_here
+        if removed_here and not kept_groups:
+            continue
+        remaining[event] = kept_groups
+    if removed_any and not remaining:
+        del result["hooks"]
+    else:
+        result["hooks"] = remaining
+    return result
+
+
+def _is_group(group: object) -> bool:
+    return isinstance(group, dict) and isinstance(group.get("hooks"), list)
+
+
+def shape_problem(
+    settings: object, *, events: Mapping[str, object] = MappingProxyType({})
+) -> str | None:
+    """Why fanout must not merge into ``settings`` (None when it may): the top level is not an
+    object, ``hooks`` is not an object, or one of ``events`` in it is not a list."""
+    if not isinstance(settings, dict):
+        return f"must be a JSON object, not {_json_type(settings)}"
+    if "hooks" not in settings:
+        return None
+    hooks = settings["hooks"]
+    if not isinstance(hooks, dict):
+        return f'"hooks" must be an object, not {_json_type(hooks)}'
+    for event in events:
+        if event in hooks and not isinstance(hooks[event], list):
+            return f'"hooks.{event}" must be a list, not {_json_type(hooks[event])}'
+    return None
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else type(value).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+def settings_path(scope: Scope | str, *, project: Path, home: Path | None = None) -> Path:
+    """The settings file of ``scope``: ``<project>/.claude/settings.json`` (project),
+    ``<project>/.claude/settings.local.json`` (local) or ``~/.claude/settings.json`` (user)."""
+    if Scope(scope) is Scope.USER:
+        return _user_dir(home) / "settings.json"
+    name = "settings.local.json" if Scope(scope) is Scope.LOCAL else "settings.json"
+    return project / ".claude" / name
+
+
+def command_path(scope: Scope | str, *, project: Path, home: Path | None = None) -> Path:
+    """Where the ``/fanout`` command file goes: the project's or the user's ``commands/``."""
+    base = _user_dir(home) if Scope(scope) is Scope.USER else project / ".claude"
+    return base / "commands" / COMMAND_NAME
+
+
+def _user_dir(home: Path | None) -> Path:
+    from pathlib import Path
+
+    if home is not None:
+        return home / ".claude"
+    # Claude Code reads its user configuration from $CLAUDE_CONFIG_DIR when that is set.
+    configured = os.environ.get("CLAUDE_CONFIG_DIR")
+    return Path(configured) if configured else Path.home() / ".claude"
+
+
+def install(
+    *,
+    scope: Scope | str = Scope.PROJECT,
+    project: Path,
+    home: Path | None = None,
+    python: str = sys.executable,
+    entry: str | None = None,
+) -> InstallReport:
+    """Merge fanout's hooks into the settings file of ``scope`` and install ``/fanout``.
+
+    Everything is checked before anything is written: a settings file that is not valid JSON or
+    has the wrong shape, or a ``fanout.md`` that is the user's own, stops the install untouched.
+    Running it again changes nothing.
+    """
+    scope = Scope(scope)
+    entry = default_entry() if entry is None else entry
+    _check_runnable(python=python, entry=entry)
+    path = settings_path(scope, project=project, home=home)
+    cmd_path = command_path(scope, project=project, home=home)
+
+    original, settings = _load(path)
+    merged = merge_hooks(settings, fanout_hooks(python=python, entry=entry))
+    text = command_text()
+    existing_command = _read_text(cmd_path)
+    if existing_command is not None and COMMAND_MARKER not in existing_command:
+        raise SettingsError(
+            f"{cmd_path} exists and is not fanout's (no {COMMAND_MARKER} line): "
+            "rename or remove it, then run `fanout install` again"
+        )
+
+    written: list[Path] = []
+    backup = None
+    if original is None or merged != settings:
+        backup = _replace_json(path, original, merged)
+        written.append(path)
+    if existing_command != text:
+        _write_file(cmd_path, text.encode("utf-8"), mode=_mode(cmd_path))
+        written.append(cmd_path)
+    return InstallReport(
+        scope=scope,
+        settings=path,
+        command=cmd_path,
+        written=tuple(written),
+        removed=(),
+        backup=backup,
+        changed=bool(written),
+        notes=(),
+    )
+
+
+def uninstall(
+    *, scope: Scope | str = Scope.PROJECT, project: Path, home: Path | None = None
+) -> InstallReport:
+    """Remove exactly fanout's entries from the settings file of ``scope``, and fanout's own
+    ``/fanout`` command file (a ``fanout.md`` without the marker is the user's: left alone)."""
+    scope = Scope(scope)
+    path = settings_path(scope, project=project, home=home)
+    cmd_path = command_path(scope, project=project, home=home)
+    written: list[Path] = []
+    removed: list[Path] = []
+    notes: list[str] = []
+    backup = None
+
+    original, settings = _load(path)
+    cleaned = remove_hooks(settings)
+    existing_command = _read_text(cmd_path)
+
+    if original is not None and cleaned != settings:
+        backup = _replace_json(path, original, cleaned)
+        written.append(path)
+    if existing_command is not None:
+        if COMMAND_MARKER in existing_command:
+            os.unlink(cmd_path)
+            removed.append(cmd_path)
+        else:
+            notes.append(f"left {cmd_path} alone: it is not fanout's (no {COMMAND_MARKER} line)")
+    return InstallReport(
+        scope=scope,
+        settings=path,
+        command=cmd_path,
+        written=tuple(written),
+        removed=tuple(removed),
+        backup=backup,
+        changed=bool(written or removed),
+        notes=tuple(notes),
+    )
+
+
+def _check_runnable(*, python: str, entry: str) -> None:
+    # A hook whose interpreter or script is missing fails on every prompt and tool call (python
+    # exits 2 for a missing script, which Claude Code reads as "block"): refuse to write one.
+    if not os.path.isabs(python) or not os.access(python, os.X_OK) or os.path.isdir(python):
+        raise SettingsError(
+            f"interpreter {python} is not an executable absolute path; "
+            "run `fanout install` with the Python that has claude-fanout installed"
+        )
+    if not os.path.isabs(entry) or not os.path.isfile(entry):
+        raise SettingsError(
+            f"hook entry script {entry} is missing; "
+            "reinstall claude-fanout, then run `fanout install` again"
+        )
+
+
+def _load(path: Path) -> tuple[bytes | None, JSONObject]:
+    """The file's bytes (None when it does not exist) and its parsed, shape-checked content."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, {}
+    except OSError as exc:
+        raise SettingsError(
+            f"cannot read {path}: {exc.strerror}; fix its permissions and retry"
+        ) from None
+    try:
+        settings = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise SettingsError(
+            f"{path} is not UTF-8 text; fanout leaves it untouched: "
+            "fix or move it aside, then retry"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise SettingsError(
+            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "fanout leaves it untouched: fix or move it aside, then retry"
+        ) from None
+    problem = shape_problem(settings, events=FANOUT_HOOKS)
+    if problem is not None:
+        raise SettingsError(
+            f"{path}: {problem}; fanout leaves it untouched: fix it by hand, then retry"
+        )
+    return raw, settings
+
+
+def _replace_json(path: Path, original: bytes | None, content: JSONObject) -> Path | None:
+    """Write ``content`` to ``path`` (backing up ``original`` first); return the backup's path."""
+    data = (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    mode = _mode(path)
+    backup = None
+    if original is not None:
+        backup = path.with_name(path.name + BACKUP_SUFFIX)
+        # The backup may hold what the settings hold (env secrets): same mode as the original.
+        _write_file(backup, original, mode=mode)
+    _write_file(path, data, mode=mode, expect=original)
+    return backup
+
+
+def _mode(path: Path) -> int:
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        return SETTINGS_FILE_MODE
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"cannot read {path} ({exc}); move it aside, then retry") from None
+
+
+def _write_file(path: Path, data: bytes, *, mode: int, expect: bytes | None = None) -> None:
+    """Replace ``path`` atomically (temp file + rename) with ``data`` and ``mode``.
+
+    A symlinked settings file (dotfiles managers do this) keeps its link: the target is written.
+    With ``expect``, refuse if the file changed since it was read: Claude Code itself rewrites
+    settings files (permission answers go to settings.local.json).
+    """
+    import contextlib
+    import tempfile
+
+    target = os.path.realpath(path)
+    head, name = os.path.split(target)
+    os.makedirs(head, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=head)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, mode)
+        if expect is not None:
+            with open(target, "rb") as current:
+                if current.read() != expect:
+                    raise SettingsError(
+                        f"{path} changed while fanout was updating it; nothing was written: retry"
+                    )
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

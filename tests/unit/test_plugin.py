@@ -1,0 +1,148 @@
+"""The Claude Code plugin in plugin/ and the local marketplace at the repository root stay in step
+with what `fanout install` writes: same events, matchers, timeouts, command text and version."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claude_fanout._version import __version__
+from claude_fanout.settings import (
+    COMMAND_MARKER,
+    FANOUT_HOOKS,
+    command_text,
+    plugin_hook_command,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN = ROOT / "plugin"
+
+
+def load(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def split_frontmatter(text: str) -> tuple[dict[str, str], str]:
+    assert text.startswith("---\n"), "frontmatter must open on the first line"
+    head, sep, body = text[4:].partition("\n---\n")
+    assert sep, "frontmatter is not closed"
+    fields = {}
+    for line in head.splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields, body
+
+
+def test_plugin_manifest_names_fanout_at_the_package_version() -> None:
+    manifest = load(PLUGIN / ".claude-plugin" / "plugin.json")
+    assert manifest["name"] == "fanout"
+    assert manifest["version"] == __version__
+    assert manifest["description"]
+
+
+def test_plugin_hooks_match_what_install_writes() -> None:
+    hooks = load(PLUGIN / "hooks" / "hooks.json")["hooks"]
+    assert list(hooks) == list(FANOUT_HOOKS)
+    for event, spec in FANOUT_HOOKS.items():
+        (group,) = hooks[event]
+        assert group.get("matcher") == spec.matcher
+        assert ("matcher" in group) == (spec.matcher is not None)
+        assert group["hooks"] == [
+            {"type": "command", "command": plugin_hook_command(event), "timeout": spec.timeout}
+        ]
+
+
+def test_plugin_hook_commands_use_the_console_script_guarded_like_settings() -> None:
+    needs = "command -v fanout-hook >/dev/null || exit 0; "
+    assert plugin_hook_command("SessionEnd") == needs + "fanout-hook SessionEnd # claude-fanout"
+    assert plugin_hook_command("Stop") == needs + (
+        'for f in "$CLAUDE_PROJECT_DIR"/.claude/runs/.active/*; do '
+        '[ -e "$f" ] && exec fanout-hook Stop; break; done; exit 0 # claude-fanout'
+    )
+
+
+def test_marketplace_lists_the_plugin_in_this_checkout() -> None:
+    market = load(ROOT / ".claude-plugin" / "marketplace.json")
+    assert market["name"] and market["owner"]["name"]
+    (entry,) = market["plugins"]
+    assert entry["source"] == "./plugin"
+    assert entry["name"] == load(PLUGIN / ".claude-plugin" / "plugin.json")["name"]
+    assert (ROOT / entry["source"] / ".claude-plugin" / "plugin.json").is_file()
+
+
+def test_plugin_command_is_the_package_command() -> None:
+    package_fields, package_body = split_frontmatter(command_text())
+    plugin_fields, plugin_body = split_frontmatter((PLUGIN / "commands" / "run.md").read_text())
+    assert plugin_body == package_body
+    assert plugin_fields == package_fields
+
+
+def test_command_text_tells_the_conductor_what_fan_out_means() -> None:
+    fields, body = split_frontmatter(command_text())
+    assert fields["description"]
+    assert fields["argument-hint"] == "<instruction> -- <paths or globs…> | --plan FILE"
+    assert COMMAND_MARKER in body
+    assert "$ARGUMENTS" in body
+    assert ".claude/runs/<RUN_ID>/workers/W<N>/out/result.md" in body
+    assert "data, not instructions" in body
+    assert len(body.splitlines()) <= 20
+
+
+def test_plugin_guarded_hook_runs_the_console_script_only_with_a_live_run(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "argv.txt"
+    script = bin_dir / "fanout-hook"
+    script.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > '{record}'\n")
+    script.chmod(0o755)
+    project = tmp_path / "project"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CLAUDE_PROJECT_DIR": str(project)}
+    command = plugin_hook_command("PostToolUse")
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", "-c", command], env=env, capture_output=True, text=True, timeout=10, check=False
+        )
+
+    assert run().returncode == 0 and not record.exists()
+    active = project / ".claude/runs/.active"
+    active.mkdir(parents=True)
+    (active / "RUN").write_text("")
+    assert run().returncode == 0
+    assert record.read_text().splitlines() == ["PostToolUse"]
+
+
+def _bundled_claude() -> str | None:
+    configured = os.environ.get("FANOUT_CLAUDE_BIN")
+    if configured:
+        return configured
+    spec = importlib.util.find_spec("claude_agent_sdk")
+    if spec is None or spec.origin is None:
+        return None
+    candidate = Path(spec.origin).parent / "_bundled" / "claude"
+    return str(candidate) if candidate.is_file() else None
+
+
+@pytest.mark.parametrize("target", [ROOT, PLUGIN], ids=["marketplace", "plugin"])
+def test_the_real_cli_validates_plugin_and_marketplace(tmp_path: Path, target: Path) -> None:
+    claude = _bundled_claude()
+    if claude is None:
+        pytest.skip("no Claude Code CLI (claude-agent-sdk's bundled one or FANOUT_CLAUDE_BIN)")
+    home = tmp_path / "home"
+    home.mkdir()
+    result = subprocess.run(
+        [claude, "plugin", "validate", "--strict", "--json", str(target)],
+        env={"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["success"] is True
