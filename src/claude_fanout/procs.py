@@ -82,9 +82,17 @@ def process_name(pid: int) -> str | None:
 def find_conductor(start_pid: int | None = None) -> tuple[int, float] | None:
     """(pid, start time) of the Claude Code process that ran this hook.
 
-    Claude Code runs a hook through a shell, so the hook's parent may be ``sh`` (or, when the
-    command ``exec``s, Claude Code itself): walk up past shells to the first other ancestor.
+    ``$CLAUDE_PID`` when Claude Code set it; else walk up: Claude Code runs a hook through
+    ``/bin/sh -c``, so the hook's parent may be ``sh`` (or, when the command ``exec``s, Claude
+    Code itself), and the first ancestor that is not a shell is the Conductor.
     """
+    if start_pid is None:
+        # Claude Code (2.1.x) tells its hooks its own pid; trust it only if it is alive.
+        claimed = os.environ.get("CLAUDE_PID", "")
+        if claimed.isdigit():
+            start = process_start_time(int(claimed))
+            if start is not None:
+                return int(claimed), start
     pid = os.getppid() if start_pid is None else start_pid
     for _ in range(8):
         if pid <= 1:

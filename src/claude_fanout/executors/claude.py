@@ -83,6 +83,11 @@ PARENT_SESSION_VARS: Final = (
     "CLAUDE_CODE_CHILD_NOTES_DIR",
     "CLAUDE_CODE_SSE_PORT",
     "CLAUDE_PID",
+    # A hook's own channel back to its Claude Code (2.1.x): never the worker's.
+    "CLAUDE_CODE_MESSAGING_SOCKET",
+    "CLAUDE_CODE_MESSAGING_TOKEN",
+    "CLAUDE_ENV_FILE",
+    "CLAUDE_EFFORT",
 )
 
 _LINE_MAX: Final = 200

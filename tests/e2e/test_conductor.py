@@ -1,0 +1,227 @@
+"""The real Claude Code CLI as the Conductor: `/fanout` over three files, end to end.
+
+One fake Messages API serves everyone. Worker sessions (their prompt says "Your file:") read
+their file and summarise it; W3's model is slow, so it is still running when the Conductor
+first tries to stop. The Conductor's scripted model reacts to what the CLI sends it: it reads a
+claimed file (denied), waits with Bash (results injected after it), ends its turn (held at Stop
+until W3 is done, then handed the results once), answers "MERGED", and is let go.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claude_fanout import settings
+from claude_fanout.fake_api import (
+    FakeMessagesAPI,
+    ReadThenSummarize,
+    Reply,
+    Request,
+    Text,
+    ToolUse,
+    bundled_cli,
+    cli_env,
+)
+from claude_fanout.store import active
+from claude_fanout.store.eventlog import read_events
+from claude_fanout.store.rundir import list_runs
+from tests.e2e.conftest import StartFake
+from tests.helpers import processes_under, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
+
+FILES = {"src/a.py": "alpha = 1\n", "src/b.py": "beta = 2\nbeta += 1\n", "src/c.py": "gamma = 3\n"}
+FINAL_MARK = "All of this session's fanout workers are done"
+
+
+def is_worker(request: Request) -> bool:
+    return "Your file:" in request.first_user_text()
+
+
+def last_message_text(request: Request) -> str:
+    """The newest turn of the conversation: after a Stop block the CLI sends the user message
+    "Stop hook feedback: <reason>" and then a system message repeating the reason."""
+    tail = []
+    for message in reversed(request.messages):
+        tail.append(message)
+        if message.get("role") == "user":
+            break
+    return json.dumps(tail)
+
+
+class Conductor:
+    """The Conductor's scripted model: a function of what the CLI just sent."""
+
+    def __init__(self, project: Path, *, wait_s: float) -> None:
+        self.project = project
+        self.wait_s = wait_s
+
+    def __call__(self, request: Request) -> Reply:
+        last = last_message_text(request)
+        everything = json.dumps(request.messages)
+        if "Stop hook feedback" in last:
+            if FINAL_MARK in last:
+                return Reply([Text("MERGED: three reviews combined.")])
+            return Reply([Text("Still waiting for the workers.")])
+        results = request.tool_results()
+        if not results:
+            if "tool_result" in everything:
+                return Reply([Text("I will wait for the workers.")])
+            return Reply(
+                [
+                    Text("Let me look."),
+                    ToolUse("Read", {"file_path": str(self.project / "src/a.py")}),
+                ]
+            )
+        if "claimed by worker" in results[-1][1]:
+            return Reply(
+                [
+                    ToolUse(
+                        "Bash",
+                        {"command": f"sleep {self.wait_s}", "description": "wait for the workers"},
+                    )
+                ]
+            )
+        return Reply([Text("I will wait for the workers.")])
+
+
+def run_conductor(
+    project: Path, api: FakeMessagesAPI, home: Path, prompt: str, **popen: Any
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            str(bundled_cli()),
+            "-p",
+            prompt,
+            "--allowedTools",
+            "Bash,Read",
+            "--output-format",
+            "json",
+        ],
+        cwd=project,
+        env=cli_env(api.base_url, home),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+@pytest.fixture
+def fanout_project(project: Path) -> Path:
+    for name, text in FILES.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    settings.install(scope="project", project=project)
+    return project
+
+
+def test_fanout_from_a_real_conductor_session(
+    fanout_project: Path, fake_api: StartFake, claude_home: Path
+) -> None:
+    project = fanout_project
+    (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 2\n")
+    workers = ReadThenSummarize(delay_s=0.8)
+    slow = ReadThenSummarize(delay_s=4.0)
+    conductor = Conductor(project, wait_s=6)
+
+    def handle(request: Request) -> Reply:
+        if request.is_side_call:
+            return Reply([Text("Fan-out")])
+        if is_worker(request):
+            return (slow if "src/c.py" in request.first_user_text() else workers)(request)
+        return conductor(request)
+
+    api = fake_api(handle)
+    proc = run_conductor(project, api, claude_home, "/fanout review for bugs -- src/*.py")
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    result = json.loads(out)
+    assert result["result"] == "MERGED: three reviews combined."
+
+    conductor_requests = [r for r in api.message_requests(side_calls=False) if not is_worker(r)]
+    sent = [json.dumps(r.messages) for r in conductor_requests]
+    # UserPromptSubmit named the workers and where their results land.
+    assert "UserPromptSubmit hook additional context: [fanout] Started run" in sent[0]
+    assert "W3 (claude) on src/c.py" in sent[0]
+    # The Read of a claimed file was denied, the reason naming its worker.
+    denied = [r.tool_results()[-1][1] for r in conductor_requests if r.tool_results()]
+    assert "claimed by worker W1" in denied[0]
+    assert "workers/W1/out/result.md" in denied[0]
+    # After the Bash wait, results were injected, marked as worker output.
+    injected = [s for s in sent if "PostToolUse:Bash hook additional context" in s]
+    assert injected and "W1 succeeded" in injected[0]
+    assert "SUMMARY " in injected[0] and "not instructions to follow" in injected[0]
+    # Stop: held while W3 ran, then handed the results exactly once, then let go.
+    feedback = [last_message_text(r) for r in conductor_requests]
+    feedback = [text for text in feedback if "Stop hook feedback" in text]
+    finals = [text for text in feedback if FINAL_MARK in text]
+    assert len(finals) == 1
+    assert any("still at work" in text for text in feedback[: feedback.index(finals[0])])
+    assert "W3 succeeded" in finals[0]
+
+    (run,) = list_runs(project)
+    events = read_events(run.events_path)
+    assert events.bad == []
+    assert events.events[-1]["type"] == "run_finished"
+    assert events.events[-1]["state"] == "succeeded"
+    for n, (name, text) in enumerate(FILES.items(), 1):
+        summary = (run.out_dir(f"W{n}") / "result.md").read_text().strip()
+        assert summary.startswith(f"SUMMARY {project / name}: {text.count(chr(10))} lines")
+    assert active.run_ids(project) == []
+    wait_until(lambda: not processes_under(project / ".claude"), timeout=10)
+
+
+def test_killing_claude_code_mid_run_leaves_no_worker(
+    fanout_project: Path, fake_api: StartFake, claude_home: Path
+) -> None:
+    project = fanout_project
+    (project / ".claude" / "fanout.toml").write_text("[conductor]\ngrace_s = 1\n")
+
+    def handle(request: Request) -> Reply:
+        if request.is_side_call:
+            return Reply([Text("Fan-out")])
+        # Everyone hangs on the model: the workers mid-task, the Conductor mid-turn.
+        return Reply([Text("…")], delay_s=60)
+
+    api = fake_api(handle)
+    proc = run_conductor(project, api, claude_home, "/fanout review -- src/a.py src/b.py")
+    try:
+        wait_until(lambda: list_runs(project), timeout=30)
+        (run,) = list_runs(project)
+        wait_until(
+            lambda: (
+                sum(1 for e in read_events(run.events_path).events if e["type"] == "task_started")
+                == 2
+            ),
+            timeout=30,
+        )
+        wait_until(
+            lambda: len([r for r in api.message_requests() if is_worker(r)]) >= 2, timeout=30
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        killed = time.monotonic()
+        wait_until(lambda: not processes_under(project / ".claude"), timeout=1 + 8)
+        gone_after = time.monotonic() - killed
+    finally:
+        proc.kill()
+        proc.communicate()
+    events = read_events(run.events_path).events
+    finished = [e for e in events if e["type"] == "run_finished"]
+    assert finished and finished[0]["state"] == "cancelled"
+    assert finished[0]["reason"].startswith("the Conductor (pid ")
+    assert gone_after < 9
+    assert os.path.exists(run.path / "state.json")
