@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds the scripted model takes per turn (default 1)",
     )
+    demo.add_argument(
+        "--live",
+        action="store_true",
+        help="use your own Claude account and the real model (costs tokens)",
+    )
 
     runs = sub.add_parser("runs", help="list the project's runs")
     runs.add_argument("--json", action="store_true", help="machine-readable output")
@@ -255,7 +260,7 @@ def cmd_install(args: argparse.Namespace, project: Path) -> int:
 def cmd_demo(args: argparse.Namespace, project: Path) -> int:
     from claude_fanout.demo import run_demo
 
-    return run_demo(directory=args.dir, model_delay_s=args.model_delay)
+    return run_demo(directory=args.dir, model_delay_s=args.model_delay, live=args.live)
 
 
 _COMMANDS = {

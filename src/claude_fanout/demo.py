@@ -1,152 +1,297 @@
 """``fanout demo``: the main job, offline, narrated.
 
-A scratch project; a scripted fake of the Anthropic Messages API on 127.0.0.1; a plan in which
-three real Claude Code sessions (the CLI bundled in claude-agent-sdk) review three files at once,
-a shell task counts lines, and a Python task merges the reviews once all of them are done. The
-narration shows each transition with its time since the start, then what ran in parallel, what it
-cost, and where everything is. Nothing contacts Anthropic; no API key is needed.
+A scratch project with three files and fanout's hooks installed; a scripted fake of the
+Anthropic Messages API on 127.0.0.1; and the real Claude Code CLI (bundled in claude-agent-sdk)
+as the Conductor, asked ``/fanout review for bugs -- src/*.py``. fanout's hooks start three real
+Claude Code workers; the narration shows, with timings, what the Conductor tried and what the
+hooks did about it: the denied read of a file a worker owns, the results injected after a tool
+call, the Stop held until the slowest worker is done, the results handed over once. Nothing
+contacts Anthropic; no API key is needed. ``--live`` runs the same flow with your own Claude
+account and the real model instead of the scripted one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from claude_fanout.fake_api import FakeMessagesAPI, ReadThenSummarize, cli_env
-from claude_fanout.plan import parse_plan
-from claude_fanout.runner import start_run, wait_run
-from claude_fanout.states import RunState
-from claude_fanout.store.rundir import RunDir
+from claude_fanout import settings
+from claude_fanout.fake_api import (
+    FakeMessagesAPI,
+    ReadThenSummarize,
+    Reply,
+    Request,
+    Text,
+    ToolUse,
+    bundled_cli,
+    cli_env,
+)
+from claude_fanout.store.eventlog import read_events
+from claude_fanout.store.rundir import RunDir, list_runs
 from claude_fanout.store.state import load_status
 
-_FILES = {
-    "src/inventory.py": "def reserve(sku, qty):\n    stock[sku] -= qty  # may go negative\n",
-    "src/billing.py": "def charge(card, cents):\n    return gateway.post(card, cents)\n\n"
-    "def refund(card, cents):\n    return gateway.post(card, -cents)\n",
-    "src/shipping.py": "RATES = {'eu': 7, 'us': 9}\n\ndef quote(region, kg):\n"
+FILES = {
+    "src/inventory.py": "def reserve(stock, sku, qty):\n    stock[sku] -= qty  # may go negative\n",
+    "src/billing.py": "def charge(gateway, card, cents):\n    return gateway.post(card, cents)\n\n"
+    "def refund(gateway, card, cents):\n    return gateway.post(card, -cents)\n",
+    "src/shipping.py": "RATES = {'eu': 7, 'us': 9}\n\n\ndef quote(region, kg):\n"
     "    return RATES[region] * kg\n",
 }
-_REVIEWERS = ("W1", "W2", "W3")
-
-if TYPE_CHECKING:
-    from claude_fanout.store.eventlog import Event
-
-
-def merge_reviews(*, tasks: list[str], report: str) -> dict[str, Any]:
-    """The demo's merge step (a ``python`` task): join the reviewers' results into one report."""
-    run_dir = Path(os.environ["FANOUT_RUN_DIR"])
-    sections = []
-    for task in tasks:
-        text = (run_dir / "workers" / task / "out" / "result.md").read_text(encoding="utf-8")
-        sections.append(f"## {task}\n\n{text.strip()}\n")
-    target = Path(os.environ["FANOUT_PROJECT"]) / report
-    target.write_text("# Review\n\n" + "\n".join(sections), encoding="utf-8")
-    return {"report": str(target), "reviews": len(sections)}
+PROMPT = "/fanout review for bugs -- src/*.py"
+FINAL_MARK = "All of this session's fanout workers are done"
+WORKER_MARK = "Your file:"
 
 
-def _plan(files: list[str]) -> dict[str, Any]:
-    tasks: list[dict[str, Any]] = [
-        {
-            "id": task_id,
-            "kind": "claude",
-            "prompt": f"Review {path} for bugs and summarise it in one line.",
-            "tools": ["Read", "Grep", "Glob"],
-            "claims": [path],
-            "max_turns": 4,
-            "timeout_s": 120,
-        }
-        for task_id, path in zip(_REVIEWERS, files, strict=True)
-    ]
-    tasks.append({"id": "W4", "kind": "shell", "argv": ["wc", "-l", *files]})
-    tasks.append(
-        {
-            "id": "W5",
-            "kind": "python",
-            "target": "claude_fanout.demo:merge_reviews",
-            "args": {"tasks": list(_REVIEWERS), "report": "REVIEW.md"},
-            "deps": [*_REVIEWERS, "W4"],
-        }
-    )
-    return {"version": 1, "name": "demo: review three files", "max_parallel": 4, "tasks": tasks}
+def is_worker(request: Request) -> bool:
+    return WORKER_MARK in request.first_user_text()
 
 
-def run_demo(*, directory: Path | None = None, model_delay_s: float = 1.0) -> int:
+def newest_turn(request: Request) -> str:
+    """The conversation since the last user message, as JSON text. After a Stop block the CLI
+    sends "Stop hook feedback: <reason>" as a user message and repeats it as a system one."""
+    tail = []
+    for message in reversed(request.messages):
+        tail.append(message)
+        if message.get("role") == "user":
+            break
+    return json.dumps(tail)
+
+
+class ScriptedConductor:
+    """The Conductor's scripted model, reacting to what the CLI sends: it reads a file a worker
+    owns, waits with Bash when that is denied, ends its turn, and merges once handed the
+    results."""
+
+    def __init__(self, project: Path, *, claimed: str, wait_for: str) -> None:
+        self.project = project
+        self.claimed = claimed
+        # Waits with Bash until this worker has finished, so that its result is injected
+        # after the call whatever the machine's speed (bounded by the Bash tool's timeout).
+        self.wait_command = (
+            f'until grep -qs \'"task":"{wait_for}"[^}}]*"type":"task_exited"\' '
+            ".claude/runs/*/events.jsonl; do sleep 0.1; done"
+        )
+
+    def __call__(self, request: Request) -> Reply:
+        turn = newest_turn(request)
+        if "Stop hook feedback" in turn:
+            if FINAL_MARK in turn:
+                return Reply([Text("MERGED: three reviews combined.")])
+            return Reply([Text("Still waiting for the workers.")])
+        results = request.tool_results()
+        if not results and "tool_result" not in json.dumps(request.messages):
+            read = ToolUse("Read", {"file_path": str(self.project / self.claimed)})
+            return Reply([Text("Let me look at the code first."), read])
+        if results and "claimed by worker" in results[-1][1]:
+            wait = ToolUse(
+                "Bash", {"command": self.wait_command, "description": "wait for that worker"}
+            )
+            return Reply([Text("A worker owns that file; I will wait."), wait])
+        return Reply([Text("I will wait for the workers' results.")])
+
+
+def scripted_model(project: Path, *, model_delay_s: float, files: list[str] | None = None) -> Any:
+    """One handler for everyone: workers read and summarise their file (the last one slowly,
+    so the Conductor has to wait for it at Stop); the Conductor follows its script."""
+    workers = ReadThenSummarize(delay_s=model_delay_s)
+    slow = ReadThenSummarize(delay_s=model_delay_s * 4)
+    ordered = sorted(FILES if files is None else files)  # `src/*.py` order: W1, W2, W3
+    slowest = ordered[-1]
+    conductor = ScriptedConductor(project, claimed=ordered[0], wait_for="W1")
+
+    def handle(request: Request) -> Reply:
+        if request.is_side_call:
+            return Reply([Text("Fan-out review")])
+        if is_worker(request):
+            brain = slow if slowest in request.first_user_text() else workers
+            reply = brain(request)
+            assert isinstance(reply, Reply)
+            return reply
+        return conductor(request)
+
+    return handle
+
+
+def make_project(scratch: Path) -> Path:
+    project = scratch / "project"
+    for rel, text in FILES.items():
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(text, encoding="utf-8")
+    (project / ".claude").mkdir(exist_ok=True)
+    (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 3\n", encoding="utf-8")
+    settings.install(scope="project", project=project)
+    return project
+
+
+def run_demo(
+    *, directory: Path | None = None, model_delay_s: float = 1.0, live: bool = False
+) -> int:
     from rich.console import Console
 
     console = Console(highlight=False, soft_wrap=True)
     scratch = Path(tempfile.mkdtemp(prefix="fanout-demo-")) if directory is None else directory
-    project = scratch / "project"
-    for rel, text in _FILES.items():
-        (project / rel).parent.mkdir(parents=True, exist_ok=True)
-        (project / rel).write_text(text, encoding="utf-8")
-    (project / ".claude").mkdir(exist_ok=True)
-    console.print(f"[bold]fanout demo[/] in {scratch}")
+    project = make_project(scratch)
+    console.print(f"[bold]fanout demo[/] in {project}")
     console.print(
-        f"  scripted model on loopback, {model_delay_s:g}s per model turn; "
-        "real Claude Code CLI for every worker"
+        "  fanout's hooks installed in .claude/settings.json; the Conductor is the real "
+        f"Claude Code CLI ({bundled_cli().name} from claude-agent-sdk)"
     )
-    with FakeMessagesAPI(ReadThenSummarize(delay_s=model_delay_s)) as api:
-        env = cli_env(api.base_url, scratch / "home")
-        plan = parse_plan(_plan(list(_FILES)), project=project)
-        t0 = time.monotonic()
-        started = start_run(plan, project=project, env=env)
-        run = started.run
-        console.print(f"  run {run.run_id}: {len(plan.tasks)} tasks, up to 4 at once\n")
-
-        def narrate(event: Event) -> None:
-            line = _describe(event)
-            if line:
-                console.print(f"  [dim]{time.monotonic() - t0:6.2f}s[/]  {line}")
-
-        status = wait_run(run, on_event=narrate)
-        started.supervisor.wait(timeout=10)
-        wall = time.monotonic() - t0
-        requests = len(api.message_requests())
-    console.print()
-    _summarise(console, run, wall, requests)
-    console.print(f"\n  run {status.state}; look around: {run.path}")
-    console.print(f"  fanout --project {project} status")
-    return 0 if status.state is RunState.SUCCEEDED else 1
+    if live:
+        console.print("  --live: your own Claude account and the real model (this costs tokens)")
+        return _run(console, project, env=dict(os.environ), api=None)
+    console.print(
+        f"  model: a scripted fake of the Messages API on 127.0.0.1, {model_delay_s:g}s "
+        "per turn (the worker on the last file is 4x slower)"
+    )
+    with FakeMessagesAPI(scripted_model(project, model_delay_s=model_delay_s)) as api:
+        return _run(console, project, env=cli_env(api.base_url, scratch / "home"), api=api)
 
 
-def _describe(event: Event) -> str | None:
+def _run(console: Any, project: Path, *, env: dict[str, str], api: FakeMessagesAPI | None) -> int:
+    console.print(f'\n  $ claude -p "{PROMPT}"\n')
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            str(bundled_cli()),
+            "-p",
+            PROMPT,
+            "--allowedTools",
+            "Bash,Read",
+            "--output-format",
+            "json",
+        ],
+        cwd=project,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    narrator = _Narrator(console, project, api, started)
+    try:
+        while proc.poll() is None:
+            narrator.step()
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    narrator.step()
+    wall = time.monotonic() - started
+    try:
+        answer = json.loads(out).get("result")
+    except ValueError:
+        answer = None
+    console.print(f"\n  Conductor's last word: {answer!r} (exit {proc.returncode}, {wall:.1f}s)")
+    runs = list_runs(project)
+    if not runs:
+        console.print(f"[red]  no run was started[/]: {err.strip()[-400:]}")
+        return 1
+    return _summarise(console, runs[-1], wall, api, ok=proc.returncode == 0)
+
+
+class _Narrator:
+    """Prints what the run's log and the Conductor's requests show, as it happens."""
+
+    def __init__(
+        self, console: Any, project: Path, api: FakeMessagesAPI | None, started: float
+    ) -> None:
+        self.console = console
+        self.project = project
+        self.api = api
+        self.started = started
+        self.offset = 0
+        self.seen_requests = 0
+        self.run: RunDir | None = None
+
+    def say(self, text: str) -> None:
+        self.console.print(f"  [dim]{time.monotonic() - self.started:6.2f}s[/]  {text}")
+
+    def step(self) -> None:
+        if self.run is None:
+            runs = list_runs(self.project)
+            if runs:
+                self.run = runs[-1]
+        if self.run is not None:
+            result = read_events(self.run.events_path, self.offset)
+            self.offset = result.offset
+            for event in result.events:
+                line = _describe(event)
+                if line:
+                    self.say(line)
+        if self.api is not None:
+            requests = [r for r in self.api.message_requests(side_calls=False) if not is_worker(r)]
+            for request in requests[self.seen_requests :]:
+                line = _conductor_step(request)
+                if line:
+                    self.say(f"[cyan]Conductor[/] {line}")
+            self.seen_requests = len(requests)
+
+
+def _describe(event: dict[str, Any]) -> str | None:
     kind, task = event.get("type"), event.get("task")
+    if kind == "run_created":
+        return (
+            f"hook UserPromptSubmit started run {event.get('run_id')}: {', '.join(event['tasks'])}"
+        )
     if kind == "task_started":
-        return f"{task} started (pid {event.get('pid')})"
+        return f"worker {task} started (pid {event.get('pid')})"
     if kind == "task_exited":
-        text = f"{task} {event.get('outcome')} after {event.get('duration_s')}s"
-        return text + (f": {event['reason']}" if event.get("reason") else "")
-    if kind == "task_skipped":
-        return f"{task} {event.get('outcome') or 'skipped'}: {event.get('reason')}"
+        return f"worker {task} {event.get('outcome')} after {event.get('duration_s')}s"
     if kind == "run_finished":
         return f"run {event.get('state')}"
     return None
 
 
-def _summarise(console: Any, run: RunDir, wall: float, requests: int) -> None:
+def _conductor_step(request: Request) -> str | None:
+    turn = newest_turn(request)
+    if len(request.messages) <= 2:
+        return "got the prompt, with the hook's context naming the workers"
+    if "Stop hook feedback" in turn:
+        if FINAL_MARK in turn:
+            return "tried to stop: the Stop hook handed it every result, once"
+        return "tried to stop: held by the Stop hook while workers run (progress shown)"
+    if "PostToolUse:" in turn and "additional context" in turn:
+        return "after its tool call, the PostToolUse hook injected finished workers' results"
+    results = request.tool_results()
+    if results and "claimed by worker" in results[-1][1]:
+        return "read a file a worker owns: denied by the PreToolUse hook, reason names the worker"
+    return None
+
+
+def _summarise(
+    console: Any, run: RunDir, wall: float, api: FakeMessagesAPI | None, *, ok: bool
+) -> int:
     status = load_status(run)
-    busy = sum(status.tasks[task].duration_s or 0.0 for task in _REVIEWERS)
+    busy = sum(task.duration_s or 0.0 for task in status.tasks.values())
     cost = 0.0
     tokens = 0
-    for task in _REVIEWERS:
-        out = run.out_dir(task)
-        meta = json.loads((out / "meta.json").read_text())
+    console.print()
+    for task_id in status.tasks:
+        out = run.out_dir(task_id)
+        try:
+            meta = json.loads((out / "meta.json").read_text())
+            result = (out / "result.md").read_text().strip().splitlines()[0]
+        except (OSError, ValueError, IndexError):
+            console.print(f"  {task_id}: no result ({status.tasks[task_id].state})")
+            continue
         cost += meta.get("total_cost_usd") or 0.0
         usage = meta.get("usage") or {}
         tokens += int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
-        result = (out / "result.md").read_text().strip().splitlines()[0]
-        console.print(f"  {task} result.md: {result}")
+        console.print(f"  {task_id} result.md: {result}")
+    parallel = busy / wall if wall else 0.0
     console.print(
-        f"\n  3 Claude workers: {busy:.1f}s of work in {wall:.1f}s of wall time "
-        f"({busy / wall:.1f}x parallel); {requests} model requests, {tokens} tokens, "
-        f"${cost:.4f} as the CLI priced them"
+        f"\n  {len(status.tasks)} workers: {busy:.1f}s of work in {wall:.1f}s of wall time "
+        f"({parallel:.1f}x); {tokens} tokens, ${cost:.4f} as the CLI priced them"
     )
-    report = run.project / "REVIEW.md"
-    if report.exists():
-        console.print(
-            f"  merged by W5 into {report} ({len(report.read_text().splitlines())} lines)"
-        )
+    if api is not None:
+        console.print(f"  model requests served on loopback: {len(api.message_requests())}")
+    console.print(f"  run {status.state}; everything is in {run.path}")
+    console.print(f"  fanout --project {run.project} status {run.run_id}")
+    return 0 if ok and status.state == "succeeded" else 1

@@ -108,7 +108,7 @@ def test_fanout_demo_runs_offline(tmp_path: Path) -> None:
             "--dir",
             str(scratch),
             "--model-delay",
-            "0.2",
+            "0.3",
         ],
         capture_output=True,
         text=True,
@@ -117,7 +117,13 @@ def test_fanout_demo_runs_offline(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "run succeeded" in proc.stdout
-    report = (scratch / "project" / "REVIEW.md").read_text()
-    assert report.count("SUMMARY ") == 3
-    assert "src/billing.py: 5 lines; first line: def charge(card, cents):" in report
+    out = proc.stdout
+    assert "Conductor's last word: 'MERGED: three reviews combined.'" in out
+    assert "denied by the PreToolUse hook" in out
+    assert "the Stop hook handed it every result, once" in out
+    assert "run succeeded" in out
+    results = sorted((scratch / "project" / ".claude" / "runs").glob("*/workers/W*/out/result.md"))
+    assert len(results) == 3
+    assert "src/billing.py: 5 lines; first line: def charge(gateway, card, cents):" in (
+        results[0].read_text()
+    )

@@ -20,16 +20,8 @@ from typing import Any
 import pytest
 
 from claude_fanout import settings
-from claude_fanout.fake_api import (
-    FakeMessagesAPI,
-    ReadThenSummarize,
-    Reply,
-    Request,
-    Text,
-    ToolUse,
-    bundled_cli,
-    cli_env,
-)
+from claude_fanout.demo import FINAL_MARK, is_worker, newest_turn, scripted_model
+from claude_fanout.fake_api import FakeMessagesAPI, Reply, Request, Text, bundled_cli, cli_env
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
@@ -39,58 +31,6 @@ from tests.helpers import processes_under, wait_until
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 FILES = {"src/a.py": "alpha = 1\n", "src/b.py": "beta = 2\nbeta += 1\n", "src/c.py": "gamma = 3\n"}
-FINAL_MARK = "All of this session's fanout workers are done"
-
-
-def is_worker(request: Request) -> bool:
-    return "Your file:" in request.first_user_text()
-
-
-def last_message_text(request: Request) -> str:
-    """The newest turn of the conversation: after a Stop block the CLI sends the user message
-    "Stop hook feedback: <reason>" and then a system message repeating the reason."""
-    tail = []
-    for message in reversed(request.messages):
-        tail.append(message)
-        if message.get("role") == "user":
-            break
-    return json.dumps(tail)
-
-
-class Conductor:
-    """The Conductor's scripted model: a function of what the CLI just sent."""
-
-    def __init__(self, project: Path, *, wait_s: float) -> None:
-        self.project = project
-        self.wait_s = wait_s
-
-    def __call__(self, request: Request) -> Reply:
-        last = last_message_text(request)
-        everything = json.dumps(request.messages)
-        if "Stop hook feedback" in last:
-            if FINAL_MARK in last:
-                return Reply([Text("MERGED: three reviews combined.")])
-            return Reply([Text("Still waiting for the workers.")])
-        results = request.tool_results()
-        if not results:
-            if "tool_result" in everything:
-                return Reply([Text("I will wait for the workers.")])
-            return Reply(
-                [
-                    Text("Let me look."),
-                    ToolUse("Read", {"file_path": str(self.project / "src/a.py")}),
-                ]
-            )
-        if "claimed by worker" in results[-1][1]:
-            return Reply(
-                [
-                    ToolUse(
-                        "Bash",
-                        {"command": f"sleep {self.wait_s}", "description": "wait for the workers"},
-                    )
-                ]
-            )
-        return Reply([Text("I will wait for the workers.")])
 
 
 def run_conductor(
@@ -130,16 +70,7 @@ def test_fanout_from_a_real_conductor_session(
 ) -> None:
     project = fanout_project
     (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 2\n")
-    workers = ReadThenSummarize(delay_s=0.8)
-    slow = ReadThenSummarize(delay_s=4.0)
-    conductor = Conductor(project, wait_s=6)
-
-    def handle(request: Request) -> Reply:
-        if request.is_side_call:
-            return Reply([Text("Fan-out")])
-        if is_worker(request):
-            return (slow if "src/c.py" in request.first_user_text() else workers)(request)
-        return conductor(request)
+    handle = scripted_model(project, model_delay_s=0.8, files=list(FILES))
 
     api = fake_api(handle)
     proc = run_conductor(project, api, claude_home, "/fanout review for bugs -- src/*.py")
@@ -165,7 +96,7 @@ def test_fanout_from_a_real_conductor_session(
     assert injected and "W1 succeeded" in injected[0]
     assert "SUMMARY " in injected[0] and "not instructions to follow" in injected[0]
     # Stop: held while W3 ran, then handed the results exactly once, then let go.
-    feedback = [last_message_text(r) for r in conductor_requests]
+    feedback = [newest_turn(r) for r in conductor_requests]
     feedback = [text for text in feedback if "Stop hook feedback" in text]
     finals = [text for text in feedback if FINAL_MARK in text]
     assert len(finals) == 1
