@@ -87,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="use your own Claude account and the real model (costs tokens)",
     )
 
+    publish = sub.add_parser(
+        "publish", help="from inside a worker: publish a directive for the Conductor's hooks"
+    )
+    kinds = publish.add_subparsers(dest="directive", required=True, metavar="DIRECTIVE")
+    notice = kinds.add_parser("notice", help="tell the Conductor something (delivered once)")
+    notice.add_argument("text")
+    claim = kinds.add_parser("claim", help="deny the Conductor these paths while this task runs")
+    claim.add_argument("paths", nargs="+")
+    replace = kinds.add_parser(
+        "replace", help="once this task succeeds, redirect the Conductor's reads of PATH"
+    )
+    replace.add_argument("path", help="a file in the project")
+    replace.add_argument("artifact", help="a file in this task's out/ directory")
+
     runs = sub.add_parser("runs", help="list the project's runs")
     runs.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
@@ -257,6 +271,36 @@ def cmd_install(args: argparse.Namespace, project: Path) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace, project: Path) -> int:
+    """Workers publish directives; the hooks enforce them. A worker never runs a hook itself."""
+    from claude_fanout.plan import parse_plan
+    from claude_fanout.states import EventType
+    from claude_fanout.store.rundir import RunDir
+
+    run_dir, task_id = os.environ.get("FANOUT_RUN_DIR"), os.environ.get("FANOUT_TASK_ID")
+    if not run_dir or not task_id:
+        raise FanoutError(
+            "fanout publish works inside a worker (FANOUT_RUN_DIR and FANOUT_TASK_ID unset)"
+        )
+    run = RunDir(Path(run_dir))
+    run.check()
+    # Validate paths exactly as a plan's would be: inside the project, no escape via links.
+    probe: dict[str, object] = {"id": task_id, "kind": "shell", "argv": ["true"]}
+    if args.directive == "claim":
+        probe["claims"] = args.paths
+    elif args.directive == "replace":
+        probe["replaces"] = {args.path: args.artifact}
+    spec = parse_plan({"version": 1, "tasks": [probe]}, project=run.project).tasks[0]
+    if args.directive == "notice":
+        run.log.append(EventType.NOTICE, task=task_id, text=args.text[:2000])
+    elif args.directive == "claim":
+        run.log.append(EventType.CLAIM, task=task_id, paths=list(spec.claims))
+    else:
+        ((path, artifact),) = spec.replaces.items()
+        run.log.append(EventType.REPLACE, task=task_id, path=path, **{"with": artifact})
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, project: Path) -> int:
     from claude_fanout.demo import run_demo
 
@@ -264,6 +308,7 @@ def cmd_demo(args: argparse.Namespace, project: Path) -> int:
 
 
 _COMMANDS = {
+    "publish": cmd_publish,
     "install": cmd_install,
     "uninstall": cmd_install,
     "demo": cmd_demo,

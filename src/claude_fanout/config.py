@@ -1,8 +1,9 @@
 """Project configuration: ``.claude/fanout.toml``, validated before anything uses it.
 
-Every key is optional; defaults live in ``defaults.py``. Read only where its cost is paid once
-(the supervisor, the Stop and UserPromptSubmit hooks): ``tomllib`` alone costs 11 ms to import,
-so the file is parsed only when it exists.
+Every key is optional; defaults live in ``defaults.py``. The Stop hook reads it, so it is cheap
+to load: ``Config`` is a namedtuple (a dataclass would pull in ``inspect``, 7 ms), and the
+validated values are cached as JSON beside the run store (``.claude/runs/.config.json``, keyed on
+the file's size and mtime), so ``tomllib`` (6-11 ms) is imported only after the file changed.
 
     [limits]
     max_live_workers = 8    # live workers per project, across all runs
@@ -19,11 +20,13 @@ so the file is parsed only when it exists.
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, fields
+from collections import namedtuple
 
 from claude_fanout import defaults
 from claude_fanout.errors import FanoutError
+from claude_fanout.store import layout
 
 CONFIG_FILE = os.path.join(".claude", "fanout.toml")
 
@@ -32,15 +35,30 @@ class ConfigError(FanoutError):
     exit_code = 2
 
 
-@dataclass(frozen=True, kw_only=True)
-class Config:
-    max_live_workers: int = defaults.MAX_LIVE_WORKERS
-    stop_wait_s: float = defaults.STOP_WAIT_S
-    stop_max_blocks: int = defaults.STOP_MAX_BLOCKS
-    stop_max_hold_s: float = defaults.STOP_MAX_HOLD_S
-    conductor_grace_s: float = defaults.CONDUCTOR_GRACE_S
-    max_depth: int = defaults.MAX_DEPTH
-    inject_max_chars: int = defaults.INJECT_MAX_CHARS
+_FIELDS = {
+    "max_live_workers": defaults.MAX_LIVE_WORKERS,
+    "stop_wait_s": defaults.STOP_WAIT_S,
+    "stop_max_blocks": defaults.STOP_MAX_BLOCKS,
+    "stop_max_hold_s": defaults.STOP_MAX_HOLD_S,
+    "conductor_grace_s": defaults.CONDUCTOR_GRACE_S,
+    "max_depth": defaults.MAX_DEPTH,
+    "inject_max_chars": defaults.INJECT_MAX_CHARS,
+}
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class Config(NamedTuple):
+        max_live_workers: int = defaults.MAX_LIVE_WORKERS
+        stop_wait_s: float = defaults.STOP_WAIT_S
+        stop_max_blocks: int = defaults.STOP_MAX_BLOCKS
+        stop_max_hold_s: float = defaults.STOP_MAX_HOLD_S
+        conductor_grace_s: float = defaults.CONDUCTOR_GRACE_S
+        max_depth: int = defaults.MAX_DEPTH
+        inject_max_chars: int = defaults.INJECT_MAX_CHARS
+
+else:
+    Config = namedtuple("Config", list(_FIELDS), defaults=list(_FIELDS.values()))
 
 
 # (table, key) in the TOML file -> Config field, and the smallest value allowed.
@@ -59,10 +77,23 @@ def load_config(project: str | os.PathLike[str]) -> Config:
     """The project's configuration; defaults when the file does not exist."""
     path = os.path.join(os.fspath(project), CONFIG_FILE)
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return Config()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    key = [st.st_size, st.st_mtime_ns]
+    cache = os.path.join(layout.runs_root(project), ".config.json")
+    try:
+        with open(cache, "rb") as handle:
+            cached = json.loads(handle.read())
+        if cached["key"] == key:
+            return Config(**cached["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     import tomllib
@@ -71,11 +102,18 @@ def load_config(project: str | os.PathLike[str]) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
-    return parse_config(data, source=path)
+    config = parse_config(data, source=path)
+    if os.path.isdir(layout.runs_root(project)):
+        from claude_fanout.store.files import write_json_atomic
+
+        try:  # noqa: SIM105 - contextlib is not on the hook path
+            write_json_atomic(cache, {"key": key, "config": config._asdict()})
+        except OSError:
+            pass  # only a cache
+    return config
 
 
 def parse_config(data: dict[str, object], *, source: str = CONFIG_FILE) -> Config:
-    types = {f.name: f.type for f in fields(Config)}
     values: dict[str, object] = {}
     for table, content in data.items():
         if not isinstance(content, dict):
@@ -86,7 +124,7 @@ def parse_config(data: dict[str, object], *, source: str = CONFIG_FILE) -> Confi
                 known = ", ".join(f"{t}.{k}" for t, k in _KEYS)
                 raise ConfigError(f"{source}: unknown key {table}.{key} (known: {known})")
             name, minimum = spec
-            want_int = types[name] == "int"
+            want_int = isinstance(_FIELDS[name], int)
             ok = isinstance(value, int) if want_int else isinstance(value, int | float)
             if isinstance(value, bool) or not ok or value < minimum:
                 kind = "a whole number" if want_int else "a number"

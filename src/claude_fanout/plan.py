@@ -29,7 +29,9 @@ class TaskKind(StrEnum):
     CLAUDE = "claude"
 
 
-_COMMON_FIELDS = frozenset({"id", "kind", "deps", "claims", "timeout_s", "retries", "env"})
+_COMMON_FIELDS = frozenset(
+    {"id", "kind", "deps", "claims", "replaces", "timeout_s", "retries", "env"}
+)
 _KIND_FIELDS: dict[TaskKind, frozenset[str]] = {
     TaskKind.SHELL: frozenset({"argv"}),
     TaskKind.PYTHON: frozenset({"target", "args"}),
@@ -44,6 +46,9 @@ class Task:
     kind: TaskKind
     deps: tuple[str, ...] = ()
     claims: tuple[str, ...] = ()
+    # Project path -> artifact (relative to the task's out/): once the task has succeeded, the
+    # Conductor's reads of that path are redirected to the artifact.
+    replaces: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float = defaults.TASK_TIMEOUT_S
     retries: int = defaults.RETRIES
     env: Mapping[str, str] = field(default_factory=dict)
@@ -61,6 +66,7 @@ class Task:
             "kind": str(self.kind),
             "deps": list(self.deps),
             "claims": list(self.claims),
+            "replaces": dict(self.replaces),
             "timeout_s": self.timeout_s,
             "retries": self.retries,
             "env": dict(self.env),
@@ -254,6 +260,7 @@ def _parse_task(raw: object, *, index: int, project: Path) -> Task:
         _normalize_claim(c, project=project, task=task_id)
         for c in strings("claims", raw.get("claims", []))
     )
+    replaces = _parse_replaces(raw.get("replaces", {}), project=project, task=task_id)
     timeout = raw.get("timeout_s", defaults.TASK_TIMEOUT_S)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise PlanError("must be a number of seconds > 0", task=task_id, field="timeout_s")
@@ -276,6 +283,7 @@ def _parse_task(raw: object, *, index: int, project: Path) -> Task:
         "kind": kind,
         "deps": deps,
         "claims": claims,
+        "replaces": replaces,
         "timeout_s": float(timeout),
         "retries": retries,
         "env": dict(env),
@@ -324,14 +332,42 @@ def _int(value: object, name: str, task: str | None, minimum: int) -> int:
     return value
 
 
-def _normalize_claim(claim: str, *, project: Path, task: str) -> str:
+def _parse_replaces(value: object, *, project: Path, task: str) -> dict[str, str]:
+    """``{project path: artifact}``; the artifact is a relative path inside the task's out/."""
+    if not isinstance(value, dict):
+        raise PlanError(
+            "must be an object of project paths to artifact names", task=task, field="replaces"
+        )
+    out: dict[str, str] = {}
+    for path, artifact in value.items():
+        if not isinstance(artifact, str) or not artifact or "\0" in artifact:
+            raise PlanError(
+                f"the artifact for '{path}' must be a file name in the task's out/",
+                task=task,
+                field="replaces",
+            )
+        norm = os.path.normpath(artifact)
+        if os.path.isabs(norm) or norm == ".." or norm.startswith(".." + os.sep):
+            raise PlanError(
+                f"'{artifact}' must stay inside the task's out/ directory",
+                task=task,
+                field="replaces",
+            )
+        rel = _normalize_claim(path, project=project, task=task, field="replaces")
+        if any(char in _GLOB_CHARS for char in rel):
+            raise PlanError(f"'{path}' must name one file, not a glob", task=task, field="replaces")
+        out[rel] = Path(norm).as_posix()
+    return out
+
+
+def _normalize_claim(claim: str, *, project: Path, task: str, field: str = "claims") -> str:
     """A claim as a project-relative POSIX path (globs kept); refuse anything outside the project.
 
     The part before the first glob character is resolved through symlinks, so a claim cannot
     reach outside the project through a link either.
     """
     if not claim or "\0" in claim:
-        raise PlanError("claims must be non-empty paths", task=task, field="claims")
+        raise PlanError("claims must be non-empty paths", task=task, field=field)
     root = str(project)
     joined = os.path.normpath(os.path.join(root, claim))
     literal = joined
@@ -347,7 +383,7 @@ def _normalize_claim(claim: str, *, project: Path, task: str) -> str:
             raise PlanError(
                 f"'{claim}' is outside the project {root}; claim paths inside it",
                 task=task,
-                field="claims",
+                field=field,
             )
     rel = os.path.relpath(joined, root)
     return "." if rel == "." else Path(rel).as_posix()

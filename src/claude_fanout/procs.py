@@ -8,7 +8,6 @@ psutil is loaded lazily, and only where /proc is missing (macOS). Windows suppor
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 # Hook path (liveness checks): subprocess, typing and pathlib load only where spawning happens.
@@ -207,6 +206,8 @@ def stop_groups(pgids: Sequence[int], *, grace_s: float, poll_s: float = 0.02) -
     Returns the groups that needed SIGKILL. Blocking; the supervisor's own loop does this
     incrementally instead, this is for the last-resort paths (watchdog, gc).
     """
+    import signal
+
     live = [pgid for pgid in pgids if signal_group(pgid, signal.SIGTERM)]
     deadline = time.monotonic() + grace_s
     while live and time.monotonic() < deadline:
@@ -234,6 +235,8 @@ def decode_returncode(returncode: int) -> tuple[int | None, int | None]:
 
 def signal_name(signum: int) -> str:
     try:
+        import signal
+
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"

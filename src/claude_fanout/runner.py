@@ -62,6 +62,7 @@ def start_run(
         tasks=list(plan.ids),
         name=plan.name,
         claims={task.id: list(task.claims) for task in plan.tasks if task.claims},
+        replaces={task.id: dict(task.replaces) for task in plan.tasks if task.replaces},
         conductor=dict(conductor) if conductor is not None else None,
     )
     proc = procs.spawn_detached(

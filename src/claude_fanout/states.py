@@ -37,7 +37,10 @@ class RunState(StrEnum):
         return self not in (RunState.STARTING, RunState.RUNNING)
 
 
-class EventType(StrEnum):
+class EventType:
+    """Event kinds of ``events.jsonl``: plain string constants, not an enum, because every hook
+    call imports this module and each enum class costs it 0.15 ms."""
+
     RUN_CREATED = "run_created"
     SUPERVISOR_STARTED = "supervisor_started"
     TASK_STARTED = "task_started"

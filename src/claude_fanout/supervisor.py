@@ -449,7 +449,7 @@ class Supervisor:
 
     # -- records -------------------------------------------------------------------------------
 
-    def _emit(self, type_: EventType, **fields: object) -> None:
+    def _emit(self, type_: str, **fields: object) -> None:
         self.log.append(type_, **fields)
         self._dirty = True
 

@@ -12,20 +12,19 @@ capped in size.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 
-from claude_fanout.states import EventType, TaskState
+from claude_fanout.states import TaskState
 from claude_fanout.store import layout
-from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.files import make_private_dir, open_private
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from claude_fanout.hooks.context import HookContext
     from claude_fanout.store.state import RunStatus, TaskStatus
 
 _EXCERPT_LINES = 8
@@ -49,6 +48,8 @@ class Cursor:
     def __enter__(self) -> Cursor:
         make_private_dir(layout.join(self._run_path, layout.SESSIONS))
         self._fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
+        import fcntl
+
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         raw = os.pread(self._fd, 1 << 20, 0)
         try:
@@ -56,7 +57,6 @@ class Cursor:
         except ValueError:
             data = {}
         self.data = data if isinstance(data, dict) else {}
-        self.data.setdefault("offset", 0)
         self.data.setdefault("told", {})
         self._before = json.dumps(self.data, sort_keys=True)
         return self
@@ -77,11 +77,12 @@ class Cursor:
         return told if isinstance(told, dict) else {}
 
 
-def news(run_path: str, status: RunStatus, cursor: Cursor) -> tuple[list[str], list[str]]:
+def news(status: RunStatus, cursor: Cursor) -> tuple[list[str], list[str]]:
     """Tasks whose final state this session has not heard yet, and new notices; marks both told.
 
     A task's state is final when it is terminal in the (observed) status: a failure followed by
-    a retry is not news until the retry ends.
+    a retry is not news until the retry ends. Both come from the folded status, so the cost
+    does not depend on the log's length.
     """
     told = cursor.told
     finished = [
@@ -92,15 +93,11 @@ def news(run_path: str, status: RunStatus, cursor: Cursor) -> tuple[list[str], l
     for task_id in finished:
         told[task_id] = str(status.tasks[task_id].state)
     cursor.data["told"] = told
-    notices: list[str] = []
-    offset = cursor.data.get("offset")
-    start = offset if isinstance(offset, int) else 0
-    result = read_events(layout.join(run_path, layout.EVENTS), start)
-    for event in result.events:
-        if event.get("type") == EventType.NOTICE and isinstance(event.get("text"), str):
-            who = event.get("task") if isinstance(event.get("task"), str) else "fanout"
-            notices.append(f"{who}: {defuse(event['text'][:500])}")
-    cursor.data["offset"] = result.offset
+    seen = cursor.data.get("notices")
+    seen = seen if isinstance(seen, int) and 0 <= seen <= status.notice_count else 0
+    fresh = min(status.notice_count - seen, len(status.notices))
+    notices = [defuse(text) for text in status.notices[len(status.notices) - fresh :]]
+    cursor.data["notices"] = status.notice_count
     return finished, notices
 
 
@@ -234,3 +231,25 @@ def peek_told(run_path: str, session_id: str) -> dict[str, str]:
         return {}
     told = data.get("told") if isinstance(data, dict) else None
     return told if isinstance(told, dict) else {}
+
+
+def tell_news(ctx: HookContext, *, limit: int) -> str:
+    """Results and notices of this session's runs it has not been told yet (marking them told)."""
+    if ctx.session_id is None:
+        return ""
+    sections: list[str] = []
+    for run_path, status in ctx.session_runs():
+        with Cursor(run_path, ctx.session_id) as cursor:
+            finished, notices = news(status, cursor)
+        if not finished and not notices:
+            continue
+        head = f"[fanout] run {status.run_id}: " + (
+            progress(status, ctx.now) or "all workers are done"
+        )
+        body = describe(run_path, status, finished, project=ctx.project, budget=limit // 2)
+        lines = [head, body] if body else [head]
+        lines += [f"notice from {note}" for note in notices]
+        sections.append("\n".join(lines))
+    if not sections:
+        return ""
+    return cap("\n\n".join(sections) + "\n" + DATA_NOTE, limit)

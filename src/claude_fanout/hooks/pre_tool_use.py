@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 from claude_fanout import directives
-from claude_fanout.hooks import delivery
 from claude_fanout.states import TaskState
 from claude_fanout.store import layout
 
@@ -65,6 +64,8 @@ def handle(ctx: HookContext) -> dict[str, Any] | None:
 def _deny(
     ctx: HookContext, run_path: str, task_id: str, claim: directives.Claim, path: str
 ) -> dict[str, Any]:
+    from claude_fanout.hooks.delivery import relative
+
     status = dict(ctx.runs())[run_path]
     task = status.tasks[task_id]
     what = _task_summary(run_path, task_id)
@@ -74,9 +75,9 @@ def _deny(
         doing = f"will work on it ({task.state})"
     result = os.path.join(layout.out_dir(run_path, task_id), "result.md")
     reason = (
-        f"fanout: {delivery.relative(path, ctx.project)} is claimed by worker {task_id} of run "
+        f"fanout: {relative(path, ctx.project)} is claimed by worker {task_id} of run "
         f"{status.run_id}, which {doing}{what}. Its result will be at "
-        f"{delivery.relative(result, ctx.project)}; fanout delivers it to you when the worker "
+        f"{relative(result, ctx.project)}; fanout delivers it to you when the worker "
         "finishes. Do not redo its work: continue with something else, or stop and wait."
     )
     return {

@@ -65,9 +65,7 @@ def handle(ctx: HookContext, *, sleep: Any = time.sleep, clock: Any = time.monot
         }
     budget = {"blocks": budget["blocks"] + 1, "held_s": budget["held_s"] + held}
     _save_budget(ctx, budget)
-    from claude_fanout.hooks.post_tool_use import tell_news
-
-    news_text = tell_news(ctx, limit=config.inject_max_chars)
+    news_text = delivery.tell_news(ctx, limit=config.inject_max_chars)
     lines = [news_text] if news_text else []
     for _path, status in runs:
         line = delivery.progress(status, ctx.now)
@@ -95,7 +93,7 @@ def _final(ctx: HookContext, runs: list[tuple[str, RunStatus]], config: Config) 
         with delivery.Cursor(path, ctx.session_id) as cursor:
             if cursor.data.get("final"):
                 continue
-            fresh, notices = delivery.news(path, status, cursor)
+            fresh, notices = delivery.news(status, cursor)
             cursor.data["final"] = True
         counts = ", ".join(f"{n} {state}" for state, n in sorted(status.counts().items()))
         head = f"[fanout] run {status.run_id} {status.state}: {counts}."

@@ -8,7 +8,6 @@ idle project costs a tool call a shell glob and nothing more. Hook path: standar
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from claude_fanout.store import layout
@@ -28,8 +27,10 @@ def mark(project: StrPath, run_id: str) -> None:
 
 
 def clear(project: StrPath, run_id: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    try:  # noqa: SIM105 - importing contextlib would cost every hook call 0.5 ms
         os.unlink(os.path.join(layout.active_dir(project), run_id))
+    except FileNotFoundError:
+        pass
 
 
 def run_ids(project: StrPath) -> list[str]:

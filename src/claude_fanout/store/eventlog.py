@@ -10,7 +10,6 @@ there), skip and report lines that do not parse. Stdlib only: hooks read the log
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -94,6 +93,8 @@ class EventLog:
         data = encode(record)
         fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         try:
+            import fcntl  # only writers lock; hooks mostly read
+
             fcntl.flock(fd, fcntl.LOCK_EX)
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":

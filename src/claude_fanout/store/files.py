@@ -10,7 +10,6 @@ import os
 import stat
 
 from claude_fanout import defaults
-from claude_fanout.errors import UnsafePathError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,21 +21,27 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
+def _unsafe(message: str) -> Exception:
+    from claude_fanout.errors import UnsafePathError  # only on the failure path
+
+    return UnsafePathError(message)
+
+
 def check_private_dir(path: StrPath) -> None:
     """Refuse a store directory that is a symlink, not a directory, or owned by someone else."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        raise UnsafePathError(f"{os.fspath(path)} does not exist") from None
+        raise _unsafe(f"{os.fspath(path)} does not exist") from None
     if stat.S_ISLNK(st.st_mode):
-        raise UnsafePathError(
+        raise _unsafe(
             f"{os.fspath(path)} is a symlink; fanout never follows links in its run store: "
             "remove the link and let fanout create the directory"
         )
     if not stat.S_ISDIR(st.st_mode):
-        raise UnsafePathError(f"{os.fspath(path)} is not a directory; move it aside")
+        raise _unsafe(f"{os.fspath(path)} is not a directory; move it aside")
     if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
-        raise UnsafePathError(
+        raise _unsafe(
             f"{os.fspath(path)} belongs to uid {st.st_uid}, not you (uid {os.geteuid()}); "
             "fanout refuses a run store another user controls"
         )
@@ -61,7 +66,7 @@ def open_private(path: StrPath, flags: int) -> int:
         return os.open(path, flags | _NOFOLLOW | _CLOEXEC, defaults.FILE_MODE)
     except OSError as exc:
         if os.path.islink(path):
-            raise UnsafePathError(
+            raise _unsafe(
                 f"{os.fspath(path)} is a symlink; fanout never follows links in its run store"
             ) from None
         raise exc

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 SNAPSHOT_VERSION = 1
 _MAX_ERRORS = 20
+_MAX_NOTICES = 50
 
 
 class TaskStatus:
@@ -112,6 +113,8 @@ class RunStatus:
         "created",
         "errors",
         "finished",
+        "notice_count",
+        "notices",
         "offset",
         "reason",
         "run_id",
@@ -134,6 +137,8 @@ class RunStatus:
         errors: list[str] | None = None,
         bad_lines: int = 0,
         conductor: dict[str, Any] | None = None,
+        notices: list[str] | None = None,
+        notice_count: int = 0,
     ) -> None:
         self.run_id = run_id
         self.state = state
@@ -147,6 +152,10 @@ class RunStatus:
         self.errors: list[str] = [] if errors is None else errors
         self.bad_lines = bad_lines
         self.conductor = conductor
+        # The newest notices workers published (``W2: text``), and how many there were in all:
+        # a session's cursor counts what it was told, so delivery never rereads the log.
+        self.notices: list[str] = [] if notices is None else notices
+        self.notice_count = notice_count
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -158,6 +167,7 @@ class RunStatus:
         data = {name: getattr(self, name) for name in self.__slots__}
         data["tasks"] = {task_id: task.to_dict() for task_id, task in self.tasks.items()}
         data["errors"] = list(self.errors)
+        data["notices"] = list(self.notices)
         data["version"] = SNAPSHOT_VERSION
         return data
 
@@ -212,6 +222,12 @@ def fold(status: RunStatus, event: Event) -> None:
         conductor = {k: event.get(k) for k in ("session_id", "pid", "start_time")}
         if isinstance(conductor["pid"], int) and isinstance(conductor["session_id"], str):
             status.conductor = conductor
+    elif kind == EventType.NOTICE:
+        text = _text(event.get("text"))
+        if text is not None:
+            who = task_id if isinstance(task_id, str) else "fanout"
+            status.notices = [*status.notices, f"{who}: {text[:500]}"][-_MAX_NOTICES:]
+            status.notice_count += 1
     elif kind == EventType.CLAIM:
         _add_claims(task, event.get("paths"))
     elif kind == EventType.REPLACE:

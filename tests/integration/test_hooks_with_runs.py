@@ -1,0 +1,148 @@
+"""Hooks against real runs: directives a worker publishes, the project-wide worker cap."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claude_fanout import procs
+from claude_fanout.hooks import dispatch
+from claude_fanout.plan import parse_plan
+from claude_fanout.runner import start_run, wait_run
+from claude_fanout.states import RunState
+from claude_fanout.store.eventlog import read_events
+
+pytestmark = pytest.mark.timeout(60)
+SESSION = "0e9b3f7c-4d5e-4f60-8a71-9b2c3d4e5f60"
+
+
+def hook(project: Path, event: str, **fields: Any) -> dict[str, Any] | None:
+    payload = {"session_id": SESSION, "cwd": str(project), "hook_event_name": event, **fields}
+    out = io.StringIO()
+    dispatch.run([event], stdin=io.BytesIO(json.dumps(payload).encode()), stdout=out)
+    return json.loads(out.getvalue()) if out.getvalue() else None
+
+
+def test_directives_published_by_a_worker_steer_the_conductor(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDE_PROJECT_DIR", str(project))
+    (project / "src").mkdir()
+    (project / "src" / "a.py").write_text("old a\n")
+    (project / "src" / "b.py").write_text("old b\n")
+    publish = [sys.executable, "-m", "claude_fanout", "publish"]
+    script = (
+        'echo "new a" > "$FANOUT_OUT_DIR/a.py" && '
+        f"{' '.join(publish)} replace src/a.py a.py && "
+        f'{" ".join(publish)} notice "rewrote src/a.py"'
+    )
+    plan = parse_plan(
+        {
+            "version": 1,
+            "tasks": [
+                {"id": "W1", "kind": "shell", "argv": ["sh", "-c", script], "claims": ["src/a.py"]},
+                {
+                    "id": "W2",
+                    "kind": "shell",
+                    "argv": ["sh", "-c", 'echo "new b" > "$FANOUT_OUT_DIR/b.out"'],
+                    "claims": ["src/b.py"],
+                    "replaces": {"src/b.py": "b.out"},
+                },
+            ],
+        },
+        project=project,
+    )
+    me = os.getpid()
+    conductor = {"session_id": SESSION, "pid": me, "start_time": procs.process_start_time(me)}
+    started = start_run(plan, project=project, conductor=conductor)
+    status = wait_run(started.run, timeout_s=30)
+    started.supervisor.wait(timeout=10)
+    assert status.state is RunState.SUCCEEDED, status
+
+    for source, target in (("src/a.py", "W1/out/a.py"), ("src/b.py", "W2/out/b.out")):
+        answer = hook(
+            project, "PreToolUse", tool_name="Read", tool_input={"file_path": str(project / source)}
+        )
+        assert answer is not None, source
+        updated = answer["hookSpecificOutput"]["updatedInput"]["file_path"]
+        assert updated == str(started.run.path / "workers" / target)
+        assert Path(updated).read_text().startswith("new ")
+    # An Edit is not redirected: replace only ever changes what the Conductor reads.
+    assert (
+        hook(
+            project,
+            "PreToolUse",
+            tool_name="Edit",
+            tool_input={
+                "file_path": str(project / "src/a.py"),
+                "old_string": "old",
+                "new_string": "x",
+            },
+        )
+        is None
+    )
+    news = hook(
+        project, "PostToolUse", tool_name="Bash", tool_input={"command": "true"}, tool_response={}
+    )
+    assert news is not None
+    assert "notice from W1: rewrote src/a.py" in news["hookSpecificOutput"]["additionalContext"]
+
+
+def test_publish_refuses_paths_outside_the_project(project: Path, fanout) -> None:
+    plan = project / "plan.json"
+    script = f"{sys.executable} -m claude_fanout publish claim ../../etc/passwd"
+    plan.write_text(
+        json.dumps(
+            {"version": 1, "tasks": [{"id": "W1", "kind": "shell", "argv": ["sh", "-c", script]}]}
+        )
+    )
+    result = fanout("run", str(plan))
+    assert result.returncode == 1
+    run_id = result.stdout.strip().splitlines()[-1]
+    log = (project / ".claude/runs" / run_id / "workers/W1/log").read_text()
+    assert "outside the project" in log
+    events = read_events(project / ".claude/runs" / run_id / "events.jsonl").events
+    assert not [e for e in events if e["type"] == "claim"]
+
+
+def test_the_live_worker_cap_holds_across_runs(project: Path, write_plan) -> None:
+    (project / ".claude" / "fanout.toml").write_text("[limits]\nmax_live_workers = 2\n")
+    stamp = (
+        "import os, sys, time; p = os.environ['FANOUT_OUT_DIR']; "
+        "open(p + '/t', 'w').write(f'{time.time()} '); time.sleep(0.6); "
+        "open(p + '/t', 'a').write(f'{time.time()}')"
+    )
+    runs = []
+    for name in ("one", "two"):
+        plan = parse_plan(
+            {
+                "version": 1,
+                "max_parallel": 3,
+                "tasks": [
+                    {"id": f"{name}{i}", "kind": "shell", "argv": [sys.executable, "-c", stamp]}
+                    for i in range(3)
+                ],
+            },
+            project=project,
+        )
+        runs.append(start_run(plan, project=project))
+    spans = []
+    for started in runs:
+        assert wait_run(started.run, timeout_s=40).state is RunState.SUCCEEDED
+        started.supervisor.wait(timeout=10)
+        for out in started.run.path.glob("workers/*/out/t"):
+            begin, end = map(float, out.read_text().split())
+            spans.append((begin, end))
+    assert len(spans) == 6
+    edges = sorted([(b, 1) for b, _ in spans] + [(e, -1) for _, e in spans])
+    live = peak = 0
+    for _, step in edges:
+        live += step
+        peak = max(peak, live)
+    assert peak == 2
