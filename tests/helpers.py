@@ -12,6 +12,11 @@ from typing import Any
 
 import psutil
 
+from claude_fanout import procs
+from claude_fanout.store import active, layout
+from claude_fanout.store.eventlog import EventLog
+from claude_fanout.store.files import make_private_dir, write_json_atomic
+
 
 def processes_under(marker: Path) -> list[psutil.Process]:
     """Live (non-zombie) processes whose command line or environment mentions ``marker``."""
@@ -49,3 +54,82 @@ class CLIResult:
 
     def json(self) -> Any:
         return json.loads(self.stdout)
+
+
+class FakeRun:
+    """A run store written by hand, with no supervisor: `supervisor.json` names this test
+    process, so the run reads as live while a test appends its events."""
+
+    def __init__(
+        self, project: Path, run_id: str, tasks: dict[str, dict[str, Any]], session: str | None
+    ) -> None:
+        self.project = project
+        self.run_id = run_id
+        self.path = Path(layout.run_path(project, run_id))
+        make_private_dir(self.path.parent)
+        make_private_dir(self.path)
+        self.log = EventLog(self.path / "events.jsonl")
+        plan = {
+            "version": 1,
+            "tasks": [
+                {
+                    "id": tid,
+                    "kind": "claude",
+                    "prompt": spec.get("prompt", f"Review {tid}"),
+                    "claims": spec.get("claims", []),
+                }
+                for tid, spec in tasks.items()
+            ],
+        }
+        (self.path / "plan.json").write_text(json.dumps(plan))
+        conductor = (
+            None
+            if session is None
+            else {
+                "session_id": session,
+                "pid": os.getpid(),
+                "start_time": procs.process_start_time(os.getpid()),
+            }
+        )
+        self.log.append(
+            "run_created",
+            run_id=run_id,
+            tasks=list(tasks),
+            conductor=conductor,
+            claims={t: s["claims"] for t, s in tasks.items() if s.get("claims")},
+        )
+        self.heartbeat()
+        self.log.append("supervisor_started", pid=os.getpid())
+        active.mark(project, run_id)
+
+    def heartbeat(self) -> None:
+        write_json_atomic(
+            self.path / "supervisor.json",
+            {
+                "pid": os.getpid(),
+                "start_time": procs.process_start_time(os.getpid()),
+                "heartbeat": time.time(),
+            },
+        )
+
+    def start(self, task: str) -> None:
+        self.log.append("task_started", task=task, attempt=1, pid=os.getpid())
+
+    def finish(
+        self, task: str, outcome: str = "succeeded", result: str | None = None, **fields: Any
+    ) -> None:
+        if result is not None:
+            out = self.path / "workers" / task / "out"
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "result.md").write_text(result)
+        self.log.append(
+            "task_exited",
+            task=task,
+            attempt=1,
+            outcome=outcome,
+            exit_code=0 if outcome == "succeeded" else 1,
+            **fields,
+        )
+
+    def end(self, state: str = "succeeded") -> None:
+        self.log.append("run_finished", state=state)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
 import time
@@ -20,88 +19,13 @@ import pytest
 
 from claude_fanout import procs
 from claude_fanout.hooks import dispatch
-from claude_fanout.store import active, layout
-from claude_fanout.store.eventlog import EventLog, read_events
-from claude_fanout.store.files import make_private_dir, write_json_atomic
+from claude_fanout.store import active
+from claude_fanout.store.eventlog import read_events
+from claude_fanout.store.files import write_json_atomic
+from tests.helpers import FakeRun
 
 SESSION = "5f0c7a52-1111-4c1e-9a57-000000000001"
 OTHER = "5f0c7a52-2222-4c1e-9a57-000000000002"
-
-
-class FakeRun:
-    def __init__(
-        self, project: Path, run_id: str, tasks: dict[str, dict[str, Any]], session: str | None
-    ) -> None:
-        self.project = project
-        self.run_id = run_id
-        self.path = Path(layout.run_path(project, run_id))
-        make_private_dir(self.path.parent)
-        make_private_dir(self.path)
-        self.log = EventLog(self.path / "events.jsonl")
-        plan = {
-            "version": 1,
-            "tasks": [
-                {
-                    "id": tid,
-                    "kind": "claude",
-                    "prompt": spec.get("prompt", f"Review {tid}"),
-                    "claims": spec.get("claims", []),
-                }
-                for tid, spec in tasks.items()
-            ],
-        }
-        (self.path / "plan.json").write_text(json.dumps(plan))
-        conductor = (
-            None
-            if session is None
-            else {
-                "session_id": session,
-                "pid": os.getpid(),
-                "start_time": procs.process_start_time(os.getpid()),
-            }
-        )
-        self.log.append(
-            "run_created",
-            run_id=run_id,
-            tasks=list(tasks),
-            conductor=conductor,
-            claims={t: s["claims"] for t, s in tasks.items() if s.get("claims")},
-        )
-        self.heartbeat()
-        self.log.append("supervisor_started", pid=os.getpid())
-        active.mark(project, run_id)
-
-    def heartbeat(self) -> None:
-        write_json_atomic(
-            self.path / "supervisor.json",
-            {
-                "pid": os.getpid(),
-                "start_time": procs.process_start_time(os.getpid()),
-                "heartbeat": time.time(),
-            },
-        )
-
-    def start(self, task: str) -> None:
-        self.log.append("task_started", task=task, attempt=1, pid=os.getpid())
-
-    def finish(
-        self, task: str, outcome: str = "succeeded", result: str | None = None, **fields: Any
-    ) -> None:
-        if result is not None:
-            out = self.path / "workers" / task / "out"
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "result.md").write_text(result)
-        self.log.append(
-            "task_exited",
-            task=task,
-            attempt=1,
-            outcome=outcome,
-            exit_code=0 if outcome == "succeeded" else 1,
-            **fields,
-        )
-
-    def end(self, state: str = "succeeded") -> None:
-        self.log.append("run_finished", state=state)
 
 
 @pytest.fixture
