@@ -8,7 +8,7 @@ the file's size and mtime), so ``tomllib`` (6-11 ms) is imported only after the 
     [limits]
     max_live_workers = 8    # live workers per project, across all runs
     [stop]
-    wait_s = 120            # one Stop hook waits this long for workers before reporting progress
+    wait_s = 300            # one Stop hook waits this long for workers before reporting progress
     max_blocks = 6          # Stop blocks per turn (Claude Code itself gives up after 8)
     max_hold_s = 1800       # total time one turn may be held at Stop
     [conductor]

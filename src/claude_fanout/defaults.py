@@ -33,7 +33,7 @@ MAX_PLAN_BYTES = 4 * 1024 * 1024
 
 # Hooks and the Conductor (overridable in .claude/fanout.toml, see config.py).
 MAX_LIVE_WORKERS = 8
-STOP_WAIT_S = 120.0
+STOP_WAIT_S = 300.0
 STOP_MAX_BLOCKS = 6
 STOP_MAX_HOLD_S = 1800.0
 CONDUCTOR_GRACE_S = 5.0

@@ -362,3 +362,15 @@ def test_unknown_events_are_ignored(project):
     assert dispatch.run(["Notification"], stdin=io.BytesIO(b"{}"), stdout=out) == 0
     assert dispatch.run([], stdin=io.BytesIO(b"{}"), stdout=out) == 0
     assert out.getvalue() == ""
+
+
+def test_finished_runs_nobody_can_collect_stop_being_served(project, make_run):
+    orphan = make_run({"W1": {}}, session=None)
+    orphan.finish("W1", result="done")
+    orphan.end()
+    mine = make_run({"W1": {}})
+    mine.finish("W1", result="done")
+    mine.end()
+    assert read(project, "src/a.py") is None
+    # The run without a Conductor is dropped; this session's is kept until it is delivered.
+    assert active.run_ids(project) == [mine.run_id]

@@ -60,10 +60,15 @@ class HookContext:
             found = []
             for run_id in active.run_ids(self.project):
                 path = layout.run_path(self.project, run_id)
-                if os.path.isdir(path):
-                    found.append((path, observe(path, now=self.now)))
-                else:
+                if not os.path.isdir(path):
                     active.clear(self.project, run_id)
+                    continue
+                status = observe(path, now=self.now)
+                if status.state.terminal and not _deliverable(status):
+                    # Finished, and no live Conductor session to hand it to: stop serving it.
+                    active.clear(self.project, run_id)
+                    continue
+                found.append((path, status))
             self._runs = found
         return self._runs
 
@@ -86,3 +91,16 @@ class HookContext:
     def refresh(self) -> None:
         self._runs = None
         self.now = time.time()
+
+
+def _deliverable(status: RunStatus) -> bool:
+    """Whether a finished run still has a Conductor session alive to deliver its results to."""
+    from claude_fanout import procs
+
+    conductor = status.conductor or {}
+    pid, start_time = conductor.get("pid"), conductor.get("start_time")
+    return (
+        isinstance(conductor.get("session_id"), str)
+        and isinstance(pid, int)
+        and procs.is_alive(pid, start_time)
+    )
