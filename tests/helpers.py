@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,3 +135,21 @@ class FakeRun:
 
     def end(self, state: str = "succeeded") -> None:
         self.log.append("run_finished", state=state)
+
+    @contextlib.contextmanager
+    def stand_in_supervisor(self) -> Iterator[subprocess.Popen[bytes]]:
+        """A live process posing as this run's supervisor, for hooks that signal it."""
+        proc = subprocess.Popen(["sleep", "30"])
+        try:
+            write_json_atomic(
+                self.path / "supervisor.json",
+                {
+                    "pid": proc.pid,
+                    "start_time": procs.process_start_time(proc.pid),
+                    "heartbeat": time.time(),
+                },
+            )
+            yield proc
+        finally:
+            proc.kill()
+            proc.wait()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from claude_fanout import procs
 from claude_fanout.hooks import dispatch
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
@@ -293,22 +291,9 @@ def test_session_end_cancels_the_sessions_unfinished_runs(project, make_run):
     mine = make_run({"W1": {}})
     mine.start("W1")
     theirs = make_run({"W1": {}}, session=OTHER)
-    # A stand-in supervisor that SessionEnd may signal.
-    stand_in = subprocess.Popen(["sleep", "30"])
-    try:
-        write_json_atomic(
-            mine.path / "supervisor.json",
-            {
-                "pid": stand_in.pid,
-                "start_time": procs.process_start_time(stand_in.pid),
-                "heartbeat": time.time(),
-            },
-        )
+    with mine.stand_in_supervisor() as stand_in:
         assert hook(project, "SessionEnd", reason="prompt_input_exit") is None
         assert stand_in.wait(timeout=5) == -signal.SIGTERM
-    finally:
-        stand_in.kill()
-        stand_in.wait()
     kinds = [e["type"] for e in read_events(mine.path / "events.jsonl").events]
     assert "cancel_requested" in kinds
     theirs_kinds = [e["type"] for e in read_events(theirs.path / "events.jsonl").events]

@@ -9,18 +9,14 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from claude_fanout import procs
 from claude_fanout.hooks import dispatch
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
-from claude_fanout.store.files import write_json_atomic
 from tests.helpers import FakeRun
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "hooks"
@@ -154,21 +150,9 @@ def test_recorded_session_start_resume_reinjects_what_is_in_flight(project, live
 
 
 def test_recorded_session_end_cancels(project, live):
-    stand_in = subprocess.Popen(["sleep", "30"])
-    try:
-        write_json_atomic(
-            live.path / "supervisor.json",
-            {
-                "pid": stand_in.pid,
-                "start_time": procs.process_start_time(stand_in.pid),
-                "heartbeat": time.time(),
-            },
-        )
+    with live.stand_in_supervisor() as stand_in:
         assert answer(project, recorded("session_end.json", project, SESSION)) is None
         assert stand_in.wait(timeout=5) != 0
-    finally:
-        stand_in.kill()
-        stand_in.wait()
     events = read_events(live.path / "events.jsonl").events
     assert any(e["type"] == "cancel_requested" and e["by"] == "session_end" for e in events)
     assert active.run_ids(project) == []
