@@ -63,7 +63,12 @@ class FakeRun:
     process, so the run reads as live while a test appends its events."""
 
     def __init__(
-        self, project: Path, run_id: str, tasks: dict[str, dict[str, Any]], session: str | None
+        self,
+        project: Path,
+        run_id: str,
+        tasks: dict[str, dict[str, Any]],
+        session: str | None,
+        delivery: str | None = None,
     ) -> None:
         self.project = project
         self.run_id = run_id
@@ -99,6 +104,7 @@ class FakeRun:
             tasks=list(tasks),
             conductor=conductor,
             claims={t: s["claims"] for t, s in tasks.items() if s.get("claims")},
+            delivery=delivery,
         )
         self.heartbeat()
         self.log.append("supervisor_started", pid=os.getpid())

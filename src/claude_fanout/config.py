@@ -16,6 +16,10 @@ the file's size and mtime), so ``tomllib`` (6-11 ms) is imported only after the 
     max_depth = 1           # fanout hooks do nothing in sessions this deep (workers are depth 1)
     [inject]
     max_chars = 4000        # cap on the text one hook injects into the Conductor's context
+    [delivery]
+    mode = "auto"           # block: hold Stop; rewake: let the turn end, wake it with results;
+                            # auto: rewake for interactive sessions, block for -p / SDK ones
+    rewake_max_wait_s = 7200  # how long a pending wake waits for the workers
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ _FIELDS = {
     "conductor_grace_s": defaults.CONDUCTOR_GRACE_S,
     "max_depth": defaults.MAX_DEPTH,
     "inject_max_chars": defaults.INJECT_MAX_CHARS,
+    "delivery": defaults.DELIVERY,
+    "rewake_max_wait_s": defaults.REWAKE_MAX_WAIT_S,
 }
+DELIVERY_MODES = ("auto", "block", "rewake")
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NamedTuple
@@ -56,6 +63,8 @@ if TYPE_CHECKING:
         conductor_grace_s: float = defaults.CONDUCTOR_GRACE_S
         max_depth: int = defaults.MAX_DEPTH
         inject_max_chars: int = defaults.INJECT_MAX_CHARS
+        delivery: str = defaults.DELIVERY
+        rewake_max_wait_s: float = defaults.REWAKE_MAX_WAIT_S
 
 else:
     Config = namedtuple("Config", list(_FIELDS), defaults=list(_FIELDS.values()))
@@ -70,6 +79,8 @@ _KEYS: dict[tuple[str, str], tuple[str, float]] = {
     ("conductor", "grace_s"): ("conductor_grace_s", 0),
     ("conductor", "max_depth"): ("max_depth", 1),
     ("inject", "max_chars"): ("inject_max_chars", 500),
+    ("delivery", "mode"): ("delivery", 0),
+    ("delivery", "rewake_max_wait_s"): ("rewake_max_wait_s", 1),
 }
 
 
@@ -124,6 +135,13 @@ def parse_config(data: dict[str, object], *, source: str = CONFIG_FILE) -> Confi
                 known = ", ".join(f"{t}.{k}" for t, k in _KEYS)
                 raise ConfigError(f"{source}: unknown key {table}.{key} (known: {known})")
             name, minimum = spec
+            if name == "delivery":
+                if value not in DELIVERY_MODES:
+                    raise ConfigError(
+                        f"{source}: {table}.{key} must be one of {', '.join(DELIVERY_MODES)}"
+                    )
+                values[name] = value
+                continue
             want_int = isinstance(_FIELDS[name], int)
             ok = isinstance(value, int) if want_int else isinstance(value, int | float)
             if isinstance(value, bool) or not ok or value < minimum:

@@ -39,5 +39,7 @@ STOP_MAX_HOLD_S = 1800.0
 CONDUCTOR_GRACE_S = 5.0
 MAX_DEPTH = 1
 INJECT_MAX_CHARS = 4000
+DELIVERY = "auto"
+REWAKE_MAX_WAIT_S = 7200.0
 # While every live-worker slot is taken, the supervisor looks for a free one this often.
 SLOT_RETRY_S = 0.25

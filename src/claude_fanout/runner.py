@@ -44,6 +44,7 @@ def start_run(
     project: Path,
     env: Mapping[str, str] | None = None,
     conductor: Mapping[str, object] | None = None,
+    delivery: str | None = None,
     wait_started: bool = True,
 ) -> StartedRun:
     """Create the run directory, record the plan and start its detached supervisor.
@@ -64,6 +65,7 @@ def start_run(
         claims={task.id: list(task.claims) for task in plan.tasks if task.claims},
         replaces={task.id: dict(task.replaces) for task in plan.tasks if task.replaces},
         conductor=dict(conductor) if conductor is not None else None,
+        delivery=delivery,
     )
     proc = procs.spawn_detached(
         [sys.executable, "-m", "claude_fanout.supervisor", str(run.path)],

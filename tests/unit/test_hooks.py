@@ -42,8 +42,11 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def make_run(project: Path) -> Callable[..., FakeRun]:
     counter = iter(range(1000))
 
-    def make(tasks: dict[str, dict[str, Any]], session: str | None = SESSION) -> FakeRun:
-        return FakeRun(project, f"20261124-000000-{next(counter):03d}-abcd", tasks, session)
+    def make(
+        tasks: dict[str, dict[str, Any]], session: str | None = SESSION, delivery: str | None = None
+    ) -> FakeRun:
+        run_id = f"20261124-000000-{next(counter):03d}-abcd"
+        return FakeRun(project, run_id, tasks, session, delivery)
 
     return make
 
@@ -359,3 +362,85 @@ def test_finished_runs_nobody_can_collect_stop_being_served(project, make_run):
     assert read(project, "src/a.py") is None
     # The run without a Conductor is dropped; this session's is kept until it is delivered.
     assert active.run_ids(project) == [mine.run_id]
+
+
+# -- Rewake (the async hook that wakes an idle interactive Conductor) ---------------------------
+
+
+def rewake(project: Path) -> tuple[int, str, str]:
+    payload = {
+        "session_id": SESSION,
+        "cwd": str(project),
+        "hook_event_name": "Stop",
+        "stop_hook_active": False,
+    }
+    out, err = io.StringIO(), io.StringIO()
+    code = dispatch.run(
+        ["Rewake"], stdin=io.BytesIO(json.dumps(payload).encode()), stdout=out, stderr=err
+    )
+    return code, out.getvalue(), err.getvalue()
+
+
+def later(delay: float, *steps: Callable[[], None]) -> Any:
+    import threading
+
+    timer = threading.Timer(delay, lambda: [step() for step in steps])
+    timer.start()
+    return timer
+
+
+def test_rewake_waits_for_the_workers_then_wakes_once(project, make_run):
+    run = make_run({"W1": {}, "W2": {}}, delivery="rewake")
+    run.start("W1")
+    run.start("W2")
+    assert stop(project, False) is None  # a rewake run never holds the turn
+    timer = later(
+        0.3,
+        lambda: run.finish("W1", result="first"),
+        lambda: run.finish("W2", result="second"),
+        run.end,
+    )
+    started = time.monotonic()
+    code, out, err = rewake(project)
+    timer.join()
+    assert code == 2 and out == ""
+    assert 0.25 < time.monotonic() - started < 5
+    assert "first" in err and "second" in err
+    assert "All of this session's fanout workers are done" in err
+    assert active.run_ids(project) == []
+    # The woken turn ends in another Stop: nothing is left, so no second wake, no repeat.
+    assert rewake(project) == (0, "", "")
+    assert post(project) is None
+
+
+def test_a_failure_wakes_early_and_the_rest_follows(project, make_run):
+    run = make_run({"W1": {}, "W2": {}}, delivery="rewake")
+    run.start("W1")
+    run.start("W2")
+    run.finish("W1", "failed", reason="exit code 1", result="broke")
+    code, _, err = rewake(project)
+    assert code == 2
+    assert "W1 failed" in err and "broke" in err and "still at work" in err
+    timer = later(0.2, lambda: run.finish("W2", result="fine"), lambda: run.end("failed"))
+    code, _, err = rewake(project)
+    timer.join()
+    assert code == 2
+    assert "fine" in err and "broke" not in err  # W1 is named again, its output not repeated
+    assert "run " + run.run_id + " failed: 1 failed, 1 succeeded" in err
+
+
+def test_rewake_gives_up_after_its_bound(project, make_run):
+    (project / ".claude" / "fanout.toml").write_text("[delivery]\nrewake_max_wait_s = 1\n")
+    make_run({"W1": {}}, delivery="rewake").start("W1")
+    started = time.monotonic()
+    assert rewake(project) == (0, "", "")
+    assert time.monotonic() - started < 4
+
+
+def test_each_mode_is_served_by_its_own_hook(project, make_run):
+    config(project, wait_s=0)
+    held = make_run({"W1": {}}, delivery="block")
+    held.start("W1")
+    assert rewake(project) == (0, "", "")  # block-mode runs are the Stop hook's
+    answer = stop(project, False)
+    assert answer is not None and answer["decision"] == "block"

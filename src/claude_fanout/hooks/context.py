@@ -18,7 +18,16 @@ if TYPE_CHECKING:
 
 
 class HookContext:
-    __slots__ = ("_runs", "cwd", "event", "now", "payload", "project", "session_id")
+    __slots__ = (
+        "_runs",
+        "cwd",
+        "event",
+        "now",
+        "only_delivery",
+        "payload",
+        "project",
+        "session_id",
+    )
 
     def __init__(
         self,
@@ -36,6 +45,8 @@ class HookContext:
         self.session_id = session_id
         self.now = time.time() if now is None else now
         self._runs: list[tuple[str, RunStatus]] | None = None
+        # When set, session_runs() keeps only the runs delivered that way ("block", "rewake").
+        self.only_delivery: str | None = None
 
     @classmethod
     def from_payload(cls, event: str, payload: dict[str, Any]) -> HookContext | None:
@@ -80,6 +91,7 @@ class HookContext:
             (path, status)
             for path, status in self.runs()
             if (status.conductor or {}).get("session_id") == self.session_id
+            and (self.only_delivery is None or (status.delivery or "block") == self.only_delivery)
         ]
 
     def session_run_paths(self) -> list[str]:

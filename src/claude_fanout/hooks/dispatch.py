@@ -43,6 +43,10 @@ def _handler(event: str) -> Handler | None:
         from claude_fanout.hooks import prompt
 
         return prompt.handle
+    if event == "Rewake":
+        from claude_fanout.hooks import rewake
+
+        return rewake.handle
     if event in ("SessionStart", "SessionEnd"):
         from claude_fanout.hooks import session
 
@@ -50,8 +54,8 @@ def _handler(event: str) -> Handler | None:
     return None
 
 
-def run(argv: list[str], *, stdin: Any = None, stdout: Any = None) -> int:
-    """Handle one hook call; always returns 0."""
+def run(argv: list[str], *, stdin: Any = None, stdout: Any = None, stderr: Any = None) -> int:
+    """Handle one hook call; returns 0, or 2 for a deliberate wake (the Rewake hook)."""
     ctx: HookContext | None = None
     try:
         event = argv[0] if argv else ""
@@ -69,6 +73,13 @@ def run(argv: list[str], *, stdin: Any = None, stdout: Any = None) -> int:
         if ctx is None:
             return 0
         answer = handler(ctx)
+        if answer and "wake" in answer:
+            # The one deliberate exit 2: an async rewake hook waking the idle Conductor, which
+            # reads this hook's stderr.
+            err = sys.stderr if stderr is None else stderr
+            err.write(str(answer["wake"]))
+            err.flush()
+            return 2
         if answer:
             text = json.dumps(answer, ensure_ascii=False)
             out = sys.stdout if stdout is None else stdout

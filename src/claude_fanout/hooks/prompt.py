@@ -2,7 +2,14 @@
 
     /fanout <instruction> -- <path or glob> ...   one read-only `claude` worker per matched file
     /fanout --plan FILE                           a plan file, as `fanout run` takes it
+    /fanout --wait block|rewake ...               choose how results come back (see below)
     /fanout:run ...                               the same, as the plugin's namespaced command
+
+Results come back one of two ways. ``block``: the Stop hook holds the Conductor's turn until
+the workers are done. ``rewake``: the turn ends at once, and an async hook wakes the idle
+session with the results. The default (``delivery.mode = "auto"`` in fanout.toml) is rewake for
+an interactive Conductor and block for a headless one (``claude -p``, the SDK), whose async
+hooks Claude Code kills when the turn ends.
 
 Anything else gets no output at all. The run starts detached and the hook returns as soon as
 its supervisor is up (about 0.1 s).
@@ -120,13 +127,50 @@ def worker_prompt(instruction: str, path: str) -> str:
     )
 
 
+def split_wait(args: str) -> tuple[str | None, str]:
+    """``--wait MODE`` in front of the request: (mode, the rest)."""
+    words = args.split(None, 2)
+    if not words or words[0] != "--wait":
+        return None, args
+    if len(words) < 2 or words[1] not in ("block", "rewake"):
+        raise RequestError("--wait takes block or rewake: /fanout --wait rewake <request>")
+    return words[1], words[2] if len(words) > 2 else ""
+
+
+def is_interactive(conductor_pid: int | None) -> bool:
+    """Whether the Conductor is an interactive Claude Code (a person at a terminal) rather than
+    ``claude -p`` or an SDK session: those kill async hooks when the turn ends, so only the
+    Stop barrier can deliver to them."""
+    entrypoint = os.environ.get("CLAUDE_CODE_ENTRYPOINT", "")
+    if entrypoint.startswith("sdk"):
+        return False
+    if conductor_pid is None:
+        return False
+    try:
+        with open(f"/proc/{conductor_pid}/cmdline", "rb") as handle:
+            argv = handle.read().split(b"\0")
+    except OSError:
+        return entrypoint == "cli"
+    return not any(arg in (b"-p", b"--print") or arg.startswith(b"--print=") for arg in argv)
+
+
+def delivery_mode(explicit: str | None, configured: str, conductor_pid: int | None) -> str:
+    if explicit is not None:
+        return explicit
+    if configured in ("block", "rewake"):
+        return configured
+    return "rewake" if is_interactive(conductor_pid) else "block"
+
+
 def start(ctx: HookContext, args: str) -> str:
     from pathlib import Path
 
     from claude_fanout import procs
+    from claude_fanout.config import load_config
     from claude_fanout.plan import load_plan, parse_plan
     from claude_fanout.runner import start_run
 
+    wait, args = split_wait(args)
     instruction, target = parse_request(args)
     if instruction is None:
         assert isinstance(target, str)
@@ -152,7 +196,8 @@ def start(ctx: HookContext, args: str) -> str:
         "pid": found[0] if found else None,
         "start_time": found[1] if found else None,
     }
-    started = start_run(plan, project=Path(ctx.project), conductor=conductor)
+    mode = delivery_mode(wait, load_config(ctx.project).delivery, found[0] if found else None)
+    started = start_run(plan, project=Path(ctx.project), conductor=conductor, delivery=mode)
     run = started.run
     lines = [
         f"[fanout] Started run {run.run_id}: {len(plan.tasks)} worker(s) in parallel, at most "
@@ -162,10 +207,17 @@ def start(ctx: HookContext, args: str) -> str:
         result = os.path.relpath(run.out_dir(task.id) / "result.md", ctx.project)
         owns = f" on {', '.join(task.claims)}" if task.claims else ""
         lines.append(f"- {task.id} ({task.kind}){owns}: result at {result}")
+    when = (
+        "after your next tool calls, and when they are all done even if you have ended your turn "
+        "(fanout wakes you with them)"
+        if mode == "rewake"
+        else "after your next tool calls, and when you try to stop (fanout holds your turn "
+        "until the workers are done)"
+    )
     lines.append(
         "Files a running worker claims are off-limits to you until it finishes (such tool calls "
-        "are denied). fanout delivers each result to you by itself: after your next tool calls, "
-        "and when you try to stop. Do not redo the workers' work; merge their results once they "
-        "arrive. Status any time: fanout status " + run.run_id
+        f"are denied). fanout delivers each result to you by itself: {when}. Do not redo the "
+        "workers' work; merge their results once they arrive. Status any time: fanout status "
+        + run.run_id
     )
     return "\n".join(lines)

@@ -31,6 +31,8 @@ POLL_S = 0.1
 
 
 def handle(ctx: HookContext, *, sleep: Any = time.sleep, clock: Any = time.monotonic) -> Any:
+    # Runs in rewake mode let the turn end: the async Rewake hook delivers their results.
+    ctx.only_delivery = "block"
     if ctx.session_id is None or not ctx.session_runs():
         return None
     from claude_fanout.config import load_config

@@ -111,6 +111,7 @@ class RunStatus:
         "cancel_requested",
         "conductor",
         "created",
+        "delivery",
         "errors",
         "finished",
         "notice_count",
@@ -139,6 +140,7 @@ class RunStatus:
         conductor: dict[str, Any] | None = None,
         notices: list[str] | None = None,
         notice_count: int = 0,
+        delivery: str | None = None,
     ) -> None:
         self.run_id = run_id
         self.state = state
@@ -156,6 +158,8 @@ class RunStatus:
         # a session's cursor counts what it was told, so delivery never rereads the log.
         self.notices: list[str] = [] if notices is None else notices
         self.notice_count = notice_count
+        # How results reach the Conductor: "block" (held at Stop) or "rewake" (woken when idle).
+        self.delivery = delivery
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -218,6 +222,9 @@ def fold(status: RunStatus, event: Event) -> None:
         conductor = event.get("conductor")
         if isinstance(conductor, dict):
             status.conductor = conductor
+        delivery = event.get("delivery")
+        if delivery in ("block", "rewake"):
+            status.delivery = delivery
     elif kind == EventType.CONDUCTOR:
         conductor = {k: event.get(k) for k in ("session_id", "pid", "start_time")}
         if isinstance(conductor["pid"], int) and isinstance(conductor["session_id"], str):
