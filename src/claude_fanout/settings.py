@@ -22,7 +22,7 @@ from claude_fanout.errors import FanoutError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from pathlib import Path
     from typing import Any, Final, NamedTuple
 
@@ -39,6 +39,8 @@ SETTINGS_FILE_MODE: Final = 0o644
 COMMAND_NAME: Final = "fanout.md"
 
 STOP_HOOK_TIMEOUT_S: Final = 600
+# The async Rewake hook's own wait is bounded by delivery.rewake_max_wait_s (2 h by default).
+REWAKE_HOOK_TIMEOUT_S: Final = 7260
 """Claude Code kills the Stop hook after this; the hook's own bounded wait must end well before."""
 
 # Tool hooks fire on every call, so with no live run they must cost about what `true` costs: a
@@ -54,6 +56,8 @@ if TYPE_CHECKING:
         matcher: str | None
         timeout: int
         guarded: bool
+        event: str | None = None
+        async_rewake: bool = False
 
     class InstallReport(NamedTuple):
         scope: Scope
@@ -68,9 +72,13 @@ if TYPE_CHECKING:
 else:
     # collections.namedtuple, not typing.NamedTuple or a dataclass: same immutable record, but
     # importing this module stays free of typing (3.7 ms) and dataclasses (13 ms, via inspect).
-    HookSpec = namedtuple("HookSpec", "matcher timeout guarded")
+    HookSpec = namedtuple(
+        "HookSpec", "matcher timeout guarded event async_rewake", defaults=(None, False)
+    )
     HookSpec.__doc__ = (
-        "How one event is wired: its matcher (None: the event has none), timeout, guard."
+        "How one hook is wired: its matcher (None: the event has none), timeout, guard, the "
+        "Claude Code event it runs on (None: its own name), and whether it runs in the "
+        "background and may wake the session (async + asyncRewake)."
     )
     InstallReport = namedtuple(
         "InstallReport", "scope settings command written removed backup changed notes"
@@ -91,11 +99,21 @@ FANOUT_HOOKS: Final[Mapping[str, HookSpec]] = MappingProxyType(
         ),
         "PostToolUse": HookSpec(matcher="*", timeout=10, guarded=True),
         "Stop": HookSpec(matcher=None, timeout=STOP_HOOK_TIMEOUT_S, guarded=True),
+        # Also on Stop, in the background: waits for rewake-mode runs (bounded by
+        # delivery.rewake_max_wait_s) and wakes the idle session with their results.
+        "Rewake": HookSpec(
+            matcher=None,
+            timeout=REWAKE_HOOK_TIMEOUT_S,
+            guarded=True,
+            event="Stop",
+            async_rewake=True,
+        ),
         # SessionEnd hooks share a 1.5 s budget unless a timeout is set; ours signals and returns.
         "SessionEnd": HookSpec(matcher=None, timeout=5, guarded=False),
     }
 )
-"""Every event fanout hooks, in the order they are written to a settings file."""
+"""Every hook fanout installs, by the name its entry script is called with, in the order they
+are written to a settings file."""
 
 
 class Scope(StrEnum):
@@ -145,17 +163,29 @@ def _wrap(event: str, invocation: str, *, requires: str = "") -> str:
 
 def fanout_hooks(*, python: str, entry: str) -> dict[str, list[JSONObject]]:
     """fanout's ``hooks`` section, shaped as Claude Code reads it: one matcher group per event."""
+    return _hooks_section(lambda name: hook_command(name, python=python, entry=entry))
+
+
+def plugin_hooks() -> dict[str, list[JSONObject]]:
+    """The ``hooks`` section of the plugin's hooks.json (commands use ``fanout-hook``)."""
+    return _hooks_section(plugin_hook_command)
+
+
+def _hooks_section(command: Callable[[str], str]) -> dict[str, list[JSONObject]]:
     hooks: dict[str, list[JSONObject]] = {}
-    for event, spec in FANOUT_HOOKS.items():
-        group: JSONObject = {} if spec.matcher is None else {"matcher": spec.matcher}
-        group["hooks"] = [
-            {
-                "type": "command",
-                "command": hook_command(event, python=python, entry=entry),
-                "timeout": spec.timeout,
-            }
-        ]
-        hooks[event] = [group]
+    for name, spec in FANOUT_HOOKS.items():
+        event = spec.event or name
+        groups = hooks.setdefault(event, [])
+        group = next((g for g in groups if g.get("matcher") == spec.matcher), None)
+        if group is None:
+            group = {} if spec.matcher is None else {"matcher": spec.matcher}
+            group["hooks"] = []
+            groups.append(group)
+        hook: JSONObject = {"type": "command", "command": command(name), "timeout": spec.timeout}
+        if spec.async_rewake:
+            hook["async"] = True
+            hook["asyncRewake"] = True
+        group["hooks"].append(hook)
     return hooks
 
 

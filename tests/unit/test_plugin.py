@@ -15,9 +15,10 @@ import pytest
 from claude_fanout._version import __version__
 from claude_fanout.settings import (
     COMMAND_MARKER,
-    FANOUT_HOOKS,
     command_text,
+    fanout_hooks,
     plugin_hook_command,
+    plugin_hooks,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,14 +49,16 @@ def test_plugin_manifest_names_fanout_at_the_package_version() -> None:
 
 def test_plugin_hooks_match_what_install_writes() -> None:
     hooks = load(PLUGIN / "hooks" / "hooks.json")["hooks"]
-    assert list(hooks) == list(FANOUT_HOOKS)
-    for event, spec in FANOUT_HOOKS.items():
-        (group,) = hooks[event]
-        assert group.get("matcher") == spec.matcher
-        assert ("matcher" in group) == (spec.matcher is not None)
-        assert group["hooks"] == [
-            {"type": "command", "command": plugin_hook_command(event), "timeout": spec.timeout}
-        ]
+    assert hooks == plugin_hooks()
+    installed = fanout_hooks(python="/py", entry="/e.py")
+    assert list(hooks) == list(installed)
+    for event, groups in installed.items():
+        assert [g.get("matcher") for g in hooks[event]] == [g.get("matcher") for g in groups]
+        for ours, theirs in zip(hooks[event], groups, strict=True):
+            strip = [{k: v for k, v in h.items() if k != "command"} for h in ours["hooks"]]
+            assert strip == [
+                {k: v for k, v in h.items() if k != "command"} for h in theirs["hooks"]
+            ]
 
 
 def test_plugin_hook_commands_use_the_console_script_guarded_like_settings() -> None:

@@ -164,20 +164,25 @@ def test_unknown_event_is_a_programming_error() -> None:
 
 
 def test_fanout_hooks_follow_the_table() -> None:
-    assert list(OURS) == list(FANOUT_HOOKS)
+    assert list(OURS) == list(
+        dict.fromkeys(spec.event or name for name, spec in FANOUT_HOOKS.items())
+    )
     assert FANOUT_HOOKS["Stop"].timeout == STOP_HOOK_TIMEOUT_S
-    for event, spec in FANOUT_HOOKS.items():
-        (group,) = OURS[event]
-        assert group.get("matcher") == spec.matcher
+    for name, spec in FANOUT_HOOKS.items():
+        (group,) = [g for g in OURS[spec.event or name] if g.get("matcher") == spec.matcher]
         assert ("matcher" in group) == (spec.matcher is not None)
-        assert group["hooks"] == [
-            {
-                "type": "command",
-                "command": hook_command(event, python=PY, entry=ENTRY),
-                "timeout": spec.timeout,
-            }
-        ]
-        assert spec.guarded == (event in {"PreToolUse", "PostToolUse", "Stop"})
+        expected = {
+            "type": "command",
+            "command": hook_command(name, python=PY, entry=ENTRY),
+            "timeout": spec.timeout,
+        }
+        if spec.async_rewake:
+            expected |= {"async": True, "asyncRewake": True}
+        assert expected in group["hooks"]
+        assert spec.guarded == (name in {"PreToolUse", "PostToolUse", "Stop", "Rewake"})
+    # Both Stop hooks share one group: the barrier and, in the background, the rewake.
+    (stop,) = OURS["Stop"]
+    assert [h.get("async", False) for h in stop["hooks"]] == [False, True]
 
 
 def test_table_matches_the_contract() -> None:
@@ -187,9 +192,10 @@ def test_table_matches_the_contract() -> None:
         "PreToolUse": ("Read|Edit|Write|MultiEdit|NotebookEdit|Grep|Glob|Bash", 10),
         "PostToolUse": ("*", 10),
         "Stop": (None, 600),
+        "Rewake": (None, 7260),
         "SessionEnd": (None, 5),
     }
-    assert {event: (s.matcher, s.timeout) for event, s in FANOUT_HOOKS.items()} == expected
+    assert {name: (s.matcher, s.timeout) for name, s in FANOUT_HOOKS.items()} == expected
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,14 +215,14 @@ def test_merge_keeps_everything_else_and_appends_ours() -> None:
         "PreToolUse",
         "Stop",
         "Notification",
-        *(e for e in FANOUT_HOOKS if e not in ("PreToolUse", "Stop")),
+        *(e for e in OURS if e not in ("PreToolUse", "Stop")),
     ]
     assert hooks["PreToolUse"][:2] == REALISTIC["hooks"]["PreToolUse"]
     assert hooks["PreToolUse"][2:] == OURS["PreToolUse"]
     assert hooks["Stop"] == REALISTIC["hooks"]["Stop"] + OURS["Stop"]
     assert hooks["Notification"] == REALISTIC["hooks"]["Notification"]
-    for event in FANOUT_HOOKS:
-        assert len(ours_in(merged, event)) == 1
+    for event in OURS:
+        assert len(ours_in(merged, event)) == sum(len(g["hooks"]) for g in OURS[event])
 
 
 def test_merge_is_idempotent_and_removal_restores_the_original() -> None:
@@ -254,7 +260,7 @@ def test_outdated_entry_is_replaced_where_it_stands_not_duplicated() -> None:
     assert len(groups) == 3
     assert groups[1]["hooks"] == [*OURS["PreToolUse"][0]["hooks"], mine]
     assert merged["hooks"]["Stop"] == OURS["Stop"]
-    for event in FANOUT_HOOKS:
+    for event in OURS:
         assert ours_in(merged, event) == OURS[event][0]["hooks"]
 
 
@@ -364,7 +370,7 @@ def _group(draw: st.DrawFn) -> Any:
     return group
 
 
-_events = st.sampled_from([*FANOUT_HOOKS, "Notification", "PreCompact", "SubagentStop"])
+_events = st.sampled_from([*OURS, "Notification", "PreCompact", "SubagentStop"])
 # Absent or non-empty: an empty "hooks" object or event list that only fanout's entries filled
 # cannot be told apart from one fanout created, and removal drops it (the same to Claude Code).
 _hooks = st.dictionaries(_events, st.lists(_group(), min_size=1, max_size=3), min_size=1)
@@ -389,7 +395,7 @@ def test_property_merge_then_remove_is_identity_and_merge_is_idempotent(s: dict[
     assert s == before
     assert remove_hooks(merged) == s
     assert merge_hooks(merged, OURS) == merged
-    for event in FANOUT_HOOKS:
+    for event in OURS:
         assert ours_in(merged, event) == OURS[event][0]["hooks"]
 
 
@@ -400,7 +406,7 @@ def test_property_reinstall_with_other_paths_leaves_one_entry_per_event(
 ) -> None:
     first = merge_hooks(s, fanout_hooks(python=python, entry="/a/entry.py"))
     again = merge_hooks(first, OURS)
-    for event in FANOUT_HOOKS:
+    for event in OURS:
         assert ours_in(again, event) == OURS[event][0]["hooks"]
     assert remove_hooks(again) == s
 
@@ -520,9 +526,9 @@ def test_reinstall_from_another_environment_replaces_our_entries(
     assert report.changed
     settings = json.loads(path.read_text())
     assert settings == merge_hooks(REALISTIC, fanout_hooks(python=python, entry=str(other_entry)))
-    for event in FANOUT_HOOKS:
-        (hook,) = ours_in(settings, event)
-        assert str(other_entry) in hook["command"]
+    for event in OURS:
+        for hook in ours_in(settings, event):
+            assert str(other_entry) in hook["command"]
 
 
 @pytest.mark.parametrize(
