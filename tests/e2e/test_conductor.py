@@ -106,6 +106,7 @@ def test_fanout_from_a_real_conductor_session(
     (run,) = list_runs(project)
     events = read_events(run.events_path)
     assert events.bad == []
+    assert events.events[0]["delivery"] == "block"  # `claude -p` cannot be woken: held at Stop
     assert events.events[-1]["type"] == "run_finished"
     assert events.events[-1]["state"] == "succeeded"
     for n, (name, text) in enumerate(FILES.items(), 1):

@@ -137,29 +137,28 @@ def split_wait(args: str) -> tuple[str | None, str]:
     return words[1], words[2] if len(words) > 2 else ""
 
 
-def is_interactive(conductor_pid: int | None) -> bool:
+def is_interactive() -> bool:
     """Whether the Conductor is an interactive Claude Code (a person at a terminal) rather than
-    ``claude -p`` or an SDK session: those kill async hooks when the turn ends, so only the
-    Stop barrier can deliver to them."""
-    entrypoint = os.environ.get("CLAUDE_CODE_ENTRYPOINT", "")
-    if entrypoint.startswith("sdk"):
-        return False
-    if conductor_pid is None:
-        return False
-    try:
-        with open(f"/proc/{conductor_pid}/cmdline", "rb") as handle:
-            argv = handle.read().split(b"\0")
-    except OSError:
-        return entrypoint == "cli"
-    return not any(arg in (b"-p", b"--print") or arg.startswith(b"--print=") for arg in argv)
+    ``claude -p`` or an SDK session, which wait at most 30 s for async hooks when the turn ends
+    and never wake: only the Stop barrier can deliver to them.
+
+    Claude Code (2.1.x) computes ``CLAUDE_CODE_SESSION_ATTENDED`` for each session (1 only for an
+    interactive one) and hands it to its hooks; ``CLAUDE_CODE_ENTRYPOINT`` is "cli" there and
+    "sdk-cli" / "sdk-py" otherwise, but an inherited "sdk-*" can survive into an interactive
+    child, so it only confirms.
+    """
+    attended = os.environ.get("CLAUDE_CODE_SESSION_ATTENDED")
+    if attended is not None:
+        return attended == "1"
+    return os.environ.get("CLAUDE_CODE_ENTRYPOINT") == "cli"
 
 
-def delivery_mode(explicit: str | None, configured: str, conductor_pid: int | None) -> str:
+def delivery_mode(explicit: str | None, configured: str) -> str:
     if explicit is not None:
         return explicit
     if configured in ("block", "rewake"):
         return configured
-    return "rewake" if is_interactive(conductor_pid) else "block"
+    return "rewake" if is_interactive() else "block"
 
 
 def start(ctx: HookContext, args: str) -> str:
@@ -196,7 +195,7 @@ def start(ctx: HookContext, args: str) -> str:
         "pid": found[0] if found else None,
         "start_time": found[1] if found else None,
     }
-    mode = delivery_mode(wait, load_config(ctx.project).delivery, found[0] if found else None)
+    mode = delivery_mode(wait, load_config(ctx.project).delivery)
     started = start_run(plan, project=Path(ctx.project), conductor=conductor, delivery=mode)
     run = started.run
     lines = [

@@ -1,0 +1,110 @@
+"""An interactive Claude Code session in a detached tmux pane, offline, for end-to-end tests.
+
+What it needs, found with CLI 2.1.330 (tests/fixtures/rewake/README.md): a HOME whose
+``.claude.json`` marks onboarding done, the project trusted and the key approved (its last 20
+characters), and the loopback environment of ``cli_env``. The pane is read with capture-pane:
+"esc to interrupt" while a turn runs, an empty input line (U+276F) when idle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from claude_fanout.fake_api import bundled_cli, cli_env
+
+BUSY_MARK = "esc to interrupt"
+PROMPT_LINE = re.compile("^\u276f\\s?(.*)$")
+
+
+def write_claude_json(home: Path, project: Path, api_key: str) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / ".claude.json").write_text(
+        json.dumps(
+            {
+                "hasCompletedOnboarding": True,
+                "customApiKeyResponses": {"approved": [api_key.strip()[-20:]], "rejected": []},
+                "projects": {str(project): {"hasTrustDialogAccepted": True}},
+            }
+        )
+    )
+
+
+class TmuxClaude:
+    """``claude`` (interactive) in its own tmux server; ``close()`` leaves nothing running."""
+
+    def __init__(self, project: Path, home: Path, base_url: str) -> None:
+        env = cli_env(base_url, home)
+        write_claude_json(home, project, env["ANTHROPIC_API_KEY"])
+        env["TERM"] = "xterm-256color"
+        launcher = home / "run-claude.sh"
+        launcher.write_text(
+            "#!/bin/sh\n"
+            f"cd {shlex.quote(str(project))} || exit 1\n"
+            "exec env -i "
+            + " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(env.items()))
+            + f" {shlex.quote(str(bundled_cli()))}\n"
+        )
+        launcher.chmod(0o700)
+        self.socket = f"fanout-test-{os.getpid()}-{time.monotonic_ns()}"
+        self._tmux("new-session", "-d", "-s", "conductor", "-x", "160", "-y", "50", str(launcher))
+        self.pid = int(self._tmux("list-panes", "-t", "conductor", "-F", "#{pane_pid}").split()[0])
+
+    def _tmux(self, *args: str, check: bool = True) -> str:
+        done = subprocess.run(
+            ["tmux", "-L", self.socket, *args],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"tmux {args}: {done.stderr.strip()}")
+        return done.stdout
+
+    def pane(self) -> str:
+        return self._tmux("capture-pane", "-p", "-t", "conductor", check=False)
+
+    def state(self) -> str:
+        text = self.pane()
+        if not text.strip():
+            return "gone"
+        if BUSY_MARK in text:
+            return "busy"
+        inputs = [m.group(1) for line in text.splitlines() if (m := PROMPT_LINE.match(line))]
+        return "idle" if inputs and not inputs[-1].strip() else "other"
+
+    def wait_state(self, want: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.state() == want:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def type(self, text: str) -> None:
+        """Type ``text`` then Enter, separately (a pasted newline is not a submit)."""
+        self._tmux("send-keys", "-t", "conductor", "-l", text)
+        time.sleep(0.3)
+        self._tmux("send-keys", "-t", "conductor", "Enter")
+
+    def close(self) -> None:
+        self._tmux("kill-server", check=False)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _is_claude(self.pid):
+            time.sleep(0.1)
+        if _is_claude(self.pid):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def _is_claude(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "claude"
+    except OSError:
+        return False
