@@ -91,19 +91,22 @@ def test_an_idle_conductor_is_woken_once_with_the_results(
     # The turn ends while the workers still run: the session goes idle, nobody is held.
     wait_until(lambda: len(conductor_requests(api)) >= 1, timeout=20)
     assert tui.wait_state("idle", 20), tui.pane()
-    assert read_events(run.events_path).events[-1]["type"] != "run_finished"
+    kinds = [e["type"] for e in read_events(run.events_path).events]
+    assert "run_finished" not in kinds, kinds
 
     wait_until(lambda: wakes(api), timeout=60)
-    (wake,) = wakes(api)
+    time.sleep(0.5)
+    assert len(wakes(api)) == 1, wakes(api)
+    wake = wakes(api)[0]
     assert FINAL_MARK in wake
     assert "W1 succeeded" in wake and "W2 succeeded" in wake and "SUMMARY " in wake
     finished = [e for e in read_events(run.events_path).events if e["type"] == "run_finished"]
     assert finished and finished[0]["state"] == "succeeded"
     # Woken once: the woken turn's Stop finds nothing new.
+    wait_until(lambda: "MERGED after the wake." in tui.pane(), timeout=30)
     assert tui.wait_state("idle", 20), tui.pane()
     time.sleep(3)
-    assert len(wakes(api)) == 1
-    assert "MERGED after the wake." in tui.pane()
+    assert len(wakes(api)) == 1, wakes(api)
     wait_until(lambda: not processes_under(project / ".claude"), timeout=10)
 
 
