@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,12 @@ def project(tmp_path: Path) -> Iterator[Path]:
     root = tmp_path / "project"
     (root / ".claude").mkdir(parents=True)
     yield root
+    # A detached supervisor may still be finishing its exit when the test body returns.
+    deadline = time.monotonic() + 3
     leftovers = processes_under(tmp_path)
+    while leftovers and time.monotonic() < deadline:
+        time.sleep(0.1)
+        leftovers = processes_under(tmp_path)
     for proc in leftovers:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from claude_fanout import defaults
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import Plan, load_plan
-from claude_fanout.runner import final_exit_code, start_run, wait_run
+from claude_fanout.runner import StartedRun, final_exit_code, start_run, wait_run
 from claude_fanout.store.rundir import RunDir, find_project, list_runs, resolve_run
 from claude_fanout.store.state import RunStatus, observe, request_cancel
 
@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     wait = sub.add_parser("wait", help="block until a run finishes")
     wait.add_argument("run", help="run id or a unique prefix")
     wait.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds (124)")
+
+    resume = sub.add_parser(
+        "resume", help="run again what did not succeed in a failed, cancelled or lost run"
+    )
+    resume.add_argument("run", help="run id or a unique prefix")
+    resume.add_argument("--detach", action="store_true", help="print the run id, return at once")
 
     cancel = sub.add_parser("cancel", help="stop a run: SIGTERM its workers, then SIGKILL")
     cancel.add_argument("run", help="run id or a unique prefix")
@@ -126,22 +132,37 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace, project: Path) -> int:
     plan = load_plan(args.plan, project=project)
-    started = start_run(plan, project=project)
+    return _follow(start_run(plan, project=project), detach=args.detach, verb="started")
+
+
+def cmd_resume(args: argparse.Namespace, project: Path) -> int:
+    from claude_fanout.runner import resume_run
+
+    run = resolve_run(project, args.run)
+    return _follow(resume_run(run), detach=args.detach, verb="resumed")
+
+
+def _follow(started: StartedRun, *, detach: bool, verb: str) -> int:
+    """Print the run id (detached) or narrate the run until it ends (cancel on Ctrl-C)."""
     run = started.run
-    if args.detach:
+    plan = _plan_of(run)
+    if detach:
         print(run.run_id)
         return 0
     out = _console(sys.stderr)
+    count = len(plan.tasks) if plan else 0
+    limit = plan.max_parallel if plan else 0
     out.print(
-        f"run [bold]{run.run_id}[/] started: {len(plan.tasks)} task(s), "
-        f"at most {plan.max_parallel} at once",
+        f"run [bold]{run.run_id}[/] {verb}: {count} task(s), at most {limit} at once",
         highlight=False,
     )
     try:
-        status = wait_run(run, on_event=lambda event: _narrate(out, run, event))
+        status = wait_run(
+            run, on_event=lambda event: _narrate(out, run, event), offset=started.offset
+        )
     except KeyboardInterrupt:
         out.print("interrupted: cancelling the run…")
-        request_cancel(run, by="fanout run (interrupted)")
+        request_cancel(run, by="fanout (interrupted)")
         status = wait_run(run, timeout_s=defaults.KILL_GRACE_S + 10)
         _print_status(run, plan, status)
         return 130
@@ -308,6 +329,7 @@ def cmd_demo(args: argparse.Namespace, project: Path) -> int:
 
 
 _COMMANDS = {
+    "resume": cmd_resume,
     "publish": cmd_publish,
     "install": cmd_install,
     "uninstall": cmd_install,

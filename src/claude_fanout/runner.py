@@ -6,6 +6,7 @@ Stdlib only, so the hooks can start and observe runs through the same code.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.files import write_atomic
 from claude_fanout.store.rundir import RunDir, create_run
-from claude_fanout.store.state import RunStatus, observe
+from claude_fanout.store.state import RunStatus, observe, supervisor_info
 
 if TYPE_CHECKING:
     from claude_fanout.store.eventlog import Event
@@ -36,6 +37,8 @@ class SupervisorStartError(FanoutError):
 class StartedRun:
     run: RunDir
     supervisor: subprocess.Popen[bytes]
+    offset: int = 0
+    """Where this supervisor's part of the log begins (after a resume, older events precede)."""
 
 
 def start_run(
@@ -45,7 +48,6 @@ def start_run(
     env: Mapping[str, str] | None = None,
     conductor: Mapping[str, object] | None = None,
     delivery: str | None = None,
-    wait_started: bool = True,
 ) -> StartedRun:
     """Create the run directory, record the plan and start its detached supervisor.
 
@@ -67,21 +69,44 @@ def start_run(
         conductor=dict(conductor) if conductor is not None else None,
         delivery=delivery,
     )
+    return _launch(run, env)
+
+
+def resume_run(run: RunDir, *, env: Mapping[str, str] | None = None) -> StartedRun:
+    """Start a new supervisor on a run that ended without success (or whose supervisor is lost):
+    tasks that succeeded are kept, every other task runs again."""
+    status = observe(run)
+    if status.state is RunState.SUCCEEDED:
+        raise FanoutError(f"run {run.run_id} already succeeded; nothing to resume")
+    if not status.state.terminal:
+        raise FanoutError(
+            f"run {run.run_id} is still {status.state}; 'fanout cancel {run.run_id}' first"
+        )
+    info = supervisor_info(run)
+    if info is not None and isinstance(info.get("pid"), int):
+        # A frozen supervisor declared lost must never wake up beside its successor.
+        procs.signal_process(info["pid"], info.get("start_time"), signal.SIGKILL)
+    active.mark(run.project, run.run_id)
+    run.log.append(EventType.RUN_RESUMED, previous=str(status.state), reason=status.reason)
+    return _launch(run, env)
+
+
+def _launch(run: RunDir, env: Mapping[str, str] | None) -> StartedRun:
+    offset = os.path.getsize(run.events_path)
     proc = procs.spawn_detached(
         [sys.executable, "-m", "claude_fanout.supervisor", str(run.path)],
         cwd=run.project,
         env=os.environ if env is None else env,
         stderr_path=run.supervisor_log_path,
     )
-    started = StartedRun(run=run, supervisor=proc)
-    if wait_started:
-        _await_supervisor(started)
+    started = StartedRun(run=run, supervisor=proc, offset=offset)
+    _await_supervisor(started)
     return started
 
 
 def _await_supervisor(started: StartedRun) -> None:
     deadline = time.monotonic() + defaults.SUPERVISOR_START_TIMEOUT_S
-    offset = 0
+    offset = started.offset
     while time.monotonic() < deadline:
         result = read_events(started.run.events_path, offset)
         offset = result.offset
@@ -117,10 +142,10 @@ def wait_run(
     timeout_s: float | None = None,
     on_event: Callable[[Event], None] | None = None,
     poll_s: float = defaults.WAIT_POLL_S,
+    offset: int = 0,
 ) -> RunStatus:
     """Block until the run is finished or lost; ``on_event`` sees every event as it lands."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    offset = 0
     while True:
         if on_event is not None:
             result = read_events(run.events_path, offset)

@@ -49,6 +49,7 @@ class EventType:
     TASK_SKIPPED = "task_skipped"
     CANCEL_REQUESTED = "cancel_requested"
     RUN_FINISHED = "run_finished"
+    RUN_RESUMED = "run_resumed"
     SUPERVISOR_LOST = "supervisor_lost"
     ERROR = "error"
     # Directives: published by the plan, the runner or a worker; evaluated by the hooks.

@@ -1,24 +1,41 @@
-"""The supervisor's watchdog: if the supervisor dies, stop its workers and record the run as lost.
+"""The supervisor's watchdog: if the supervisor dies or freezes, stop its workers and record
+the run as lost.
 
 Forked by the supervisor before it starts anything, in a process group of its own (so a killpg
 aimed at the supervisor spares it). The supervisor tells it over a pipe which worker groups are
 live (``+PGID`` / ``-PGID``) and says ``exit`` when it finishes normally. End of file without
-``exit`` means the supervisor died: the watchdog stops every group it was told about and appends
-``supervisor_lost``. A forked copy costs no interpreter start and little memory (copy-on-write).
+``exit`` means the supervisor died. A heartbeat in ``supervisor.json`` older than
+``HEARTBEAT_STALE_S`` means it is frozen (SIGSTOP, a hung disk): the watchdog SIGKILLs it, so it
+cannot wake later and carry on a run everyone was told is lost. Either way the watchdog appends
+``supervisor_lost`` and stops every group it was told about. A forked copy costs no
+interpreter start and little memory (copy-on-write).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import select
 import signal
+import time
 
 from claude_fanout import defaults, procs
 from claude_fanout.states import EventType
 from claude_fanout.store.eventlog import EventLog
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from claude_fanout.store.files import StrPath
 
-def start(log: EventLog, *, grace_s: float = defaults.KILL_GRACE_S) -> tuple[int, int]:
+
+def start(
+    log: EventLog,
+    heartbeat: StrPath,
+    *,
+    grace_s: float = defaults.KILL_GRACE_S,
+    stale_s: float = defaults.HEARTBEAT_STALE_S,
+) -> tuple[int, int]:
     """Fork the watchdog; returns (its pid, the write end of its pipe) to the supervisor."""
     read_fd, write_fd = os.pipe()
     supervisor_pid = os.getpid()
@@ -27,7 +44,7 @@ def start(log: EventLog, *, grace_s: float = defaults.KILL_GRACE_S) -> tuple[int
         code = 0
         try:
             os.close(write_fd)
-            _serve(read_fd, log, supervisor_pid, grace_s)
+            _serve(read_fd, log, heartbeat, supervisor_pid, grace_s, stale_s)
         except BaseException:  # noqa: BLE001 - a forked child must never unwind into the parent's code
             code = 1
         os._exit(code)
@@ -35,7 +52,14 @@ def start(log: EventLog, *, grace_s: float = defaults.KILL_GRACE_S) -> tuple[int
     return pid, write_fd
 
 
-def _serve(read_fd: int, log: EventLog, supervisor_pid: int, grace_s: float) -> None:
+def _serve(
+    read_fd: int,
+    log: EventLog,
+    heartbeat: StrPath,
+    supervisor_pid: int,
+    grace_s: float,
+    stale_s: float,
+) -> None:
     os.setpgid(0, 0)
     signal.set_wakeup_fd(-1)
     for signum in (signal.SIGTERM, signal.SIGCHLD):
@@ -45,7 +69,21 @@ def _serve(read_fd: int, log: EventLog, supervisor_pid: int, grace_s: float) -> 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     groups: set[int] = set()
     buffer = b""
+    reason = f"the supervisor (pid {supervisor_pid}) died"
+    check_every = max(0.2, min(1.0, stale_s / 5))
     while True:
+        ready, _, _ = select.select([read_fd], [], [], check_every)
+        if not ready:
+            age = _heartbeat_age(heartbeat)
+            if age is not None and age > stale_s:
+                reason = (
+                    f"the supervisor (pid {supervisor_pid}) stopped responding "
+                    f"(no heartbeat for {age:.0f}s)"
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(supervisor_pid, signal.SIGKILL)
+                break
+            continue
         chunk = os.read(read_fd, 4096)
         if not chunk:
             break
@@ -58,12 +96,17 @@ def _serve(read_fd: int, log: EventLog, supervisor_pid: int, grace_s: float) -> 
                 pgid = int(line[1:])
                 (groups.add if line[:1] == b"+" else groups.discard)(pgid)
     # Record first: readers must stop waiting on this run now, not after the grace period.
-    log.append(
-        EventType.SUPERVISOR_LOST,
-        reason=f"the supervisor (pid {supervisor_pid}) died",
-        stopped_groups=sorted(groups),
-    )
+    log.append(EventType.SUPERVISOR_LOST, reason=reason, stopped_groups=sorted(groups))
     procs.stop_groups(sorted(groups), grace_s=grace_s)
+
+
+def _heartbeat_age(path: StrPath) -> float | None:
+    try:
+        with open(path, "rb") as handle:
+            beat = json.loads(handle.read()).get("heartbeat")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return time.time() - beat if isinstance(beat, int | float) else None
 
 
 def tell(write_fd: int | None, message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -340,3 +341,56 @@ def test_no_runs_is_a_clear_error(project: Path, fanout) -> None:
     result = fanout("status")
     assert result.returncode == 1
     assert "no runs under" in result.stderr and "fanout run PLAN" in result.stderr
+
+
+def test_resume_runs_again_only_what_did_not_succeed(project: Path, fanout, write_plan) -> None:
+    count = (
+        "import os, pathlib, sys; p = pathlib.Path(os.environ['FANOUT_PROJECT']) / "
+        "(os.environ['FANOUT_TASK_ID'] + '.runs'); "
+        "p.write_text(str(int(p.read_text()) + 1 if p.exists() else 1)); "
+        "sys.exit(0 if os.environ['FANOUT_TASK_ID'] != 'B' or "
+        "(pathlib.Path(os.environ['FANOUT_PROJECT']) / 'ok').exists() else 4)"
+    )
+    plan = write_plan(
+        [
+            {"id": "A", "kind": "shell", "argv": [PY, "-c", count]},
+            {"id": "B", "kind": "shell", "argv": [PY, "-c", count], "deps": ["A"]},
+            {"id": "C", "kind": "shell", "argv": [PY, "-c", count], "deps": ["B"]},
+        ]
+    )
+    first = fanout("run", str(plan))
+    assert first.returncode == 1
+    run_id = first.stdout.strip().splitlines()[-1]
+    assert task_states(status(fanout, run_id)) == {"A": "succeeded", "B": "failed", "C": "skipped"}
+    (project / "ok").write_text("")
+    again = fanout("resume", run_id)
+    assert again.returncode == 0, again.stderr
+    data = status(fanout, run_id)
+    assert data["state"] == "succeeded"
+    assert task_states(data) == {"A": "succeeded", "B": "succeeded", "C": "succeeded"}
+    runs = {name: int((project / f"{name}.runs").read_text()) for name in "ABC"}
+    assert runs == {"A": 1, "B": 2, "C": 1}  # nothing that succeeded ran twice
+    assert fanout("resume", run_id).returncode == 1  # nothing left to resume
+
+
+def test_a_frozen_supervisor_is_declared_lost_and_its_workers_stopped(project, fanout, write_plan):
+    plan = write_plan([{"id": "W1", "kind": "shell", "argv": sleeper_with_child()}])
+    run_id = start_detached(fanout, plan)
+    out = run_dir(project, run_id) / "workers"
+    wait_until((out / "W1/out/child.pid").exists, timeout=10)
+    pids = recorded_pids(project, run_id, "W1")
+    supervisor = json.loads((run_dir(project, run_id) / "supervisor.json").read_text())
+    os.kill(supervisor["pid"], signal.SIGSTOP)
+    try:
+        wait_until(lambda: not any(alive(pid) for pid in pids), timeout=25)
+        wait_until(lambda: not alive(supervisor["pid"]), timeout=5)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(supervisor["pid"], signal.SIGCONT)
+    data = status(fanout, run_id)
+    assert data["state"] == "lost"
+    assert "stopped responding" in data["reason"]
+    # The lost run can be resumed: a new supervisor runs W1 again.
+    assert fanout("resume", run_id, "--detach").returncode == 0
+    wait_until(lambda: status(fanout, run_id)["tasks"][0]["state"] == "running", timeout=10)
+    assert fanout("cancel", run_id).returncode == 0

@@ -275,6 +275,22 @@ def fold(status: RunStatus, event: Event) -> None:
         status.state = state if state.terminal else RunState.FAILED
         status.finished = ts
         status.reason = _text(event.get("reason"))
+    elif kind == EventType.RUN_RESUMED:
+        # A new supervisor takes the run over: what succeeded stays done, the rest runs again.
+        status.state = RunState.STARTING
+        status.finished = None
+        status.reason = None
+        status.cancel_requested = False
+        # Resumed from a terminal: the session that asked for it is not waiting any more.
+        conductor = event.get("conductor")
+        status.conductor = conductor if isinstance(conductor, dict) else None
+        status.delivery = None
+        for task in status.tasks.values():
+            if task.state is not TaskState.SUCCEEDED:
+                task.state = TaskState.PENDING
+                task.pid = None
+                task.ended = task.exit_code = task.signal = None
+                task.reason = "resumed"
     elif kind == EventType.SUPERVISOR_LOST:
         if not status.state.terminal:
             mark_lost(status, _text(event.get("reason")) or "the supervisor died", ts)
