@@ -146,3 +146,27 @@ def test_the_live_worker_cap_holds_across_runs(project: Path, write_plan) -> Non
         live += step
         peak = max(peak, live)
     assert peak == 2
+
+
+def test_a_thousand_task_plan_stays_under_the_worker_cap(project: Path) -> None:
+    (project / ".claude" / "fanout.toml").write_text("[limits]\nmax_live_workers = 4\n")
+    plan = parse_plan(
+        {
+            "version": 1,
+            "max_parallel": 1000,
+            "tasks": [{"id": f"T{i}", "kind": "shell", "argv": ["true"]} for i in range(1000)],
+        },
+        project=project,
+    )
+    started = start_run(plan, project=project)
+    status = wait_run(started.run, timeout_s=120)
+    started.supervisor.wait(timeout=10)
+    assert status.state is RunState.SUCCEEDED
+    live = peak = 0
+    for event in read_events(started.run.events_path).events:
+        if event["type"] == "task_started":
+            live += 1
+            peak = max(peak, live)
+        elif event["type"] == "task_exited":
+            live -= 1
+    assert peak == 4
