@@ -24,7 +24,6 @@ the file's size and mtime), so ``tomllib`` (6-11 ms) is imported only after the 
 
 from __future__ import annotations
 
-import json
 import os
 from collections import namedtuple
 
@@ -53,6 +52,7 @@ _FIELDS = {
 DELIVERY_MODES = ("auto", "block", "rewake")
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import NamedTuple
 
     class Config(NamedTuple):
@@ -96,11 +96,17 @@ def load_config(project: str | os.PathLike[str]) -> Config:
     key = [st.st_size, st.st_mtime_ns]
     cache = os.path.join(layout.runs_root(project), ".config.json")
     try:
-        with open(cache, "rb") as handle:
-            cached = json.loads(handle.read())
+        from claude_fanout.store.files import read_json
+
+        cached = read_json(cache)
         if cached["key"] == key:
-            return Config(**cached["config"])
-    except (OSError, ValueError, KeyError, TypeError):
+            # Validated again like the file itself: a cache is never trusted more than it.
+            tables: dict[str, dict[str, object]] = {}
+            for (table, name), (field, _) in _KEYS.items():
+                if field in cached["config"]:
+                    tables.setdefault(table, {})[name] = cached["config"][field]
+            return parse_config(tables, source=cache)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ConfigError):
         pass
     try:
         with open(path, "rb") as handle:
@@ -114,17 +120,18 @@ def load_config(project: str | os.PathLike[str]) -> Config:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
     config = parse_config(data, source=path)
-    if os.path.isdir(layout.runs_root(project)):
-        from claude_fanout.store.files import write_json_atomic
+    from claude_fanout.errors import UnsafePathError
+    from claude_fanout.store.files import check_private_dir, write_json_atomic
 
-        try:  # noqa: SIM105 - contextlib is not on the hook path
-            write_json_atomic(cache, {"key": key, "config": config._asdict()})
-        except OSError:
-            pass  # only a cache
+    try:  # only a cache, and only in a run store that is really ours
+        check_private_dir(layout.runs_root(project))
+        write_json_atomic(cache, {"key": key, "config": config._asdict()})
+    except (OSError, UnsafePathError):
+        pass
     return config
 
 
-def parse_config(data: dict[str, object], *, source: str = CONFIG_FILE) -> Config:
+def parse_config(data: Mapping[str, object], *, source: str = CONFIG_FILE) -> Config:
     values: dict[str, object] = {}
     for table, content in data.items():
         if not isinstance(content, dict):

@@ -153,17 +153,23 @@ def _find_cycle(graph: Mapping[str, set[str]]) -> list[str]:
 def load_plan(path: Path, *, project: Path) -> Plan:
     """Read and validate a plan file; every problem is a one-line PlanError."""
     try:
-        size = path.stat().st_size
-        if size > defaults.MAX_PLAN_BYTES:
+        # Read at most one byte past the limit: st_size says nothing of /dev/zero or a FIFO.
+        with open(path, "rb") as handle:
+            raw = handle.read(defaults.MAX_PLAN_BYTES + 1)
+        if len(raw) > defaults.MAX_PLAN_BYTES:
             raise PlanError(
-                f"{path} is {size} bytes, over the {defaults.MAX_PLAN_BYTES}-byte limit; "
+                f"{path} is over the {defaults.MAX_PLAN_BYTES}-byte limit; "
                 "split it into several plans"
             )
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise PlanError(f"no plan file at {path}; check the path") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PlanError(f"{path} is not valid JSON ({exc}); fix the file") from None
+    except RecursionError:
+        raise PlanError(
+            f"{path} is not valid JSON for a plan (nested too deeply); fix it"
+        ) from None
     except OSError as exc:
         raise PlanError(f"cannot read {path}: {exc.strerror}") from None
     return parse_plan(data, project=project)

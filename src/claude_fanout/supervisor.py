@@ -30,6 +30,7 @@ from types import FrameType
 
 from claude_fanout import defaults, procs, watchdog
 from claude_fanout.config import Config, load_config
+from claude_fanout.errors import FanoutError
 from claude_fanout.plan import Plan, Task, TaskKind, load_plan, topological_order
 from claude_fanout.states import EventType, RunState, TaskState
 from claude_fanout.store import active
@@ -237,7 +238,14 @@ class Supervisor:
         slot.attempt += 1
         slot.forced = None
         slot.term_sent = None
-        self.run.make_worker_dirs(task.id)
+        try:
+            self.run.make_worker_dirs(task.id)
+        except (FanoutError, OSError) as exc:
+            # E.g. a worker directory replaced by a symlink: refused, and this task fails.
+            slot.state = TaskState.RUNNING
+            self._emit(EventType.TASK_STARTED, task=task.id, attempt=slot.attempt, pid=None)
+            self._finish(slot, None, None, TaskState.FAILED, f"cannot start: {exc}", now)
+            return
         log_fd = open_private(self.run.log_path(task.id), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())

@@ -185,7 +185,7 @@ def test_worker_output_cannot_close_its_frame(project, make_run):
     assert text is not None
     assert text.count("</worker-result>") == 1
     assert text.count('<worker-result task="W1">') == 1
-    assert "</worker_result>" in text and "worker_result >" in text
+    assert "</worker_result>" in text and "worker_result >" in text.lower()
 
 
 def test_injection_is_capped(project, make_run):
@@ -202,7 +202,7 @@ def test_notices_from_workers_are_delivered(project, make_run):
     run.start("W1")
     run.log.append("notice", task="W1", text="half way there")
     text = post(project)
-    assert text is not None and "notice from W1: half way there" in text
+    assert text is not None and 'notice="1">W1: half way there</worker-result>' in text
 
 
 # -- Stop ---------------------------------------------------------------------------------------

@@ -74,6 +74,8 @@ class HookContext:
                 if not os.path.isdir(path):
                     active.clear(self.project, run_id)
                     continue
+                if not _safe_dir(path):
+                    continue  # a link or someone else's: never read, never written
                 status = observe(path, now=self.now)
                 if status.state.terminal and not _deliverable(status):
                     # Finished, and no live Conductor session to hand it to: stop serving it.
@@ -116,3 +118,15 @@ def _deliverable(status: RunStatus) -> bool:
         and isinstance(pid, int)
         and procs.is_alive(pid, start_time)
     )
+
+
+def _safe_dir(path: str) -> bool:
+    from claude_fanout.errors import UnsafePathError
+    from claude_fanout.store.files import check_private_dir
+
+    try:
+        check_private_dir(layout.runs_root_of(path))
+        check_private_dir(path)
+    except UnsafePathError:
+        return False
+    return True

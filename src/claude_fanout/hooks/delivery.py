@@ -110,25 +110,42 @@ def relative(path: str, project: str) -> str:
 
 
 def artifact(run_path: str, task_id: str) -> str | None:
-    """The file that holds a task's result, best first: result.md, result.json, its log."""
+    """The file that holds a task's result, best first: result.md, result.json, its log.
+
+    Nothing is followed through a symlink: a worker that replaced its ``out/`` (or a result)
+    with a link to another file must not get that file's content into the Conductor's context.
+    """
+    worker = layout.join(run_path, layout.WORKERS, task_id)
     out = layout.out_dir(run_path, task_id)
     for name in ("result.md", "result.json"):
         candidate = os.path.join(out, name)
-        if os.path.isfile(candidate):
+        if _plain_file(candidate, worker, out):
             return candidate
-    log = layout.join(run_path, layout.WORKERS, task_id, "log")
-    return log if os.path.isfile(log) else None
+    log = os.path.join(worker, "log")
+    return log if _plain_file(log, worker) else None
+
+
+def _plain_file(path: str, *dirs: str) -> bool:
+    import stat
+
+    try:
+        if any(stat.S_ISLNK(os.lstat(d).st_mode) for d in dirs):
+            return False
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def excerpt(path: str, *, from_end: bool = False) -> str:
     try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 8192) if from_end else 0)
-            raw = handle.read(8192)
+        fd = open_private(path, os.O_RDONLY)
     except OSError:
         return ""
+    with os.fdopen(fd, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 8192) if from_end else 0)
+        raw = handle.read(8192)
     lines = [
         line
         for line in raw.decode("utf-8", "replace").strip().splitlines()
@@ -140,9 +157,25 @@ def excerpt(path: str, *, from_end: bool = False) -> str:
     return defuse(text) + ("\n…" if more else "")
 
 
+# Tags that frame text for the model: ours, and those Claude Code itself uses for what is not
+# the user's word. Worker text may mention them but never form them.
+_FRAMING_TAGS = re.compile(
+    r"(worker|system|task|command)-(result|reminder|notification|name|message|args)",
+    re.IGNORECASE,
+)
+
+
 def defuse(text: str) -> str:
-    """Worker output must not be able to close (or open) the frame it is shown in."""
-    return re.sub(r"worker-result", "worker_result", text, flags=re.IGNORECASE)
+    """Worker output must not be able to close, open or forge the frames it is shown in."""
+    return _FRAMING_TAGS.sub(lambda m: f"{m.group(1)}_{m.group(2)}", text)
+
+
+def notice_lines(notices: list[str]) -> list[str]:
+    """Notices are worker output too: one line each, framed like results."""
+    return [
+        f'<{_TAG} notice="{i}">{" ".join(note.split())}</{_TAG}>'
+        for i, note in enumerate(notices, 1)
+    ]
 
 
 def _duration(task: TaskStatus) -> str:
@@ -248,7 +281,7 @@ def tell_news(ctx: HookContext, *, limit: int) -> str:
         )
         body = describe(run_path, status, finished, project=ctx.project, budget=limit // 2)
         lines = [head, body] if body else [head]
-        lines += [f"notice from {note}" for note in notices]
+        lines += notice_lines(notices)
         sections.append("\n".join(lines))
     if not sections:
         return ""

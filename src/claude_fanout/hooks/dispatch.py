@@ -81,7 +81,8 @@ def run(argv: list[str], *, stdin: Any = None, stdout: Any = None, stderr: Any =
             err.flush()
             return 2
         if answer:
-            text = json.dumps(answer, ensure_ascii=False)
+            # ASCII JSON: a lone surrogate from the payload cannot make invalid UTF-8 output.
+            text = json.dumps(answer)
             out = sys.stdout if stdout is None else stdout
             out.write(text)
             out.flush()

@@ -65,7 +65,10 @@ def parse_request(args: str) -> tuple[str, list[str]] | tuple[None, str]:
         )
     head = args.split(None, 1)
     if head[0] == "--plan":
-        rest = shlex.split(head[1]) if len(head) > 1 else []
+        try:
+            rest = shlex.split(head[1]) if len(head) > 1 else []
+        except ValueError as exc:
+            raise RequestError(f"cannot read the plan file's name ({exc})") from None
         if len(rest) != 1:
             raise RequestError("--plan takes exactly one file: /fanout --plan FILE")
         return None, rest[0]

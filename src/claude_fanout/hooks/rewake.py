@@ -97,7 +97,7 @@ def _message(ctx: HookContext, runs: list[tuple[str, RunStatus]], limit: int) ->
             budget=limit // max(1, len(runs)),
             excerpts_for=set(fresh),
         )
-        lines = [head, body] + [f"notice from {note}" for note in notices]
+        lines = [head, body, *delivery.notice_lines(notices)]
         sections.append("\n".join(line for line in lines if line))
         if done:
             active.clear(ctx.project, status.run_id)

@@ -110,7 +110,7 @@ def _final(ctx: HookContext, runs: list[tuple[str, RunStatus]], config: Config) 
             budget=budget // max(1, len(runs)),
             excerpts_for=set(fresh),
         )
-        lines = [head, body] + [f"notice from {note}" for note in notices]
+        lines = [head, body, *delivery.notice_lines(notices)]
         sections.append("\n".join(lines))
         active.clear(ctx.project, status.run_id)
     if not sections:

@@ -46,6 +46,10 @@ def run_id_of(run: StrPath) -> str:
     return os.path.basename(os.fspath(run).rstrip(os.sep))
 
 
+def runs_root_of(run: StrPath) -> str:
+    return os.path.dirname(os.fspath(run).rstrip(os.sep))
+
+
 def project_of(run: StrPath) -> str:
     """``<project>/.claude/runs/<RUN_ID>`` -> ``<project>``."""
     return os.path.dirname(os.path.dirname(os.path.dirname(os.fspath(run).rstrip(os.sep))))
