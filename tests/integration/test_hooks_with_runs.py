@@ -91,7 +91,10 @@ def test_directives_published_by_a_worker_steer_the_conductor(
         project, "PostToolUse", tool_name="Bash", tool_input={"command": "true"}, tool_response={}
     )
     assert news is not None
-    assert "notice from W1: rewrote src/a.py" in news["hookSpecificOutput"]["additionalContext"]
+    assert (
+        'notice="1">W1: rewrote src/a.py</worker-result>'
+        in news["hookSpecificOutput"]["additionalContext"]
+    )
 
 
 def test_publish_refuses_paths_outside_the_project(project: Path, fanout) -> None:
