@@ -68,3 +68,12 @@ def write_plan(project: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        default=False,
+        help="run the fault-injection scenarios with many trials and full sizes (or FANOUT_SOAK=1)",
+    )

@@ -109,6 +109,48 @@ def find_conductor(start_pid: int | None = None) -> tuple[int, float] | None:
     return None
 
 
+def groups_with_env(name: str, value: str) -> set[int]:
+    """Process groups of this user's live processes whose environment has ``name=value``.
+
+    Linux only (``/proc/<pid>/environ``); elsewhere an empty set. This is how the watchdog finds
+    workers the supervisor started but died before telling it about.
+    """
+    if not os.path.isdir("/proc/self"):
+        return set()
+    needle = f"{name}={value}".encode()
+    found: set[int] = set()
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environ = handle.read()
+            if needle in environ.split(b"\0"):
+                found.add(os.getpgid(int(entry)))
+        except OSError:
+            continue
+    return found
+
+
+def groups_in_session(sid: int) -> set[int]:
+    """Process groups of the live processes in session ``sid`` (Linux; elsewhere empty).
+
+    Session membership is inherited at fork, before exec: a worker caught between the two
+    already belongs to its supervisor's session, though its environment is not yet its own.
+    """
+    if not os.path.isdir("/proc/self"):
+        return set()
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _proc_stat(int(entry))
+        if fields and fields[0] not in ("Z", "X") and fields[3] == str(sid):
+            found.add(int(fields[2]))
+    return found
+
+
 def parent_pid(pid: int) -> int | None:
     if os.path.isdir("/proc/self"):
         fields = _proc_stat(pid)

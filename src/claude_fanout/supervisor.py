@@ -102,7 +102,9 @@ class Supervisor:
     def serve(self) -> RunState:
         """Run the DAG to completion (or cancellation); returns the run's final state."""
         self._heartbeat(force=True)
-        self._watchdog_pid, self._watchdog_fd = watchdog.start(self.log, self.run.supervisor_path)
+        self._watchdog_pid, self._watchdog_fd = watchdog.start(
+            self.log, self.run.supervisor_path, str(self.run.path)
+        )
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)

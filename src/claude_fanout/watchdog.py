@@ -7,8 +7,9 @@ live (``+PGID`` / ``-PGID``) and says ``exit`` when it finishes normally. End of
 ``exit`` means the supervisor died. A heartbeat in ``supervisor.json`` older than
 ``HEARTBEAT_STALE_S`` means it is frozen (SIGSTOP, a hung disk): the watchdog SIGKILLs it, so it
 cannot wake later and carry on a run everyone was told is lost. Either way the watchdog appends
-``supervisor_lost`` and stops every group it was told about. A forked copy costs no
-interpreter start and little memory (copy-on-write).
+``supervisor_lost`` and stops every group it was told about, and every group whose processes
+carry this run's ``FANOUT_RUN_DIR`` (a worker started as the supervisor died was never
+announced). A forked copy costs no interpreter start and little memory (copy-on-write).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 def start(
     log: EventLog,
     heartbeat: StrPath,
+    run_dir: str,
     *,
     grace_s: float = defaults.KILL_GRACE_S,
     stale_s: float = defaults.HEARTBEAT_STALE_S,
@@ -44,7 +46,7 @@ def start(
         code = 0
         try:
             os.close(write_fd)
-            _serve(read_fd, log, heartbeat, supervisor_pid, grace_s, stale_s)
+            _serve(read_fd, log, heartbeat, run_dir, supervisor_pid, grace_s, stale_s)
         except BaseException:  # noqa: BLE001 - a forked child must never unwind into the parent's code
             code = 1
         os._exit(code)
@@ -56,6 +58,7 @@ def _serve(
     read_fd: int,
     log: EventLog,
     heartbeat: StrPath,
+    run_dir: str,
     supervisor_pid: int,
     grace_s: float,
     stale_s: float,
@@ -95,6 +98,12 @@ def _serve(
             if line[:1] in (b"+", b"-") and line[1:].isdigit():
                 pgid = int(line[1:])
                 (groups.add if line[:1] == b"+" else groups.discard)(pgid)
+    # A worker being started when the supervisor died was never announced (Popen returns only
+    # after the exec): find the run's processes by the session they share with the supervisor
+    # (the supervisor leads its own), and by the FANOUT_RUN_DIR every worker carries.
+    groups |= procs.groups_in_session(supervisor_pid)
+    groups |= procs.groups_with_env("FANOUT_RUN_DIR", run_dir)
+    groups.discard(os.getpgid(0))
     # Record first: readers must stop waiting on this run now, not after the grace period.
     log.append(EventType.SUPERVISOR_LOST, reason=reason, stopped_groups=sorted(groups))
     procs.stop_groups(sorted(groups), grace_s=grace_s)
