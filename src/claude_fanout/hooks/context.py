@@ -121,12 +121,8 @@ def _deliverable(status: RunStatus) -> bool:
 
 
 def _safe_dir(path: str) -> bool:
-    from claude_fanout.errors import UnsafePathError
-    from claude_fanout.store.files import check_private_dir
+    from claude_fanout.store.files import private_dir_problem
 
-    try:
-        check_private_dir(layout.runs_root_of(path))
-        check_private_dir(path)
-    except UnsafePathError:
-        return False
-    return True
+    return (
+        private_dir_problem(layout.runs_root_of(path)) is None and private_dir_problem(path) is None
+    )

@@ -27,24 +27,34 @@ def _unsafe(message: str) -> Exception:
     return UnsafePathError(message)
 
 
-def check_private_dir(path: StrPath) -> None:
-    """Refuse a store directory that is a symlink, not a directory, or owned by someone else."""
+def private_dir_problem(path: StrPath) -> str | None:
+    """Why ``path`` is no safe store directory (a symlink, not a directory, someone else's), or
+    None when it is one. The hooks ask this; everything else calls ``check_private_dir``."""
+    name = os.fspath(path)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        raise _unsafe(f"{os.fspath(path)} does not exist") from None
+        return f"{name} does not exist"
     if stat.S_ISLNK(st.st_mode):
-        raise _unsafe(
-            f"{os.fspath(path)} is a symlink; fanout never follows links in its run store: "
+        return (
+            f"{name} is a symlink; fanout never follows links in its run store: "
             "remove the link and let fanout create the directory"
         )
     if not stat.S_ISDIR(st.st_mode):
-        raise _unsafe(f"{os.fspath(path)} is not a directory; move it aside")
+        return f"{name} is not a directory; move it aside"
     if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
-        raise _unsafe(
-            f"{os.fspath(path)} belongs to uid {st.st_uid}, not you (uid {os.geteuid()}); "
+        return (
+            f"{name} belongs to uid {st.st_uid}, not you (uid {os.geteuid()}); "
             "fanout refuses a run store another user controls"
         )
+    return None
+
+
+def check_private_dir(path: StrPath) -> None:
+    """Refuse a store directory that is a symlink, not a directory, or owned by someone else."""
+    problem = private_dir_problem(path)
+    if problem is not None:
+        raise _unsafe(problem)
 
 
 def make_private_dir(path: StrPath, *, exist_ok: bool = True) -> None:
