@@ -103,7 +103,9 @@ def _serve(
     # (the supervisor leads its own), and by the FANOUT_RUN_DIR every worker carries.
     groups |= procs.groups_in_session(supervisor_pid)
     groups |= procs.groups_with_env("FANOUT_RUN_DIR", run_dir)
-    groups.discard(os.getpgid(0))
+    # Not our own group, nor the supervisor's: it may still be exiting (its end of the pipe
+    # closes before it becomes a zombie), and it holds no worker.
+    groups -= {os.getpgid(0), supervisor_pid}
     # Record first: readers must stop waiting on this run now, not after the grace period.
     log.append(EventType.SUPERVISOR_LOST, reason=reason, stopped_groups=sorted(groups))
     procs.stop_groups(sorted(groups), grace_s=grace_s)
