@@ -86,6 +86,8 @@ def test_an_idle_conductor_is_woken_once_with_the_results(
 
     wait_until(lambda: list_runs(project), timeout=20)
     (run,) = list_runs(project)
+    # The run directory appears a moment before its first record.
+    wait_until(lambda: read_events(run.events_path).events, timeout=10)
     created = read_events(run.events_path).events[0]
     assert created["delivery"] == "rewake"
     # The turn ends while the workers still run: the session goes idle, nobody is held.
