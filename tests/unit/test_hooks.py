@@ -444,3 +444,12 @@ def test_each_mode_is_served_by_its_own_hook(project, make_run):
     assert rewake(project) == (0, "", "")  # block-mode runs are the Stop hook's
     answer = stop(project, False)
     assert answer is not None and answer["decision"] == "block"
+
+
+def test_injection_follows_the_configured_cap(project, make_run):
+    (project / ".claude" / "fanout.toml").write_text("[inject]\nmax_chars = 600\n")
+    run = make_run({f"W{i}": {} for i in range(10)})
+    for i in range(10):
+        run.finish(f"W{i}", result=("y" * 150 + "\n") * 6)
+    text = post(project)
+    assert text is not None and len(text) <= 600

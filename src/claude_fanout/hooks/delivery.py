@@ -266,8 +266,12 @@ def peek_told(run_path: str, session_id: str) -> dict[str, str]:
     return told if isinstance(told, dict) else {}
 
 
-def tell_news(ctx: HookContext, *, limit: int) -> str:
-    """Results and notices of this session's runs it has not been told yet (marking them told)."""
+def tell_news(ctx: HookContext, *, limit: int | None = None) -> str:
+    """Results and notices of this session's runs it has not been told yet (marking them told).
+
+    ``limit`` defaults to ``inject.max_chars``, read only once there is news: a tool call with
+    nothing new does not pay for loading the configuration.
+    """
     if ctx.session_id is None:
         return ""
     sections: list[str] = []
@@ -276,6 +280,10 @@ def tell_news(ctx: HookContext, *, limit: int) -> str:
             finished, notices = news(status, cursor)
         if not finished and not notices:
             continue
+        if limit is None:
+            from claude_fanout.config import load_config
+
+            limit = load_config(ctx.project).inject_max_chars
         head = f"[fanout] run {status.run_id}: " + (
             progress(status, ctx.now) or "all workers are done"
         )
@@ -283,6 +291,6 @@ def tell_news(ctx: HookContext, *, limit: int) -> str:
         lines = [head, body] if body else [head]
         lines += notice_lines(notices)
         sections.append("\n".join(lines))
-    if not sections:
+    if not sections or limit is None:
         return ""
     return cap("\n\n".join(sections) + "\n" + DATA_NOTE, limit)

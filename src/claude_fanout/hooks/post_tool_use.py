@@ -12,13 +12,7 @@ if TYPE_CHECKING:
 
 
 def handle(ctx: HookContext) -> dict[str, Any] | None:
-    text = delivery.tell_news(ctx, limit=_limit(ctx))
+    text = delivery.tell_news(ctx)
     if not text:
         return None
     return {"hookSpecificOutput": {"hookEventName": "PostToolUse", "additionalContext": text}}
-
-
-def _limit(ctx: HookContext) -> int:
-    from claude_fanout import defaults
-
-    return defaults.INJECT_MAX_CHARS
