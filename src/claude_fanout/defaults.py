@@ -10,6 +10,7 @@ RETRIES = 0
 RETRY_BACKOFF_BASE_S = 1.0
 RETRY_BACKOFF_MAX_S = 60.0
 CLAUDE_TOOLS = ("Read", "Grep", "Glob")
+PERMISSION_MODE = "dontAsk"
 
 # Between SIGTERM to a worker's process group and SIGKILL.
 KILL_GRACE_S = 3.0

@@ -21,6 +21,8 @@ from claude_fanout.errors import PlanError
 _ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 _TARGET_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 _GLOB_CHARS = frozenset("*?[")
+# A tool spec: a name, optionally a permission pattern in parentheses ("Bash(pytest *)").
+_TOOL_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\([^()\0]*\))?")
 
 
 class TaskKind(StrEnum):
@@ -35,9 +37,16 @@ _COMMON_FIELDS = frozenset(
 _KIND_FIELDS: dict[TaskKind, frozenset[str]] = {
     TaskKind.SHELL: frozenset({"argv"}),
     TaskKind.PYTHON: frozenset({"target", "args"}),
-    TaskKind.CLAUDE: frozenset({"prompt", "tools", "max_turns", "model"}),
+    TaskKind.CLAUDE: frozenset(
+        {"prompt", "tools", "write", "permission_mode", "max_turns", "max_cost_usd", "model"}
+    ),
 }
-_PLAN_FIELDS = frozenset({"version", "name", "max_parallel", "tasks"})
+_PLAN_FIELDS = frozenset({"version", "name", "max_parallel", "max_cost_usd", "max_turns", "tasks"})
+# Tools a `write: true` task gets on top of its `tools`.
+WRITE_TOOLS = ("Edit", "Write")
+# Permission modes a plan may give a worker. "default" would ask a human, and a headless worker has
+# none; dontAsk refuses anything not granted instead of asking.
+PERMISSION_MODES = ("dontAsk", "acceptEdits", "plan", "bypassPermissions")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,8 +66,17 @@ class Task:
     args: Mapping[str, Any] = field(default_factory=dict)
     prompt: str = ""
     tools: tuple[str, ...] = defaults.CLAUDE_TOOLS
+    write: bool = False
+    permission_mode: str = defaults.PERMISSION_MODE
     max_turns: int | None = None
+    max_cost_usd: float | None = None
     model: str | None = None
+
+    @property
+    def granted_tools(self) -> tuple[str, ...]:
+        """The tool specs this worker may use: its ``tools``, plus Edit and Write when it writes."""
+        extra = tuple(t for t in WRITE_TOOLS if self.write and t not in self.tools)
+        return (*self.tools, *extra)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -79,8 +97,14 @@ class Task:
         else:
             out["prompt"] = self.prompt
             out["tools"] = list(self.tools)
+            if self.write:
+                out["write"] = True
+            if self.permission_mode != defaults.PERMISSION_MODE:
+                out["permission_mode"] = self.permission_mode
             if self.max_turns is not None:
                 out["max_turns"] = self.max_turns
+            if self.max_cost_usd is not None:
+                out["max_cost_usd"] = self.max_cost_usd
             if self.model is not None:
                 out["model"] = self.model
         return out
@@ -92,6 +116,9 @@ class Plan:
     max_parallel: int = defaults.MAX_PARALLEL
     name: str | None = None
     version: int = defaults.PLAN_VERSION
+    # Run budgets: once the run's workers have spent this much, nothing more starts.
+    max_cost_usd: float | None = None
+    max_turns: int | None = None
 
     def task(self, task_id: str) -> Task:
         for task in self.tasks:
@@ -116,6 +143,10 @@ class Plan:
         out: dict[str, Any] = {"version": self.version, "max_parallel": self.max_parallel}
         if self.name is not None:
             out["name"] = self.name
+        if self.max_cost_usd is not None:
+            out["max_cost_usd"] = self.max_cost_usd
+        if self.max_turns is not None:
+            out["max_turns"] = self.max_turns
         out["tasks"] = [task.to_dict() for task in self.tasks]
         return out
 
@@ -193,6 +224,10 @@ def parse_plan(data: object, *, project: Path) -> Plan:
     name = data.get("name")
     if name is not None and not isinstance(name, str):
         raise PlanError("must be a string", field="name")
+    run_cost = _cost(data.get("max_cost_usd"), None)
+    run_turns = data.get("max_turns")
+    if run_turns is not None:
+        run_turns = _int(run_turns, "max_turns", None, 1)
     raw_tasks = data.get("tasks")
     if not isinstance(raw_tasks, list) or not raw_tasks:
         raise PlanError("must be a non-empty list of task objects", field="tasks")
@@ -220,7 +255,13 @@ def parse_plan(data: object, *, project: Path) -> Plan:
                 )
             if dep == task.id:
                 raise PlanError("a task cannot depend on itself", task=task.id, field="deps")
-    plan = Plan(tasks=tuple(tasks), max_parallel=max_parallel, name=name)
+    plan = Plan(
+        tasks=tuple(tasks),
+        max_parallel=max_parallel,
+        name=name,
+        max_cost_usd=run_cost,
+        max_turns=run_turns,
+    )
     topological_order(plan)
     return plan
 
@@ -323,13 +364,53 @@ def _parse_task(raw: object, *, index: int, project: Path) -> Task:
     if not isinstance(prompt, str) or not prompt.strip():
         raise PlanError("must be a non-empty string", task=task_id, field="prompt")
     tools = strings("tools", raw.get("tools", list(defaults.CLAUDE_TOOLS)))
+    for spec in tools:
+        if not _TOOL_RE.fullmatch(spec):
+            raise PlanError(
+                f"{spec!r} is not a tool spec: use a tool name, optionally with a pattern in "
+                "parentheses, e.g. 'Read' or 'Bash(pytest *)'",
+                task=task_id,
+                field="tools",
+            )
+    write = raw.get("write", False)
+    if not isinstance(write, bool):
+        raise PlanError(
+            "must be true (edits files, in its own git worktree) or false (read-only)",
+            task=task_id,
+            field="write",
+        )
+    mode = raw.get("permission_mode", defaults.PERMISSION_MODE)
+    if mode not in PERMISSION_MODES:
+        raise PlanError(
+            f"{mode!r} is not a permission mode a headless worker can use "
+            f"(use one of: {', '.join(PERMISSION_MODES)})",
+            task=task_id,
+            field="permission_mode",
+        )
     max_turns = raw.get("max_turns")
     if max_turns is not None:
         max_turns = _int(max_turns, "max_turns", task_id, 1)
     model = raw.get("model")
     if model is not None and (not isinstance(model, str) or not model):
         raise PlanError("must be a model name", task=task_id, field="model")
-    return Task(**common, prompt=prompt, tools=tools, max_turns=max_turns, model=model)
+    return Task(
+        **common,
+        prompt=prompt,
+        tools=tools,
+        write=write,
+        permission_mode=mode,
+        max_turns=max_turns,
+        max_cost_usd=_cost(raw.get("max_cost_usd"), task_id),
+        model=model,
+    )
+
+
+def _cost(value: object, task: str | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise PlanError("must be an amount of US dollars > 0", task=task, field="max_cost_usd")
+    return float(value)
 
 
 def _int(value: object, name: str, task: str | None, minimum: int) -> int:

@@ -15,6 +15,9 @@ class TaskState(StrEnum):
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
     LOST = "lost"
+    # A claude worker stopped at its max_turns or max_cost_usd, or never started because the
+    # run's budget was spent.
+    OVER_BUDGET = "over_budget"
 
     @property
     def terminal(self) -> bool:
@@ -52,6 +55,12 @@ class EventType:
     RUN_RESUMED = "run_resumed"
     SUPERVISOR_LOST = "supervisor_lost"
     ERROR = "error"
+    # Claude workers: tokens, turns and cost of one attempt (from the CLI's result).
+    TASK_USAGE = "task_usage"
+    # Writers: the git worktree a task runs in, the commit holding its changes, the merge-back.
+    WORKTREE_CREATED = "worktree_created"
+    WORKTREE_COMMITTED = "worktree_committed"
+    RUN_MERGED = "run_merged"
     # Directives: published by the plan, the runner or a worker; evaluated by the hooks.
     CLAIM = "claim"
     REPLACE = "replace"

@@ -334,7 +334,7 @@ def test_unknown_top_level_field_lists_the_allowed_ones(project: Path) -> None:
     message = str(refused(plan_of(shell("A"), task=[]), project))
 
     assert "field 'task': unknown field" in message
-    assert "max_parallel, name, tasks, version" in message
+    assert "max_cost_usd, max_parallel, max_turns, name, tasks, version" in message
 
 
 def test_too_many_tasks_names_the_limit(project: Path) -> None:
@@ -831,3 +831,52 @@ def test_project_is_resolved_before_claims_are_checked(tmp_path: Path) -> None:
     plan = parse_plan(plan_of(shell("A", claims=[os.path.join(real, "f.py")])), project=alias)
 
     assert plan.task("A").claims == ("f.py",)
+
+
+def claude(task_id: str, **fields: Any) -> dict[str, Any]:
+    return {"id": task_id, "kind": "claude", "prompt": "Review it", **fields}
+
+
+def test_a_claude_task_is_read_only_unless_it_writes(project: Path) -> None:
+    plan = parse_plan(
+        plan_of(
+            claude("R"),
+            claude("W", write=True, tools=["Read", "Bash(pytest *)"], max_cost_usd=0.5),
+            max_cost_usd=2,
+            max_turns=40,
+        ),
+        project=project,
+    )
+
+    reader, writer = plan.tasks
+    assert reader.granted_tools == ("Read", "Grep", "Glob")
+    assert (reader.write, reader.permission_mode, reader.max_cost_usd) == (False, "dontAsk", None)
+    assert writer.granted_tools == ("Read", "Bash(pytest *)", "Edit", "Write")
+    assert (writer.write, writer.max_cost_usd) == (True, 0.5)
+    assert (plan.max_cost_usd, plan.max_turns) == (2.0, 40)
+    assert parse_plan(plan.to_dict(), project=project) == plan
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "hint"),
+    [
+        ({"write": "yes"}, "write", "true (edits files"),
+        ({"permission_mode": "default"}, "permission_mode", "dontAsk, acceptEdits"),
+        ({"tools": ["Bash(rm -rf /"]}, "tools", "Bash(pytest *)"),
+        ({"tools": ["Read; rm"]}, "tools", "tool name"),
+        ({"max_cost_usd": 0}, "max_cost_usd", "US dollars > 0"),
+        ({"max_cost_usd": True}, "max_cost_usd", "US dollars > 0"),
+    ],
+)
+def test_bad_claude_grants_name_the_field(
+    project: Path, fields: dict[str, Any], field: str, hint: str
+) -> None:
+    message = str(refused(plan_of(claude("W1", **fields)), project))
+
+    assert f"task W1: field '{field}'" in message
+    assert hint in message
+
+
+def test_bad_run_budgets_name_the_field(project: Path) -> None:
+    assert "field 'max_cost_usd'" in str(refused(plan_of(claude("W"), max_cost_usd=-1), project))
+    assert "field 'max_turns'" in str(refused(plan_of(claude("W"), max_turns=0), project))

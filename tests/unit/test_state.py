@@ -17,6 +17,7 @@ from claude_fanout.states import EventType, RunState, TaskState
 from claude_fanout.store.eventlog import EventLog, encode
 from claude_fanout.store.rundir import RunDir
 from claude_fanout.store.state import (
+    SNAPSHOT_VERSION,
     RunStatus,
     TaskStatus,
     fold,
@@ -399,7 +400,7 @@ def test_to_dict_from_dict_round_trips_through_json() -> None:
     again = RunStatus.from_dict(data)
 
     assert again == status
-    assert data["version"] == 1
+    assert data["version"] == SNAPSHOT_VERSION
     assert data["tasks"]["A"]["duration_s"] == 3.0
     assert data["tasks"]["A"]["state"] == "succeeded"
     assert isinstance(again.tasks["A"].state, TaskState)
@@ -408,7 +409,7 @@ def test_to_dict_from_dict_round_trips_through_json() -> None:
 
 def test_from_dict_refuses_another_version() -> None:
     data = folded(FAILED_RUN).to_dict()
-    data["version"] = 2
+    data["version"] = SNAPSHOT_VERSION + 1
 
     with pytest.raises(ValueError, match="version"):
         RunStatus.from_dict(data)
@@ -697,3 +698,46 @@ def test_to_dict_from_dict_round_trips_any_fold(events: list[dict[str, Any]]) ->
     again = RunStatus.from_dict(json.loads(json.dumps(status.to_dict())))
 
     assert again == status
+
+
+def test_usage_is_summed_per_task_over_attempts_and_per_run() -> None:
+    usage = {"input_tokens": 100, "output_tokens": 20, "turns": 2, "cost_usd": 0.25}
+    status = folded(
+        [
+            ev("run_created", 1.0, tasks=["W1", "W2"]),
+            ev("task_usage", 2.0, task="W1", attempt=1, **usage),
+            ev("task_usage", 3.0, task="W1", attempt=2, **usage, cache_read_input_tokens=7),
+            ev("task_usage", 4.0, task="W2", attempt=1, input_tokens=5, cost_usd=0.5),
+            # Damaged records read as absent; an unknown task is ignored.
+            ev("task_usage", 5.0, task="W2", input_tokens="many", cost_usd=-1, turns=True),
+            ev("task_usage", 6.0, task="W9", input_tokens=1000),
+        ]
+    )
+
+    assert status.tasks["W1"].usage == {
+        "input_tokens": 200,
+        "output_tokens": 40,
+        "turns": 4,
+        "cost_usd": 0.5,
+        "cache_read_input_tokens": 7,
+    }
+    assert status.tasks["W2"].usage == {"input_tokens": 5, "cost_usd": 0.5}
+    assert status.usage is not None
+    assert status.usage["input_tokens"] == 205
+    assert status.usage["cost_usd"] == pytest.approx(1.0)
+    again = RunStatus.from_dict(json.loads(json.dumps(status.to_dict())))
+    assert again == status
+
+
+def test_worktree_records_give_a_task_its_branch_and_commit_and_the_run_its_merge() -> None:
+    status = folded(
+        [
+            ev("run_created", 1.0, tasks=["W1"]),
+            ev("worktree_created", 2.0, task="W1", branch="fanout/R/W1", path="/x", base="abc"),
+            ev("worktree_committed", 3.0, task="W1", branch="fanout/R/W1", commit="def"),
+            ev("run_merged", 4.0, merged=["W1"], conflicts=[], base="abc"),
+        ]
+    )
+
+    assert (status.tasks["W1"].branch, status.tasks["W1"].commit) == ("fanout/R/W1", "def")
+    assert status.merge == {"merged": ["W1"], "conflicts": []}

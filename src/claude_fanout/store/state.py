@@ -23,9 +23,18 @@ if TYPE_CHECKING:
     from claude_fanout.store.eventlog import Event
     from claude_fanout.store.files import StrPath
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 _MAX_ERRORS = 20
 _MAX_NOTICES = 50
+# Usage counters summed per task (over its attempts) and per run, as ``task_usage`` reports them.
+USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "turns",
+    "cost_usd",
+)
 
 
 class TaskStatus:
@@ -35,7 +44,9 @@ class TaskStatus:
 
     __slots__ = (
         "attempt",
+        "branch",
         "claims",
+        "commit",
         "ended",
         "exit_code",
         "id",
@@ -45,6 +56,7 @@ class TaskStatus:
         "signal",
         "started",
         "state",
+        "usage",
     )
 
     def __init__(
@@ -60,6 +72,9 @@ class TaskStatus:
         reason: str | None = None,
         claims: list[str] | None = None,
         replaces: dict[str, str] | None = None,
+        usage: dict[str, float] | None = None,
+        branch: str | None = None,
+        commit: str | None = None,
     ) -> None:
         self.id = id
         self.state = state
@@ -72,6 +87,11 @@ class TaskStatus:
         self.reason = reason
         self.claims: list[str] = [] if claims is None else claims
         self.replaces: dict[str, str] = {} if replaces is None else replaces
+        # Claude workers: USAGE_KEYS summed over attempts (None until one reported).
+        self.usage = usage
+        # Writers: the worktree branch and the commit holding the task's changes.
+        self.branch = branch
+        self.commit = commit
 
     @property
     def duration_s(self) -> float | None:
@@ -83,6 +103,7 @@ class TaskStatus:
         data = {name: getattr(self, name) for name in self.__slots__}
         data["claims"] = list(self.claims)
         data["replaces"] = dict(self.replaces)
+        data["usage"] = None if self.usage is None else dict(self.usage)
         data["duration_s"] = self.duration_s
         return data
 
@@ -114,6 +135,7 @@ class RunStatus:
         "delivery",
         "errors",
         "finished",
+        "merge",
         "notice_count",
         "notices",
         "offset",
@@ -122,6 +144,7 @@ class RunStatus:
         "started",
         "state",
         "tasks",
+        "usage",
     )
 
     def __init__(
@@ -141,6 +164,8 @@ class RunStatus:
         notices: list[str] | None = None,
         notice_count: int = 0,
         delivery: str | None = None,
+        usage: dict[str, float] | None = None,
+        merge: dict[str, Any] | None = None,
     ) -> None:
         self.run_id = run_id
         self.state = state
@@ -160,6 +185,10 @@ class RunStatus:
         self.notice_count = notice_count
         # How results reach the Conductor: "block" (held at Stop) or "rewake" (woken when idle).
         self.delivery = delivery
+        # USAGE_KEYS summed over every task's attempts; None until a worker reported usage.
+        self.usage = usage
+        # The last merge-back of the writers' branches (a ``run_merged`` record), if any.
+        self.merge = merge
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -172,6 +201,7 @@ class RunStatus:
         data["tasks"] = {task_id: task.to_dict() for task_id, task in self.tasks.items()}
         data["errors"] = list(self.errors)
         data["notices"] = list(self.notices)
+        data["usage"] = None if self.usage is None else dict(self.usage)
         data["version"] = SNAPSHOT_VERSION
         return data
 
@@ -298,6 +328,36 @@ def fold(status: RunStatus, event: Event) -> None:
         message = _text(event.get("message"))
         if message is not None:
             status.errors = [*status.errors, message][-_MAX_ERRORS:]
+    elif kind == EventType.TASK_USAGE and task is not None:
+        counts: dict[str, float] = {}
+        for key in USAGE_KEYS:
+            value = _number(event.get(key))
+            if value is not None and value >= 0:
+                counts[key] = value
+        if counts:
+            task.usage = add_usage(task.usage, counts)
+            status.usage = add_usage(status.usage, counts)
+    elif kind == EventType.WORKTREE_CREATED and task is not None:
+        task.branch = _text(event.get("branch")) or task.branch
+    elif kind == EventType.WORKTREE_COMMITTED and task is not None:
+        task.branch = _text(event.get("branch")) or task.branch
+        task.commit = _text(event.get("commit"))
+    elif kind == EventType.RUN_MERGED:
+        status.merge = {
+            key: event.get(key)
+            for key in ("merged", "conflicts", "unchanged", "already", "error", "dry_run")
+            if key in event
+        }
+
+
+def add_usage(total: dict[str, float] | None, more: dict[str, float]) -> dict[str, float]:
+    """``total + more`` key by key (a new dict); integral counts stay ints."""
+    out = dict(total or {})
+    for key, value in more.items():
+        out[key] = out.get(key, 0) + value
+        if key != "cost_usd":
+            out[key] = int(out[key])
+    return out
 
 
 def mark_lost(status: RunStatus, reason: str, ts: float | None) -> None:
