@@ -24,6 +24,7 @@ from claude_fanout.store.rundir import RunDir, find_project, list_runs, resolve_
 from claude_fanout.store.state import RunStatus, observe, request_cancel
 
 if TYPE_CHECKING:
+    from claude_fanout.merge import MergeReport
     from claude_fanout.store.eventlog import Event
 
 
@@ -109,6 +110,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="list the project's runs")
     runs.add_argument("--json", action="store_true", help="machine-readable output")
+
+    merge = sub.add_parser(
+        "merge", help="merge a run's writer branches into your working tree (not commits)"
+    )
+    merge.add_argument("run", help="run id or a unique prefix")
+    merge.add_argument(
+        "--dry-run", action="store_true", help="predict and report only; write nothing"
+    )
+
+    gc = sub.add_parser(
+        "gc", help="remove finished runs: their worktrees, fanout/<RUN>/* branches, run directory"
+    )
+    gc.add_argument("runs", nargs="*", metavar="RUN", help="run ids or unique prefixes")
+    gc.add_argument(
+        "--all-finished", action="store_true", help="every finished run (live ones are kept)"
+    )
     return parser
 
 
@@ -328,7 +345,159 @@ def cmd_demo(args: argparse.Namespace, project: Path) -> int:
     return run_demo(directory=args.dir, model_delay_s=args.model_delay, live=args.live)
 
 
+class UsageError(FanoutError):
+    exit_code = 2
+
+
+def cmd_merge(args: argparse.Namespace, project: Path) -> int:
+    """Predict, merge what applies cleanly into the working tree, report the rest, record it."""
+    from claude_fanout import merge
+
+    run = resolve_run(project, args.run)
+    writers = _run_worktrees(run)
+    if not writers:
+        raise FanoutError(
+            f"run {run.run_id} made no worktrees (no task with write: true): nothing to merge"
+        )
+    plan = _plan_of(run)
+    order = [t for t in plan.ids if t in writers] if plan else []
+    order += [t for t in writers if t not in order]
+    bases = [writers[t]["created"].get("base") for t in order]
+    base = merge.run_base(project, [b for b in bases if isinstance(b, str)])
+    branches, unchanged, skipped = [], [], []
+    for task in order:
+        committed = writers[task].get("committed")
+        if committed is None:
+            skipped.append(task)
+        elif not committed.get("commit"):
+            unchanged.append(task)
+        else:
+            branches.append((task, str(committed.get("branch") or writers[task]["branch"])))
+    status = observe(run)
+    report = merge.merge_run(project, base, branches, dry_run=args.dry_run)
+    report.unchanged = [t for t in order if t in unchanged or t in report.unchanged]
+    report.skipped = skipped
+    running = {
+        t
+        for t in skipped
+        if not status.state.terminal and t in status.tasks and not status.tasks[t].state.terminal
+    }
+    _print_merge(run, report, order, running=running)
+    if not args.dry_run:
+        run.log.append("run_merged", **report.to_dict())
+    return 0 if report.clean else 1
+
+
+def _run_worktrees(run: RunDir) -> dict[str, dict[str, Any]]:
+    """task -> {"branch", "path", "created": event, "committed": event or absent}."""
+    from claude_fanout.store.eventlog import read_events
+
+    found: dict[str, dict[str, Any]] = {}
+    for event in read_events(run.events_path).events:
+        task = event.get("task")
+        if not isinstance(task, str):
+            continue
+        if event["type"] == "worktree_created" and isinstance(event.get("branch"), str):
+            found[task] = {"branch": event["branch"], "path": event.get("path"), "created": event}
+        elif event["type"] == "worktree_committed" and task in found:
+            found[task]["committed"] = event
+    return found
+
+
+def _print_merge(run: RunDir, report: MergeReport, order: list[str], *, running: set[str]) -> None:
+    from claude_fanout import merge
+
+    short = report.base[:12]
+    verb = "would merge" if report.dry_run else "merged"
+    print(f"run {run.run_id}: merge into the working tree (base {short})")
+    for overlap in report.overlaps:
+        if overlap.kind != "same":
+            print(f"  predicted: {overlap.describe()}")
+    conflicts = {conflict.task: conflict for conflict in report.conflicts}
+    for task in order:
+        if task in report.merged:
+            files = report.files.get(task, [])
+            count = f"{len(files)} file{'s' * (len(files) != 1)}"
+            print(f"  {task}: {verb} ({count}: {', '.join(files)})")
+        elif task in report.already_merged:
+            print(f"  {task}: already merged")
+        elif task in report.unchanged:
+            print(f"  {task}: changed nothing")
+        elif task in running:
+            print(f"  {task}: still running; run 'fanout merge {run.run_id}' again when it is done")
+        elif task in report.skipped:
+            print(f"  {task}: not merged (the task did not succeed; its branch is kept)")
+        elif task in conflicts:
+            conflict = conflicts[task]
+            with_ = ", ".join(
+                "the working tree" if name == merge.WORKING_TREE else name
+                for name in conflict.with_
+            )
+            print(f"  {task}: CONFLICT with {with_ or 'the working tree'}, not applied:")
+            for path in conflict.files:
+                print(f"      {path}: {conflict.reasons.get(path, 'conflict')}")
+            print(f"    see it:    git diff {short} {conflict.branch}")
+            print(f"    merge it:  git merge {conflict.branch}")
+    if report.clean and not report.dry_run:
+        print("  nothing conflicted; branches are kept until 'fanout gc'")
+
+
+def cmd_gc(args: argparse.Namespace, project: Path) -> int:
+    """Remove finished runs: worktrees, fanout/<RUN>/* branches, then the run directory."""
+    import shutil
+
+    from claude_fanout import worktree
+    from claude_fanout.store import active
+
+    if not args.runs and not args.all_finished:
+        raise UsageError(
+            "gc: name the runs to remove (fanout gc RUN ...) or pass --all-finished "
+            "to remove every finished run"
+        )
+    named = bool(args.runs)
+    runs = [resolve_run(project, r) for r in args.runs] if named else list_runs(project)
+    try:
+        worktree.repo_root(project)
+        has_git = True
+    except worktree.NotAGitRepoError:
+        has_git = False
+    refused = removed_runs = 0
+    for run in runs:
+        status = observe(run)
+        if not status.state.terminal:
+            if named:
+                print(
+                    f"fanout: run {run.run_id} is {status.state}: not removed "
+                    f"(fanout cancel {run.run_id} first)",
+                    file=sys.stderr,
+                )
+                refused += 1
+            continue
+        paths = [str(i["path"]) for i in _run_worktrees(run).values() if isinstance(i["path"], str)]
+        removed = [p for p in paths if has_git and worktree.remove_worktree(project, p)]
+        if has_git:  # and any other worktree inside the run directory
+            removed += [str(p) for p in worktree.remove_run_worktrees(project, run.path)]
+        branches = worktree.delete_run_branches(project, run.run_id) if has_git else []
+        for parent in dict.fromkeys(Path(p).parent for p in paths):
+            with contextlib.suppress(OSError):
+                parent.rmdir()  # the run's worktrees directory, once empty
+        run.check()
+        shutil.rmtree(run.path)
+        active.clear(project, run.run_id)
+        removed_runs += 1
+        print(f"removed run {run.run_id} ({status.state})")
+        for path in removed:
+            print(f"  worktree {path}")
+        for branch in branches:
+            print(f"  branch {branch}")
+    if not named and not removed_runs:
+        print("no finished runs to remove")
+    return 1 if refused else 0
+
+
 _COMMANDS = {
+    "merge": cmd_merge,
+    "gc": cmd_gc,
     "resume": cmd_resume,
     "publish": cmd_publish,
     "install": cmd_install,
