@@ -20,11 +20,30 @@ the file's size and mtime), so ``tomllib`` (6-11 ms) is imported only after the 
     mode = "auto"           # block: hold Stop; rewake: let the turn end, wake it with results;
                             # auto: rewake for interactive sessions, block for -p / SDK ones
     rewake_max_wait_s = 7200  # how long a pending wake waits for the workers
+    [planner]               # `/fanout <instruction>` with no paths: Claude splits it into a plan
+    timeout_s = 90          # the planner (its whole process group) is stopped after this; 1-300
+    max_tasks = 8           # tasks one planned run may have; 1-64
+    max_turns = 12          # the planner session's turn limit (each look at the repo is a turn)
+    model = ""              # the planner's model ("" = Claude Code's default), e.g. "sonnet"
+
+    [[triggers]]            # prompt patterns mapped to plan templates; the first match wins
+    pattern = "^review (?P<target>\\S+)$"   # Python regex, re.search'ed against the text
+    plan = ".claude/fanout/review.json"      # a v1 plan file, relative to the project
+    scope = "fanout"        # "fanout" (default): only the instruction of a `/fanout <instruction>`
+                            # request without paths, instead of asking the planner; "all": every
+                            # prompt the Conductor submits too, so a plain prompt starts workers
+
+A trigger's plan is a template: in each task's ``prompt`` and ``claims``, ``{prompt}`` becomes
+the matched text (the instruction, or the whole plain prompt) and ``{NAME}`` the named group
+NAME (empty when it did not take part); other braces are left alone. The result is validated
+like any plan. Triggers apply to plain prompts only with ``scope = "all"``, so nothing fans out
+by surprise; `/fanout <instruction> -- <paths>` and `/fanout --plan FILE` never consult them.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections import namedtuple
 
 from claude_fanout import defaults
@@ -48,8 +67,15 @@ _FIELDS = {
     "inject_max_chars": defaults.INJECT_MAX_CHARS,
     "delivery": defaults.DELIVERY,
     "rewake_max_wait_s": defaults.REWAKE_MAX_WAIT_S,
+    "planner_timeout_s": defaults.PLANNER_TIMEOUT_S,
+    "planner_max_tasks": defaults.PLANNER_MAX_TASKS,
+    "planner_max_turns": defaults.PLANNER_MAX_TURNS,
+    "planner_model": "",
+    "triggers": (),
 }
 DELIVERY_MODES = ("auto", "block", "rewake")
+TRIGGER_SCOPES = ("fanout", "all")
+_TRIGGER_KEYS = ("pattern", "plan", "scope")
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -65,9 +91,20 @@ if TYPE_CHECKING:
         inject_max_chars: int = defaults.INJECT_MAX_CHARS
         delivery: str = defaults.DELIVERY
         rewake_max_wait_s: float = defaults.REWAKE_MAX_WAIT_S
+        planner_timeout_s: float = defaults.PLANNER_TIMEOUT_S
+        planner_max_tasks: int = defaults.PLANNER_MAX_TASKS
+        planner_max_turns: int = defaults.PLANNER_MAX_TURNS
+        planner_model: str = ""
+        triggers: tuple[Trigger, ...] = ()
+
+    class Trigger(NamedTuple):
+        pattern: str
+        plan: str
+        scope: str = "fanout"
 
 else:
     Config = namedtuple("Config", list(_FIELDS), defaults=list(_FIELDS.values()))
+    Trigger = namedtuple("Trigger", _TRIGGER_KEYS, defaults=("fanout",))
 
 
 # (table, key) in the TOML file -> Config field, and the smallest value allowed.
@@ -81,6 +118,15 @@ _KEYS: dict[tuple[str, str], tuple[str, float]] = {
     ("inject", "max_chars"): ("inject_max_chars", 500),
     ("delivery", "mode"): ("delivery", 0),
     ("delivery", "rewake_max_wait_s"): ("rewake_max_wait_s", 1),
+    ("planner", "timeout_s"): ("planner_timeout_s", 1),
+    ("planner", "max_tasks"): ("planner_max_tasks", 1),
+    ("planner", "max_turns"): ("planner_max_turns", 1),
+    ("planner", "model"): ("planner_model", 0),
+}
+# Upper bounds, where there is one.
+_MAXIMA: dict[str, float] = {
+    "planner_timeout_s": defaults.PLANNER_MAX_TIMEOUT_S,
+    "planner_max_tasks": defaults.PLANNER_TASK_LIMIT,
 }
 
 
@@ -101,10 +147,13 @@ def load_config(project: str | os.PathLike[str]) -> Config:
         cached = read_json(cache)
         if cached["key"] == key:
             # Validated again like the file itself: a cache is never trusted more than it.
-            tables: dict[str, dict[str, object]] = {}
+            sections: dict[str, dict[str, object]] = {}
             for (table, name), (field, _) in _KEYS.items():
                 if field in cached["config"]:
-                    tables.setdefault(table, {})[name] = cached["config"][field]
+                    sections.setdefault(table, {})[name] = cached["config"][field]
+            tables: dict[str, object] = dict(sections)
+            if cached["config"].get("triggers"):
+                tables["triggers"] = cached["config"]["triggers"]
             return parse_config(tables, source=cache)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ConfigError):
         pass
@@ -125,7 +174,9 @@ def load_config(project: str | os.PathLike[str]) -> Config:
 
     try:  # only a cache, and only in a run store that is really ours
         check_private_dir(layout.runs_root(project))
-        write_json_atomic(cache, {"key": key, "config": config._asdict()})
+        cached_config = config._asdict()
+        cached_config["triggers"] = [t._asdict() for t in config.triggers]
+        write_json_atomic(cache, {"key": key, "config": cached_config})
     except (OSError, UnsafePathError):
         pass
     return config
@@ -134,6 +185,9 @@ def load_config(project: str | os.PathLike[str]) -> Config:
 def parse_config(data: Mapping[str, object], *, source: str = CONFIG_FILE) -> Config:
     values: dict[str, object] = {}
     for table, content in data.items():
+        if table == "triggers":
+            values["triggers"] = _parse_triggers(content, source)
+            continue
         if not isinstance(content, dict):
             raise ConfigError(f"{source}: [{table}] must be a table")
         for key, value in content.items():
@@ -149,10 +203,60 @@ def parse_config(data: Mapping[str, object], *, source: str = CONFIG_FILE) -> Co
                     )
                 values[name] = value
                 continue
+            if name == "planner_model":
+                if not isinstance(value, str) or value != value.strip() or "\0" in value:
+                    raise ConfigError(
+                        f'{source}: {table}.{key} must be a model name, or "" for the default'
+                    )
+                values[name] = value
+                continue
             want_int = isinstance(_FIELDS[name], int)
             ok = isinstance(value, int) if want_int else isinstance(value, int | float)
+            kind = "a whole number" if want_int else "a number"
             if isinstance(value, bool) or not ok or value < minimum:
-                kind = "a whole number" if want_int else "a number"
                 raise ConfigError(f"{source}: {table}.{key} must be {kind} >= {minimum:g}")
+            maximum = _MAXIMA.get(name)
+            if maximum is not None and value > maximum:
+                raise ConfigError(
+                    f"{source}: {table}.{key} must be {kind} from {minimum:g} to {maximum:g}"
+                )
             values[name] = value if want_int else float(value)
     return Config(**values)  # type: ignore[arg-type]
+
+
+def _parse_triggers(value: object, source: str) -> tuple[Trigger, ...]:
+    """``[[triggers]]`` tables, each checked before anything uses it; errors name the key."""
+    if not isinstance(value, list):
+        raise ConfigError(
+            f"{source}: triggers must be an array of tables ([[triggers]] with pattern and plan)"
+        )
+    triggers = []
+    for number, item in enumerate(value, 1):
+        where = f"{source}: [[triggers]] #{number}"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a table with pattern and plan")
+        for key in item:
+            if key not in _TRIGGER_KEYS:
+                raise ConfigError(
+                    f"{where}: unknown key triggers.{key} (known: {', '.join(_TRIGGER_KEYS)})"
+                )
+        pattern, plan, scope = item.get("pattern"), item.get("plan"), item.get("scope", "fanout")
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigError(f"{where}: triggers.pattern must be a regular expression (a string)")
+        try:
+            re.compile(pattern)
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise ConfigError(
+                f"{where}: triggers.pattern is not a valid Python regular expression ({exc})"
+            ) from None
+        if not isinstance(plan, str) or not plan or "\0" in plan:
+            raise ConfigError(f"{where}: triggers.plan must be the path of a plan file")
+        norm = os.path.normpath(plan)
+        if os.path.isabs(norm) or norm == ".." or norm.startswith(".." + os.sep):
+            raise ConfigError(
+                f"{where}: triggers.plan must be a path inside the project, relative to it"
+            )
+        if scope not in TRIGGER_SCOPES:
+            raise ConfigError(f"{where}: triggers.scope must be one of {', '.join(TRIGGER_SCOPES)}")
+        triggers.append(Trigger(pattern, plan, scope))
+    return tuple(triggers)

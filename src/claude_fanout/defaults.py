@@ -44,3 +44,13 @@ DELIVERY = "auto"
 REWAKE_MAX_WAIT_S = 7200.0
 # While every live-worker slot is taken, the supervisor looks for a free one this often.
 SLOT_RETRY_S = 0.25
+
+# Planning: `/fanout <instruction>` with no paths asks Claude for a plan (see planner.py).
+PLANNER_TIMEOUT_S = 90.0
+# planner.timeout_s may not exceed this: the UserPromptSubmit hook's own timeout (settings.py) is
+# this plus PLANNER_HOOK_MARGIN_S, time enough to stop the planner and start the run.
+PLANNER_MAX_TIMEOUT_S = 300.0
+PLANNER_HOOK_MARGIN_S = 30
+PLANNER_MAX_TASKS = 8
+PLANNER_TASK_LIMIT = 64
+PLANNER_MAX_TURNS = 12

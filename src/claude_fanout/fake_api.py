@@ -14,6 +14,10 @@ Standard library only. What the CLI (2.1.x) sends, observed by recording every r
   makes DNS queries for its telemetry hosts. Both are answered here anyway: ``/api/hello`` and
   ``/`` with ``200 {}`` (GET or HEAD), ``POST /v1/messages/count_tokens`` with a rough count.
 - Anything else: ``404`` with an API-shaped JSON error. The server never hangs on a request.
+
+Structured output (``claude -p --json-schema SCHEMA``): the CLI offers the model a
+``StructuredOutput`` tool whose ``input_schema`` is SCHEMA (:attr:`Request.output_schema`) and
+validates the tool's input itself; a scripted model answers with :func:`structured_output`.
 """
 
 from __future__ import annotations
@@ -50,10 +54,12 @@ __all__ = [
     "read_then_summarize",
     "scripted",
     "side_call_reply",
+    "structured_output",
     "summarize_read_output",
 ]
 
 SESSION_HEADER: Final = "x-claude-code-session-id"
+STRUCTURED_OUTPUT_TOOL: Final = "StructuredOutput"
 DEFAULT_MODEL: Final = "claude-fake-1"
 _PROBE_ROUTES: Final = frozenset({"", "/", "/api/hello"})
 _WORKDIR_RE: Final = re.compile(r"Primary working directory:\s*(\S[^\n]*)")
@@ -212,6 +218,17 @@ class Request:
             for t in tools
             if isinstance(t, dict) and "name" in t and not t.get("defer_loading")
         ]
+
+    @property
+    def output_schema(self) -> dict[str, Any] | None:
+        """The JSON schema of a ``--json-schema`` session: the ``input_schema`` of the
+        ``StructuredOutput`` tool the CLI offers; None when it offers none."""
+        tools = self.body.get("tools") if isinstance(self.body, dict) else None
+        for tool in tools if isinstance(tools, list) else []:
+            if isinstance(tool, dict) and tool.get("name") == STRUCTURED_OUTPUT_TOOL:
+                schema = tool.get("input_schema")
+                return schema if isinstance(schema, dict) else None
+        return None
 
     @property
     def is_side_call(self) -> bool:
@@ -740,6 +757,19 @@ def read_then_summarize(*, delay_s: float = 0.0, usage: Usage | None = None) -> 
     if usage is None:
         return ReadThenSummarize(delay_s=delay_s)
     return ReadThenSummarize(delay_s=delay_s, usage=usage)
+
+
+def structured_output(
+    value: Mapping[str, Any], *, usage: Usage | None = None, delay_s: float = 0.0
+) -> Reply:
+    """The model's answer to a ``--json-schema`` session: one ``StructuredOutput`` call with
+    ``value``. The CLI checks it against the schema; a valid one ends the session (its result
+    carries ``structured_output``), an invalid one comes back as an error tool_result."""
+    return Reply(
+        [ToolUse(STRUCTURED_OUTPUT_TOOL, value)],
+        usage=usage if usage is not None else Usage(input_tokens=10, output_tokens=5),
+        delay_s=delay_s,
+    )
 
 
 def scripted(*replies: Reply | ErrorReply, then: Reply | None = None) -> Handler:

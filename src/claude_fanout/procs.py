@@ -216,6 +216,62 @@ def spawn_in_group(
     )
 
 
+def run_bounded(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path,
+    env: Mapping[str, str],
+    stdin: bytes,
+    timeout_s: float,
+    grace_s: float = 1.0,
+) -> tuple[int | None, bytes, bytes]:
+    """Run ``argv`` to its end with ``stdin`` as input and its output captured, for at most
+    ``timeout_s``: ``(returncode, stdout, stderr)``, returncode None when time ran out.
+
+    It leads a session of its own, so one ``killpg`` reaches everything it started: on expiry
+    the group gets SIGTERM, then SIGKILL after ``grace_s``; whatever the group still holds when
+    the leader is gone is SIGKILLed too. The leader is always reaped: nothing outlives the call.
+    """
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        close_fds=True,
+        start_new_session=True,
+    )
+    out = err = b""
+    expired = False
+    try:
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            expired = True
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                signal_group(proc.pid, sig)
+                try:
+                    out, err = proc.communicate(timeout=grace_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue  # a descendant that left the group may hold the pipes: give up on them
+    finally:
+        # The group may outlive its leader (a daemonised helper); its id stays reserved while
+        # it has members, so this cannot reach an unrelated process.
+        signal_group(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    return (None if expired else proc.returncode), out, err
+
+
 def signal_group(pgid: int, sig: int) -> bool:
     """Send ``sig`` to process group ``pgid``; False when the group no longer exists."""
     try:

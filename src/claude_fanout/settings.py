@@ -18,6 +18,7 @@ from collections import namedtuple
 from enum import StrEnum
 from types import MappingProxyType
 
+from claude_fanout import defaults
 from claude_fanout.errors import FanoutError
 
 TYPE_CHECKING = False
@@ -39,6 +40,9 @@ SETTINGS_FILE_MODE: Final = 0o644
 COMMAND_NAME: Final = "fanout.md"
 
 STOP_HOOK_TIMEOUT_S: Final = 600
+# UserPromptSubmit may run the planner (planner.timeout_s, at most PLANNER_MAX_TIMEOUT_S) before
+# it starts the run: Claude Code must not kill the hook first.
+PROMPT_HOOK_TIMEOUT_S: Final = int(defaults.PLANNER_MAX_TIMEOUT_S) + defaults.PLANNER_HOOK_MARGIN_S
 # The async Rewake hook's own wait is bounded by delivery.rewake_max_wait_s (2 h by default).
 REWAKE_HOOK_TIMEOUT_S: Final = 7260
 """Claude Code kills the Stop hook after this; the hook's own bounded wait must end well before."""
@@ -91,7 +95,7 @@ else:
 FANOUT_HOOKS: Final[Mapping[str, HookSpec]] = MappingProxyType(
     {
         "SessionStart": HookSpec(matcher=None, timeout=10, guarded=False),
-        "UserPromptSubmit": HookSpec(matcher=None, timeout=30, guarded=False),
+        "UserPromptSubmit": HookSpec(matcher=None, timeout=PROMPT_HOOK_TIMEOUT_S, guarded=False),
         "PreToolUse": HookSpec(
             matcher="Read|Edit|Write|MultiEdit|NotebookEdit|Grep|Glob|Bash",
             timeout=10,

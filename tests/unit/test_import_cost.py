@@ -7,7 +7,10 @@ import sys
 
 STDLIB_ONLY = [
     "claude_fanout",
+    "claude_fanout.config",
+    "claude_fanout.hooks.prompt",
     "claude_fanout.plan",
+    "claude_fanout.planner",
     "claude_fanout.procs",
     "claude_fanout.runner",
     "claude_fanout.states",

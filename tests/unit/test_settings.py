@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from claude_fanout import defaults
 from claude_fanout.settings import (
     BACKUP_SUFFIX,
     COMMAND_MARKER,
@@ -168,6 +169,8 @@ def test_fanout_hooks_follow_the_table() -> None:
         dict.fromkeys(spec.event or name for name, spec in FANOUT_HOOKS.items())
     )
     assert FANOUT_HOOKS["Stop"].timeout == STOP_HOOK_TIMEOUT_S
+    # The prompt hook outlives the longest planner it may run, with time to start the run.
+    assert FANOUT_HOOKS["UserPromptSubmit"].timeout >= defaults.PLANNER_MAX_TIMEOUT_S + 20
     for name, spec in FANOUT_HOOKS.items():
         (group,) = [g for g in OURS[spec.event or name] if g.get("matcher") == spec.matcher]
         assert ("matcher" in group) == (spec.matcher is not None)
@@ -188,7 +191,7 @@ def test_fanout_hooks_follow_the_table() -> None:
 def test_table_matches_the_contract() -> None:
     expected = {
         "SessionStart": (None, 10),
-        "UserPromptSubmit": (None, 30),
+        "UserPromptSubmit": (None, 330),
         "PreToolUse": ("Read|Edit|Write|MultiEdit|NotebookEdit|Grep|Glob|Bash", 10),
         "PostToolUse": ("*", 10),
         "Stop": (None, 600),

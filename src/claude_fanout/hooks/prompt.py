@@ -1,9 +1,14 @@
 """UserPromptSubmit: recognise a fan-out request, start its run, tell the Conductor about it.
 
     /fanout <instruction> -- <path or glob> ...   one read-only `claude` worker per matched file
+    /fanout <instruction>                         a trigger's plan template if one matches, else
+                                                  Claude plans it (planner.py); bounded in time
     /fanout --plan FILE                           a plan file, as `fanout run` takes it
     /fanout --wait block|rewake ...               choose how results come back (see below)
     /fanout:run ...                               the same, as the plugin's namespaced command
+
+A plain prompt (no /fanout) starts a run only when a ``scope = "all"`` trigger in
+``.claude/fanout.toml`` matches it. Whatever fails, nothing starts and the Conductor is told why.
 
 Results come back one of two ways. ``block``: the Stop hook holds the Conductor's turn until
 the workers are done. ``rewake``: the turn ends at once, and an async hook wakes the idle
@@ -12,7 +17,7 @@ an interactive Conductor and block for a headless one (``claude -p``, the SDK), 
 hooks Claude Code kills when the turn ends.
 
 Anything else gets no output at all. The run starts detached and the hook returns as soon as
-its supervisor is up (about 0.1 s).
+its supervisor is up (about 0.1 s), or the planner's time on top.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from claude_fanout.hooks.context import HookContext
+    from claude_fanout.plan import Plan
+    from claude_fanout.planner import Planned
 
 _COMMAND = re.compile(r"\s*/fanout(?::run)?(?:\s+|$)(?P<args>.*)", re.DOTALL)
 MAX_FANOUT_FILES = 64
@@ -40,7 +47,7 @@ def handle(ctx: HookContext) -> dict[str, Any] | None:
         return None
     match = _COMMAND.match(prompt)
     if match is None:
-        return None
+        return _plain_prompt(ctx, prompt)
     try:
         text = start(ctx, match.group("args").strip())
     except RequestError as exc:
@@ -51,17 +58,59 @@ def handle(ctx: HookContext) -> dict[str, Any] | None:
         if not isinstance(exc, FanoutError):
             raise
         text = f"[fanout] Nothing was started: {exc}"
+        from claude_fanout.planner import NEXT_STEP, PlannerError
+
+        if isinstance(exc, PlannerError):
+            text += "\n" + NEXT_STEP
+    return _answer(text)
+
+
+def _answer(text: str) -> dict[str, Any]:
     return {"hookSpecificOutput": {"hookEventName": "UserPromptSubmit", "additionalContext": text}}
 
 
-def parse_request(args: str) -> tuple[str, list[str]] | tuple[None, str]:
-    """(instruction, patterns) for ``<instruction> -- <patterns>``; (None, file) for --plan."""
+def _plain_prompt(ctx: HookContext, prompt: str) -> dict[str, Any] | None:
+    """A prompt without /fanout: only a ``scope = "all"`` trigger makes it ours."""
+    from claude_fanout.config import CONFIG_FILE
+
+    if not os.path.isfile(os.path.join(ctx.project, CONFIG_FILE)):
+        return None
+    from claude_fanout.config import load_config
+    from claude_fanout.errors import FanoutError
+
+    try:
+        triggers = load_config(ctx.project).triggers
+    except FanoutError:
+        return None  # said by the next /fanout request or fanout command, not on every prompt
+    if not any(trigger.scope == "all" for trigger in triggers):
+        return None
+    from claude_fanout import planner
+
+    text = planner.clean_text(prompt.strip())
+    found = planner.match_trigger(triggers, text, fanout=False)
+    if found is None:
+        return None
+    try:
+        plan = planner.plan_from_trigger(*found, text=text, project=ctx.project)
+        return _answer(launch(ctx, plan, wait=None, origin=_trigger_origin(found)))
+    except FanoutError as exc:
+        return _answer(f"[fanout] Nothing was started: {exc}")
+
+
+def _trigger_origin(found: tuple[int, Any, Any]) -> str:
+    number, trigger, _ = found
+    return f"[[triggers]] #{number} in .claude/fanout.toml matched: plan {trigger.plan}"
+
+
+def parse_request(args: str) -> tuple[str, list[str]] | tuple[None, str] | tuple[str, None]:
+    """(instruction, patterns) for ``<instruction> -- <patterns>``; (None, file) for --plan;
+    (instruction, None) for an instruction alone (a trigger or the planner makes its plan)."""
     import shlex
 
     if not args:
         raise RequestError(
-            "say what to do and to which files: /fanout <instruction> -- <paths or globs>, "
-            "or /fanout --plan FILE"
+            "say what to do: /fanout <instruction> (Claude plans it), "
+            "/fanout <instruction> -- <paths or globs>, or /fanout --plan FILE"
         )
     head = args.split(None, 1)
     if head[0] == "--plan":
@@ -76,7 +125,7 @@ def parse_request(args: str) -> tuple[str, list[str]] | tuple[None, str]:
     if not sep and args.endswith(" --"):
         instruction, sep, targets = args[:-3], " -- ", ""
     if not sep:
-        raise RequestError("name the files after ' -- ', e.g. /fanout review for bugs -- src/*.py")
+        return args.strip(), None
     try:
         patterns = shlex.split(targets)
     except ValueError as exc:
@@ -167,31 +216,70 @@ def delivery_mode(explicit: str | None, configured: str) -> str:
 def start(ctx: HookContext, args: str) -> str:
     from pathlib import Path
 
-    from claude_fanout import procs
-    from claude_fanout.config import load_config
     from claude_fanout.plan import load_plan, parse_plan
-    from claude_fanout.runner import start_run
 
     wait, args = split_wait(args)
     instruction, target = parse_request(args)
     if instruction is None:
         assert isinstance(target, str)
         plan = load_plan(Path(os.path.join(ctx.cwd, target)), project=Path(ctx.project))
-    else:
-        assert isinstance(target, list)
-        files = expand(target, cwd=ctx.cwd, project=ctx.project)
-        tasks = [
-            {
-                "id": f"W{n}",
-                "kind": "claude",
-                "prompt": worker_prompt(instruction, path),
-                "claims": [path],
-            }
-            for n, path in enumerate(files, 1)
-        ]
-        plan = parse_plan(
-            {"version": 1, "name": instruction[:120], "tasks": tasks}, project=Path(ctx.project)
-        )
+        return launch(ctx, plan, wait=wait)
+    if not isinstance(target, list):
+        return plan_and_launch(ctx, instruction, wait=wait)
+    files = expand(target, cwd=ctx.cwd, project=ctx.project)
+    tasks = [
+        {
+            "id": f"W{n}",
+            "kind": "claude",
+            "prompt": worker_prompt(instruction, path),
+            "claims": [path],
+        }
+        for n, path in enumerate(files, 1)
+    ]
+    plan = parse_plan(
+        {"version": 1, "name": instruction[:120], "tasks": tasks}, project=Path(ctx.project)
+    )
+    return launch(ctx, plan, wait=wait)
+
+
+def plan_and_launch(ctx: HookContext, instruction: str, *, wait: str | None) -> str:
+    """An instruction without paths: the first matching trigger's template, else the planner."""
+    from claude_fanout import planner
+    from claude_fanout.config import load_config
+
+    config = load_config(ctx.project)
+    instruction = planner.clean_text(instruction)
+    found = planner.match_trigger(config.triggers, instruction, fanout=True)
+    if found is not None:
+        plan = planner.plan_from_trigger(*found, text=instruction, project=ctx.project)
+        return launch(ctx, plan, wait=wait, origin=_trigger_origin(found))
+    planned = planner.run_planner(instruction, project=ctx.project, cwd=ctx.cwd, config=config)
+    cost = f", ${planned.cost_usd:.4f}" if planned.cost_usd is not None else ""
+    turns = f", {planned.turns} turns" if planned.turns is not None else ""
+    origin = f'Claude planned "{planned.plan.name}" ({planned.wall_s:.1f} s{turns}{cost})'
+    return launch(ctx, planned.plan, wait=wait, origin=origin, planned=planned, request=instruction)
+
+
+def launch(
+    ctx: HookContext,
+    plan: Plan,
+    *,
+    wait: str | None,
+    origin: str | None = None,
+    planned: Planned | None = None,
+    request: str = "",
+) -> str:
+    """Start ``plan`` for this session's Conductor; the text that tells the Conductor so.
+
+    ``origin`` (a trigger or the planner made the plan) adds how each worker was set up: the
+    Conductor did not write those tasks itself.
+    """
+    from pathlib import Path
+
+    from claude_fanout import procs
+    from claude_fanout.config import load_config
+    from claude_fanout.runner import start_run
+
     found = procs.find_conductor()
     conductor = {
         "session_id": ctx.session_id,
@@ -201,14 +289,42 @@ def start(ctx: HookContext, args: str) -> str:
     mode = delivery_mode(wait, load_config(ctx.project).delivery)
     started = start_run(plan, project=Path(ctx.project), conductor=conductor, delivery=mode)
     run = started.run
-    lines = [
-        f"[fanout] Started run {run.run_id}: {len(plan.tasks)} worker(s) in parallel, at most "
-        f"{plan.max_parallel} at once."
-    ]
+    if planned is not None:
+        import contextlib
+
+        from claude_fanout.planner import PLANNER_RECORD
+        from claude_fanout.store.files import write_json_atomic
+
+        with contextlib.suppress(OSError):  # a record for the user; the run does not need it
+            write_json_atomic(run.path / PLANNER_RECORD, planned.record(request))
+    if origin is None:
+        lines = [
+            f"[fanout] Started run {run.run_id}: {len(plan.tasks)} worker(s) in parallel, at "
+            f"most {plan.max_parallel} at once."
+        ]
+    else:
+        lines = [
+            f"[fanout] {origin}.",
+            f"[fanout] Started run {run.run_id}: {len(plan.tasks)} worker(s), at most "
+            f"{plan.max_parallel} at once.",
+        ]
     for task in plan.tasks:
         result = os.path.relpath(run.out_dir(task.id) / "result.md", ctx.project)
         owns = f" on {', '.join(task.claims)}" if task.claims else ""
-        lines.append(f"- {task.id} ({task.kind}){owns}: result at {result}")
+        if origin is None:
+            lines.append(f"- {task.id} ({task.kind}){owns}: result at {result}")
+            continue
+        label = str(task.kind)
+        if task.kind == "claude":
+            label += ", edits files in its own worktree" if task.write else ", read-only"
+            extra = [t for t in task.tools if t not in ("Read", "Grep", "Glob")]
+            if extra:
+                label += f", may use {', '.join(extra)}"
+        after = f", after {', '.join(task.deps)}" if task.deps else ""
+        lines.append(f"- {task.id} ({label}){owns}{after}: result at {result}")
+        if task.kind == "claude":
+            # The first paragraph: what the task is, without the note every worker gets.
+            lines.append(f"  task: {_excerpt(task.prompt.strip().split(chr(10) * 2, 1)[0])}")
     when = (
         "after your next tool calls, and when they are all done even if you have ended your turn "
         "(fanout wakes you with them)"
@@ -223,3 +339,8 @@ def start(ctx: HookContext, args: str) -> str:
         + run.run_id
     )
     return "\n".join(lines)
+
+
+def _excerpt(text: str, limit: int = 160) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "\u2026"
