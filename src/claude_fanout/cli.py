@@ -476,7 +476,8 @@ def cmd_gc(args: argparse.Namespace, project: Path) -> int:
         paths = [str(i["path"]) for i in _run_worktrees(run).values() if isinstance(i["path"], str)]
         removed = [p for p in paths if has_git and worktree.remove_worktree(project, p)]
         if has_git:  # and any other worktree inside the run directory
-            removed += [str(p) for p in worktree.remove_run_worktrees(project, run.path)]
+            for where in (run.path, run.worktrees_dir):
+                removed += [str(p) for p in worktree.remove_run_worktrees(project, where)]
         branches = worktree.delete_run_branches(project, run.run_id) if has_git else []
         for parent in dict.fromkeys(Path(p).parent for p in paths):
             with contextlib.suppress(OSError):

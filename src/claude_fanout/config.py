@@ -7,6 +7,19 @@ the file's size and mtime), so ``tomllib`` (6-11 ms) is imported only after the 
 
     [limits]
     max_live_workers = 8    # live workers per project, across all runs
+    max_live_claude_workers = 4  # live `claude` workers per project, across all runs
+    claude_start_interval_s = 0.5  # project-wide gap between two `claude` worker starts
+    rate_limit_retries = 5  # a worker the API rate-limited (429/529) is retried this often...
+    rate_limit_backoff_s = 10  # ...after 10, 20, 40 s (+-50% jitter); not counted as `retries`
+    [budget]                # defaults for plans that set none; unset = no limit
+    task_max_cost_usd = 2.0 # a `claude` worker is stopped past this (marked over_budget)
+    task_max_turns = 50
+    run_max_cost_usd = 10.0 # once a run's workers spent this, nothing more starts
+    run_max_turns = 400
+    [worktree]
+    setup = "npm ci"        # run (sh -c) in each new worktree of a `write: true` task first
+    [merge]
+    auto = true             # merge writers' branches into the working tree when a run ends
     [stop]
     wait_s = 300            # one Stop hook waits this long for workers before reporting progress
     max_blocks = 6          # Stop blocks per turn (Claude Code itself gives up after 8)
@@ -72,6 +85,23 @@ _FIELDS = {
     "planner_max_turns": defaults.PLANNER_MAX_TURNS,
     "planner_model": "",
     "triggers": (),
+    "max_live_claude_workers": defaults.MAX_LIVE_CLAUDE_WORKERS,
+    "claude_start_interval_s": defaults.CLAUDE_START_INTERVAL_S,
+    "rate_limit_retries": defaults.RATE_LIMIT_RETRIES,
+    "rate_limit_backoff_s": defaults.RATE_LIMIT_BACKOFF_S,
+    "task_max_cost_usd": None,
+    "task_max_turns": None,
+    "run_max_cost_usd": None,
+    "run_max_turns": None,
+    "worktree_setup": "",
+    "merge_auto": True,
+}
+# Fields whose default is "no limit" (None): an amount, or a whole number.
+_OPTIONAL_NUMBERS = {
+    "task_max_cost_usd": float,
+    "task_max_turns": int,
+    "run_max_cost_usd": float,
+    "run_max_turns": int,
 }
 DELIVERY_MODES = ("auto", "block", "rewake")
 TRIGGER_SCOPES = ("fanout", "all")
@@ -96,6 +126,16 @@ if TYPE_CHECKING:
         planner_max_turns: int = defaults.PLANNER_MAX_TURNS
         planner_model: str = ""
         triggers: tuple[Trigger, ...] = ()
+        max_live_claude_workers: int = defaults.MAX_LIVE_CLAUDE_WORKERS
+        claude_start_interval_s: float = defaults.CLAUDE_START_INTERVAL_S
+        rate_limit_retries: int = defaults.RATE_LIMIT_RETRIES
+        rate_limit_backoff_s: float = defaults.RATE_LIMIT_BACKOFF_S
+        task_max_cost_usd: float | None = None
+        task_max_turns: int | None = None
+        run_max_cost_usd: float | None = None
+        run_max_turns: int | None = None
+        worktree_setup: str = ""
+        merge_auto: bool = True
 
     class Trigger(NamedTuple):
         pattern: str
@@ -122,6 +162,16 @@ _KEYS: dict[tuple[str, str], tuple[str, float]] = {
     ("planner", "max_tasks"): ("planner_max_tasks", 1),
     ("planner", "max_turns"): ("planner_max_turns", 1),
     ("planner", "model"): ("planner_model", 0),
+    ("limits", "max_live_claude_workers"): ("max_live_claude_workers", 1),
+    ("limits", "claude_start_interval_s"): ("claude_start_interval_s", 0),
+    ("limits", "rate_limit_retries"): ("rate_limit_retries", 0),
+    ("limits", "rate_limit_backoff_s"): ("rate_limit_backoff_s", 0),
+    ("budget", "task_max_cost_usd"): ("task_max_cost_usd", 0),
+    ("budget", "task_max_turns"): ("task_max_turns", 1),
+    ("budget", "run_max_cost_usd"): ("run_max_cost_usd", 0),
+    ("budget", "run_max_turns"): ("run_max_turns", 1),
+    ("worktree", "setup"): ("worktree_setup", 0),
+    ("merge", "auto"): ("merge_auto", 0),
 }
 # Upper bounds, where there is one.
 _MAXIMA: dict[str, float] = {
@@ -149,7 +199,7 @@ def load_config(project: str | os.PathLike[str]) -> Config:
             # Validated again like the file itself: a cache is never trusted more than it.
             sections: dict[str, dict[str, object]] = {}
             for (table, name), (field, _) in _KEYS.items():
-                if field in cached["config"]:
+                if cached["config"].get(field) is not None:  # None: "no limit", the default
                     sections.setdefault(table, {})[name] = cached["config"][field]
             tables: dict[str, object] = dict(sections)
             if cached["config"].get("triggers"):
@@ -209,6 +259,25 @@ def parse_config(data: Mapping[str, object], *, source: str = CONFIG_FILE) -> Co
                         f'{source}: {table}.{key} must be a model name, or "" for the default'
                     )
                 values[name] = value
+                continue
+            if name == "worktree_setup":
+                if not isinstance(value, str) or "\0" in value:
+                    raise ConfigError(f"{source}: {table}.{key} must be a shell command (a string)")
+                values[name] = value
+                continue
+            if name == "merge_auto":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{source}: {table}.{key} must be true or false")
+                values[name] = value
+                continue
+            optional = _OPTIONAL_NUMBERS.get(name)
+            if optional is not None:
+                whole = optional is int
+                good = isinstance(value, int) if whole else isinstance(value, int | float)
+                if isinstance(value, bool) or not good or not value > 0:
+                    kind = "a whole number" if whole else "an amount of US dollars"
+                    raise ConfigError(f"{source}: {table}.{key} must be {kind} > 0")
+                values[name] = value if whole else float(value)
                 continue
             want_int = isinstance(_FIELDS[name], int)
             ok = isinstance(value, int) if want_int else isinstance(value, int | float)

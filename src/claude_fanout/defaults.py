@@ -24,6 +24,8 @@ SUPERVISOR_START_TIMEOUT_S = 10.0
 WAIT_POLL_S = 0.05
 
 RUNS_DIR = ".claude/runs"
+# Writers' git worktrees (.fanout/ holds a .gitignore of "*", so git and ripgrep skip it).
+WORKTREES_DIR = ".fanout/worktrees"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
@@ -42,6 +44,17 @@ MAX_DEPTH = 1
 INJECT_MAX_CHARS = 4000
 DELIVERY = "auto"
 REWAKE_MAX_WAIT_S = 7200.0
+# `claude` workers: a project-wide cap and start spacing (API rate limits), and the retries of a
+# worker the API rate-limited (backoff n is base * 2 ** (n - 1), jittered +-50%, capped at max).
+MAX_LIVE_CLAUDE_WORKERS = 4
+CLAUDE_START_INTERVAL_S = 0.5
+RATE_LIMIT_RETRIES = 5
+RATE_LIMIT_BACKOFF_S = 10.0
+RATE_LIMIT_BACKOFF_MAX_S = 300.0
+# The supervisor renders at most this much of a claude worker's stream into its log per pass.
+STREAM_READ_MAX = 4 * 1024 * 1024
+# A writer's changed files whose reads are redirected to its version until the merge-back.
+MAX_PREVIEW_FILES = 200
 # While every live-worker slot is taken, the supervisor looks for a free one this often.
 SLOT_RETRY_S = 0.25
 

@@ -195,12 +195,20 @@ def spawn_detached(
 
 
 def spawn_in_group(
-    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], output_fd: int
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    output_fd: int,
+    stdin_fd: int | None = None,
+    stdout_fd: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a worker as the leader of its own process group, output to ``output_fd``.
 
-    Its own group lets a timeout or cancel reach everything the worker started (killpg), and keeps
-    a Ctrl-C in the caller's terminal from reaching it directly.
+    ``stdin_fd`` (default: nothing) and ``stdout_fd`` (default: ``output_fd``) are for a worker
+    whose input and output are data, such as a ``claude`` CLI's prompt and stream. Its own group
+    lets a timeout or cancel reach everything the worker started (killpg), and keeps a Ctrl-C in
+    the caller's terminal from reaching it directly.
     """
     import subprocess
 
@@ -208,8 +216,8 @@ def spawn_in_group(
         list(argv),
         cwd=cwd,
         env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=output_fd,
+        stdin=subprocess.DEVNULL if stdin_fd is None else stdin_fd,
+        stdout=output_fd if stdout_fd is None else stdout_fd,
         stderr=output_fd,
         close_fds=True,
         process_group=0,

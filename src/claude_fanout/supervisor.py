@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import math
 import os
+import random
 import selectors
 import signal
 import subprocess
@@ -31,6 +32,7 @@ from types import FrameType
 from claude_fanout import defaults, procs, watchdog
 from claude_fanout.config import Config, load_config
 from claude_fanout.errors import FanoutError
+from claude_fanout.executors import claude
 from claude_fanout.plan import Plan, Task, TaskKind, load_plan, topological_order
 from claude_fanout.states import EventType, RunState, TaskState
 from claude_fanout.store import active
@@ -55,6 +57,24 @@ class _Slot:
     forced: TaskState | None = None
     retry_at: float = 0.0
     slot_fd: int | None = None
+    # claude workers: the project-wide claude slot, what was run and where, rate-limit retries.
+    claude_fd: int | None = None
+    argv: tuple[str, ...] = ()
+    cwd: Path | None = None
+    started_wall: float = 0.0
+    rate_retries: int = 0
+    rate_limited: bool = False
+    # write: true tasks: the worktree the task runs in.
+    worktree: Path | None = None
+    # How far the worker's stream has been rendered into its log.
+    stream_offset: int = 0
+
+
+def rate_limit_backoff_s(retry: int, base_s: float, *, rng: random.Random | None = None) -> float:
+    """Delay before rate-limit retry number ``retry`` (1-based): exponential, capped, and jittered
+    +-50% so that workers the API turned away together do not come back together."""
+    delay = min(base_s * 2 ** (retry - 1), defaults.RATE_LIMIT_BACKOFF_MAX_S)
+    return float(delay * (0.5 + (rng or random).random()))
 
 
 def backoff_s(attempt: int) -> float:
@@ -93,6 +113,14 @@ class Supervisor:
         self._dirty = True
         self._pid = os.getpid()
         self._start_time = procs.process_start_time(self._pid)
+        # What the run's claude workers have spent (every attempt, earlier supervisors too).
+        self._spent_cost = 0.0
+        self._spent_turns = 0
+        self._over_budget: str | None = None
+        self._next_claude_start = 0.0
+        # Writers: the run's snapshot of the working tree (made at the first writer's start).
+        self._base: str | None = None
+        self._worktrees: dict[str, tuple[Path, str]] = {}
 
     def _prefix(self) -> str:
         return f"supervisor[{self._pid}]"
@@ -130,6 +158,7 @@ class Supervisor:
                 self._watch_conductor(now)
                 if self._cancel_reason is not None and not self._cancelling:
                     self._begin_cancel(now, self._cancel_reason)
+                self._follow_streams()
                 self._reap()
                 self._enforce_deadlines(now)
                 if not self._cancelling:
@@ -146,6 +175,7 @@ class Supervisor:
                 if selector.select(timeout):
                     _drain(wake_r)
             final = self._final_state()
+            self._merge_back()
             self.log.append(
                 EventType.RUN_FINISHED,
                 state=str(final),
@@ -165,10 +195,39 @@ class Supervisor:
             os.close(wake_w)
             self._stop_watchdog()
 
+    def _merge_back(self) -> None:
+        """Merge the writers' branches into the working tree, in plan order, once the run is
+        done (``merge.auto``); a branch that would conflict is left alone and reported."""
+        if self._cancelling or not self._config.merge_auto or self._base is None:
+            return
+        self._status = fold_tail(self.run, self._status)
+        branches = [
+            (task.id, seen.branch)
+            for task in self.plan.tasks
+            if (seen := self._status.tasks.get(task.id)) is not None
+            and seen.state is TaskState.SUCCEEDED
+            and seen.commit
+            and seen.branch
+        ]
+        if not branches:
+            return
+        from claude_fanout import merge
+
+        try:
+            report = merge.merge_run(self.run.project, self._base, branches)
+        except (FanoutError, OSError) as exc:
+            self._emit(EventType.RUN_MERGED, error=str(exc), base=self._base)
+            return
+        self._emit(EventType.RUN_MERGED, **report.to_dict())
+
     def _adopt(self, recorded: RunStatus) -> None:
         """Take over what the log already says: finished tasks are not run again; a cancel
         requested before we were listening is honoured now."""
         self._status = recorded
+        usage = recorded.usage or {}
+        self._spent_cost = float(usage.get("cost_usd", 0.0))
+        self._spent_turns = int(usage.get("turns", 0))
+        self._adopt_worktrees()
         for task_id, slot in self._slots.items():
             seen = recorded.tasks.get(task_id)
             if seen is not None and seen.state is TaskState.SUCCEEDED:
@@ -176,6 +235,21 @@ class Supervisor:
                 slot.attempt = seen.attempt
         if recorded.cancel_requested and self._cancel_reason is None:
             self._cancel_reason = "cancel requested"
+
+    def _adopt_worktrees(self) -> None:
+        """Worktrees an earlier supervisor of this run made (``fanout resume``) are reused."""
+        from claude_fanout.store.eventlog import read_events
+
+        for event in read_events(self.run.events_path).events:
+            if event.get("type") != EventType.WORKTREE_CREATED:
+                continue
+            task, path, branch, base = (event.get(k) for k in ("task", "path", "branch", "base"))
+            if not all(isinstance(v, str) for v in (task, path, branch, base)):
+                continue
+            assert isinstance(task, str) and isinstance(path, str) and isinstance(branch, str)
+            if task in self._slots and Path(path).is_dir():
+                self._worktrees[task] = (Path(path), branch)
+                self._base = str(base)
 
     def _on_cancel_signal(self, signum: int, _frame: FrameType | None) -> None:
         if self._cancel_reason is None:
@@ -229,7 +303,14 @@ class Supervisor:
                 and all(self._slots[dep].state is TaskState.SUCCEEDED for dep in task.deps)
             ) or (slot.state is TaskState.WAITING_RETRY and slot.retry_at <= now)
             if ready:
+                if self._budget_spent():
+                    self._skip_over_budget(slot)
+                    continue
                 if not self._acquire_slot(slot):
+                    self._waiting_for_slot = True
+                    return
+                if task.kind is TaskKind.CLAUDE and not self._may_start_claude(slot, now):
+                    self._release_slot(slot)
                     self._waiting_for_slot = True
                     return
                 self._start(slot, now)
@@ -249,22 +330,47 @@ class Supervisor:
             self._finish(slot, None, None, TaskState.FAILED, f"cannot start: {exc}", now)
             return
         log_fd = open_private(self.run.log_path(task.id), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        fds: list[int] = []
         try:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
             os.write(
                 log_fd, f"--- fanout: {task.id} attempt {slot.attempt} at {stamp} ---\n".encode()
             )
+            cwd = self.run.project
+            env = self._env(task)
+            argv = self._argv(task)
+            if task.kind is TaskKind.CLAUDE:
+                if task.write:
+                    cwd = self._worktree_for(slot)
+                argv = self._claude_argv(task, env)
+                slot.argv, slot.cwd, slot.started_wall = tuple(argv), cwd, time.time()
+                fds.append(claude.prompt_file(task.prompt))
+                fds.append(
+                    open_private(
+                        self.run.stream_path(task.id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                    )
+                )
+                if task.write and self._config.worktree_setup:
+                    argv = _with_setup(self._config.worktree_setup, argv)
             proc = procs.spawn_in_group(
-                self._argv(task), cwd=self.run.project, env=self._env(task), output_fd=log_fd
+                argv,
+                cwd=cwd,
+                env=env,
+                output_fd=log_fd,
+                stdin_fd=fds[0] if fds else None,
+                stdout_fd=fds[1] if fds else None,
             )
-        except OSError as exc:
-            os.write(log_fd, f"fanout: cannot start {task.id}: {exc}\n".encode())
+        except (OSError, FanoutError) as exc:
+            message = str(exc) if isinstance(exc, FanoutError) else f"{exc}"
+            os.write(log_fd, f"fanout: cannot start {task.id}: {message}\n".encode())
             slot.state = TaskState.RUNNING
             self._emit(EventType.TASK_STARTED, task=task.id, attempt=slot.attempt, pid=None)
-            self._finish(slot, None, None, TaskState.FAILED, f"cannot start: {exc}", now)
+            self._finish(slot, None, None, TaskState.FAILED, f"cannot start: {message}", now)
             return
         finally:
             os.close(log_fd)
+            for fd in fds:
+                os.close(fd)
         watchdog.tell(self._watchdog_fd, f"+{proc.pid}")
         slot.proc = proc
         slot.state = TaskState.RUNNING
@@ -277,8 +383,105 @@ class Supervisor:
             return list(task.argv)
         return [sys.executable, "-m", "claude_fanout.worker", str(self.run.path), task.id]
 
+    def _claude_argv(self, task: Task, env: dict[str, str]) -> list[str]:
+        """The worker's CLI command line, its budgets the tighter of the task's and what is left
+        of the run's."""
+        turns = [t for t in (task.max_turns, self._config.task_max_turns) if t is not None]
+        costs = [c for c in (task.max_cost_usd, self._config.task_max_cost_usd) if c is not None]
+        run_turns, run_cost = self._run_budgets()
+        if run_turns is not None:
+            turns.append(max(1, run_turns - self._spent_turns))
+        if run_cost is not None:
+            costs.append(max(0.0, run_cost - self._spent_cost))
+        return claude.command(
+            cli=claude.cli_path(env),
+            tools=task.granted_tools,
+            permission_mode=task.permission_mode,
+            max_turns=min(turns) if turns else None,
+            max_budget_usd=min(costs) if costs else None,
+            model=task.model,
+            sources=claude.setting_sources(env),
+        )
+
+    def _run_budgets(self) -> tuple[int | None, float | None]:
+        turns = self.plan.max_turns if self.plan.max_turns is not None else None
+        cost = self.plan.max_cost_usd if self.plan.max_cost_usd is not None else None
+        return (
+            turns if turns is not None else self._config.run_max_turns,
+            cost if cost is not None else self._config.run_max_cost_usd,
+        )
+
+    def _budget_spent(self) -> bool:
+        if self._over_budget is None:
+            turns, cost = self._run_budgets()
+            if cost is not None and self._spent_cost >= cost:
+                self._over_budget = (
+                    f"the run's budget is spent (${self._spent_cost:.2f} of ${cost:.2f})"
+                )
+            elif turns is not None and self._spent_turns >= turns:
+                self._over_budget = (
+                    f"the run's budget is spent ({self._spent_turns} of {turns} turns)"
+                )
+        return self._over_budget is not None
+
+    def _skip_over_budget(self, slot: _Slot) -> None:
+        slot.state = TaskState.OVER_BUDGET
+        self._emit(
+            EventType.TASK_SKIPPED,
+            task=slot.task.id,
+            outcome=str(TaskState.OVER_BUDGET),
+            reason=self._over_budget,
+        )
+
+    def _worktree_for(self, slot: _Slot) -> Path:
+        """The git worktree a writer runs in (made on its first attempt, from the run's snapshot
+        of the working tree plus what the writers it depends on committed); its cwd in there."""
+        from claude_fanout import worktree
+
+        task = slot.task
+        project = self.run.project
+        if task.id not in self._worktrees:
+            if self._base is None:
+                self._base = worktree.snapshot(project)
+                _ignore_everything(self.run.worktrees_dir.parent.parent)
+            base = self._base
+            dep_branches = [
+                self._worktrees[dep][1]
+                for dep in task.deps
+                if dep in self._worktrees and self._status_commit(dep)
+            ]
+            if dep_branches:
+                base = worktree.base_with_deps(project, base, dep_branches)
+            path = worktree.create(
+                project,
+                worktrees_dir=self.run.worktrees_dir,
+                run_id=self.run.run_id,
+                task_id=task.id,
+                base=base,
+            )
+            branch = worktree.branch_name(self.run.run_id, task.id)
+            self._worktrees[task.id] = (path, branch)
+            self._emit(
+                EventType.WORKTREE_CREATED,
+                task=task.id,
+                branch=branch,
+                path=str(path),
+                base=self._base,
+                start=base,
+            )
+        path, _branch = self._worktrees[task.id]
+        slot.worktree = path
+        return worktree.worktree_cwd(project, path)
+
+    def _status_commit(self, task_id: str) -> str | None:
+        self._status = fold_tail(self.run, self._status)
+        seen = self._status.tasks.get(task_id)
+        return seen.commit if seen is not None else None
+
     def _env(self, task: Task) -> dict[str, str]:
         env = dict(os.environ)
+        if task.kind is TaskKind.CLAUDE:
+            env = claude.worker_env(env)
         env.update(task.env)
         try:
             depth = int(os.environ.get(DEPTH_ENV, "0"))
@@ -307,10 +510,17 @@ class Supervisor:
             watchdog.tell(self._watchdog_fd, f"-{pgid}")
             exit_code, signum = procs.decode_returncode(returncode)
             now = self._clock()
+            judged = None
+            outcome: TaskState
+            reason: str | None
+            if slot.task.kind is TaskKind.CLAUDE:
+                judged = self._collect_claude(slot, exit_code, signum, now)
             if slot.forced is TaskState.TIMED_OUT:
                 outcome, reason = TaskState.TIMED_OUT, f"timed out after {slot.task.timeout_s:g}s"
             elif slot.forced is TaskState.CANCELLED:
                 outcome, reason = TaskState.CANCELLED, self._cancel_reason or "cancelled"
+            elif judged is not None:
+                outcome, reason = judged
             elif exit_code == 0:
                 outcome, reason = TaskState.SUCCEEDED, None
             elif signum is not None:
@@ -319,6 +529,138 @@ class Supervisor:
                 outcome, reason = TaskState.FAILED, f"exit code {exit_code}"
             slot.proc = None
             self._finish(slot, exit_code, signum, outcome, reason, now)
+
+    def _follow_streams(self) -> None:
+        for slot in self._running():
+            if slot.task.kind is TaskKind.CLAUDE and slot.proc is not None:
+                self._render_stream(slot)
+
+    def _render_stream(self, slot: _Slot) -> None:
+        """Append what a claude worker's stream gained (whole lines) to its log, readably."""
+        task_id = slot.task.id
+        try:
+            with self.run.stream_path(task_id).open("rb") as handle:
+                handle.seek(slot.stream_offset)
+                data = handle.read(defaults.STREAM_READ_MAX)
+        except OSError:
+            return
+        end = data.rfind(b"\n")
+        if end < 0:
+            if len(data) >= defaults.STREAM_READ_MAX:  # one giant line: skip it
+                slot.stream_offset += len(data)
+            return
+        slot.stream_offset += end + 1
+        lines = claude.render_lines(data[: end + 1])
+        if not lines:
+            return
+        fd = open_private(self.run.log_path(task_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, "".join(line + "\n" for line in lines).encode("utf-8", "replace"))
+        finally:
+            os.close(fd)
+
+    def _collect_claude(
+        self, slot: _Slot, exit_code: int | None, signum: int | None, now: float
+    ) -> tuple[TaskState, str | None]:
+        """Read a finished claude worker's stream: its result files, its usage record, and the
+        outcome its result means (over budget, rate limited, failed, or done and committed)."""
+        task = slot.task
+        self._render_stream(slot)
+        slot.stream_offset = 0
+        result = claude.collect(
+            stream_path=self.run.stream_path(task.id),
+            out_dir=self.run.out_dir(task.id),
+            argv=slot.argv,
+            cwd=slot.cwd or self.run.project,
+            exit_code=exit_code,
+            signum=signum,
+            stderr=claude.stderr_tail(self.run.log_path(task.id)),
+            started_at=slot.started_wall,
+            wall_s=max(0.0, now - slot.started),
+        )
+        if result.usage:
+            self._spent_cost += float(result.usage.get("cost_usd", 0.0))
+            self._spent_turns += int(result.usage.get("turns", 0))
+            self._emit(
+                EventType.TASK_USAGE,
+                task=task.id,
+                attempt=slot.attempt,
+                **result.usage,
+                model=result.meta.get("model"),
+                subtype=result.meta.get("subtype"),
+                duration_ms=result.meta.get("duration_ms"),
+            )
+        slot.rate_limited = False
+        if result.over_budget:
+            return TaskState.OVER_BUDGET, result.reason
+        if result.rate_limited:
+            slot.rate_limited = True
+            return TaskState.FAILED, f"rate limited by the API: {result.reason}"
+        if not result.ok:
+            return TaskState.FAILED, result.reason
+        if task.write and slot.worktree is not None:
+            try:
+                self._commit_worktree(slot)
+            except FanoutError as exc:
+                return TaskState.FAILED, f"cannot commit its worktree: {exc}"
+        return TaskState.SUCCEEDED, None
+
+    def _commit_worktree(self, slot: _Slot) -> None:
+        """Commit a writer's changes on its branch; publish ``replace`` directives so that until
+        the merge-back the Conductor reads the worker's version of each file it changed (only
+        where the working tree still holds the snapshot's version: there, it *is* the merge)."""
+        from claude_fanout import worktree
+
+        assert slot.worktree is not None
+        task = slot.task
+        path, branch = self._worktrees[task.id]
+        sha = worktree.commit(path, f"fanout {self.run.run_id}/{task.id}\n\n{task.prompt[:2000]}")
+        files = worktree.changed_files(self.run.project, self._base or "HEAD", sha) if sha else []
+        self._emit(
+            EventType.WORKTREE_COMMITTED, task=task.id, branch=branch, commit=sha, files=files
+        )
+        if sha and self._base:
+            self._publish_previews(task, sha, files)
+
+    def _publish_previews(self, task: Task, sha: str, files: list[str]) -> None:
+        from claude_fanout import worktree
+
+        root = worktree.repo_root(self.run.project)
+        project_rel = Path(os.path.realpath(self.run.project)).relative_to(os.path.realpath(root))
+        changes = self.run.out_dir(task.id) / "changes"
+        for rel in files[: defaults.MAX_PREVIEW_FILES]:
+            repo_path = Path(rel)
+            try:
+                in_project = repo_path.relative_to(project_rel)
+            except ValueError:
+                continue
+            theirs = _git_show(root, sha, rel)
+            base = _git_show(root, self._base or "HEAD", rel)
+            ours: bytes | None = None
+            try:
+                if not (root / repo_path).is_symlink():
+                    ours = (root / repo_path).read_bytes()
+            except OSError:
+                pass
+            if theirs is None or ours is None or ours != base:
+                continue
+            target = changes / in_project
+            try:
+                make_private_dir(changes)
+                for parent in reversed(target.relative_to(changes).parents[:-1]):
+                    make_private_dir(changes / parent)
+                with os.fdopen(
+                    open_private(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb"
+                ) as handle:
+                    handle.write(theirs)
+            except (OSError, FanoutError):
+                continue
+            self._emit(
+                EventType.REPLACE,
+                task=task.id,
+                path=in_project.as_posix(),
+                **{"with": (Path("changes") / in_project).as_posix()},
+            )
 
     def _finish(
         self,
@@ -331,6 +673,7 @@ class Supervisor:
     ) -> None:
         duration = max(0.0, now - slot.started) if slot.started else 0.0
         self._release_slot(slot)
+        rate_limited, slot.rate_limited = slot.rate_limited, False
         slot.state = outcome
         self._emit(
             EventType.TASK_EXITED,
@@ -342,9 +685,30 @@ class Supervisor:
             duration_s=round(duration, 3),
             reason=reason,
         )
+        if (
+            rate_limited
+            and outcome is TaskState.FAILED
+            and slot.rate_retries < self._config.rate_limit_retries
+            and not self._cancelling
+        ):
+            # The API said "later", not "no": wait and try again, without using up `retries`.
+            slot.rate_retries += 1
+            delay = rate_limit_backoff_s(slot.rate_retries, self._config.rate_limit_backoff_s)
+            slot.state = TaskState.WAITING_RETRY
+            slot.retry_at = now + delay
+            self._emit(
+                EventType.TASK_RETRY,
+                task=slot.task.id,
+                attempt=slot.attempt + 1,
+                delay_s=round(delay, 3),
+                reason=reason,
+                rate_limited=True,
+            )
+            return
         retriable = outcome in (TaskState.FAILED, TaskState.TIMED_OUT)
-        if retriable and slot.attempt <= slot.task.retries and not self._cancelling:
-            delay = backoff_s(slot.attempt)
+        counted = slot.attempt - slot.rate_retries
+        if retriable and counted <= slot.task.retries and not self._cancelling:
+            delay = backoff_s(counted)
             slot.state = TaskState.WAITING_RETRY
             slot.retry_at = now + delay
             self._emit(
@@ -400,6 +764,8 @@ class Supervisor:
         deadlines = [math.inf]
         if self._waiting_for_slot:
             deadlines.append(self._clock() + defaults.SLOT_RETRY_S)
+            if self._next_claude_start > self._clock():
+                deadlines.append(self._next_claude_start)
         for slot in self._slots.values():
             if slot.state is TaskState.RUNNING:
                 deadlines.append(
@@ -440,23 +806,73 @@ class Supervisor:
     def _acquire_slot(self, slot: _Slot) -> bool:
         """Take one of the project's live-worker slots (a lock file held while the worker
         lives). A lock dies with its holder, so a killed supervisor frees its slots at once."""
+        fd = self._take_lock("", self._config.max_live_workers)
+        if fd is None:
+            return False
+        slot.slot_fd = fd
+        return True
+
+    def _may_start_claude(self, slot: _Slot, now: float) -> bool:
+        """A claude worker also needs one of the project's claude slots, and starts no sooner than
+        ``claude_start_interval_s`` after the project's previous claude start (any run): bursts
+        of session starts are what trips API rate limits."""
+        if now < self._next_claude_start:
+            return False
+        fd = self._take_lock("claude-", self._config.max_live_claude_workers)
+        if fd is None:
+            return False
+        wait = self._claim_start_time(self._config.claude_start_interval_s)
+        if wait > 0:
+            os.close(fd)
+            self._next_claude_start = now + wait
+            return False
+        slot.claude_fd = fd
+        return True
+
+    def _claim_start_time(self, interval: float) -> float:
+        """0 and the start time recorded when the project's last claude start is ``interval``
+        ago, else how long to wait. The record is shared by every run, under a lock."""
+        if interval <= 0:
+            return 0.0
+        slots_dir = self.run.path.parent / ".slots"
+        fd = open_private(slots_dir / "claude-last-start", os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = os.pread(fd, 64, 0)
+            try:
+                last = float(raw.decode() or 0)
+            except ValueError:
+                last = 0.0
+            wall = time.time()
+            if 0 <= wall - last < interval:
+                return interval - (wall - last)
+            data = f"{wall:.6f}".encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data, 0)
+            return 0.0
+        finally:
+            os.close(fd)
+
+    def _take_lock(self, prefix: str, count: int) -> int | None:
         slots_dir = self.run.path.parent / ".slots"
         make_private_dir(slots_dir)
-        for index in range(self._config.max_live_workers):
-            fd = open_private(slots_dir / str(index), os.O_RDWR | os.O_CREAT)
+        for index in range(count):
+            fd = open_private(slots_dir / f"{prefix}{index}", os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 continue
-            slot.slot_fd = fd
-            return True
-        return False
+            return fd
+        return None
 
     def _release_slot(self, slot: _Slot) -> None:
         if slot.slot_fd is not None:
             os.close(slot.slot_fd)
             slot.slot_fd = None
+        if slot.claude_fd is not None:
+            os.close(slot.claude_fd)
+            slot.claude_fd = None
 
     # -- records -------------------------------------------------------------------------------
 
@@ -487,6 +903,33 @@ class Supervisor:
                 "run_id": self.run.run_id,
             },
         )
+
+
+def _ignore_everything(directory: Path) -> None:
+    """Make ``directory`` (``.fanout/``) invisible to git and to tools that honour .gitignore."""
+    directory.mkdir(mode=0o700, exist_ok=True)
+    ignore = directory / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# claude-fanout's worktrees: not part of your project\n*\n")
+
+
+def _git_show(root: Path, rev: str, path: str) -> bytes | None:
+    """The bytes of ``path`` at ``rev``; None when it does not exist there."""
+    from claude_fanout import worktree
+
+    proc = worktree.run_git(["cat-file", "blob", f"{rev}:{path}"], cwd=root, ok=(0, 128))
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def _with_setup(setup: str, argv: list[str]) -> list[str]:
+    """``argv`` preceded by the project's worktree set-up command, in the same process group:
+    the shell runs the set-up (output to the log, no stdin) and then becomes the worker."""
+    script = (
+        f"( {setup}\n) </dev/null >&2 || "
+        '{ echo "fanout: the worktree setup command failed (exit $?)" >&2; exit 97; }\n'
+        'exec "$@"'
+    )
+    return ["/bin/sh", "-c", script, "fanout-setup", *argv]
 
 
 def _drain(fd: int) -> None:

@@ -1,4 +1,5 @@
-"""Entry of a worker process for the ``python`` and ``claude`` kinds (``shell`` runs its argv).
+"""Entry of a worker process for the ``python`` kind (``shell`` runs its argv, and ``claude`` the
+CLI itself: the supervisor starts both directly).
 
     python -m claude_fanout.worker RUN_DIR TASK_ID
 
@@ -7,7 +8,6 @@ Started by the supervisor as the leader of its own process group, output to ``wo
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -35,18 +35,6 @@ def main(argv: list[str] | None = None) -> int:
         from claude_fanout.executors.python import run_python_task
 
         return run_python_task(target=task.target, args=task.args, cwd=run.project, out_dir=out_dir)
-    if task.kind is TaskKind.CLAUDE:
-        from claude_fanout.executors.claude import run_claude_task
-
-        return run_claude_task(
-            prompt=task.prompt,
-            tools=task.tools,
-            max_turns=task.max_turns,
-            cwd=run.project,
-            out_dir=out_dir,
-            env=dict(os.environ),
-            model=task.model,
-        )
     print(
         f"fanout worker: task {task.id} is a {task.kind} task; the supervisor runs those",
         file=sys.stderr,

@@ -735,7 +735,7 @@ def test_worktree_records_give_a_task_its_branch_and_commit_and_the_run_its_merg
             ev("run_created", 1.0, tasks=["W1"]),
             ev("worktree_created", 2.0, task="W1", branch="fanout/R/W1", path="/x", base="abc"),
             ev("worktree_committed", 3.0, task="W1", branch="fanout/R/W1", commit="def"),
-            ev("run_merged", 4.0, merged=["W1"], conflicts=[], base="abc"),
+            ev("run_merged", 4.0, merged=["W1"], conflicts=[], base="abc", overlaps=[]),
         ]
     )
 

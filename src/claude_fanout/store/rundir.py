@@ -81,6 +81,17 @@ class RunDir:
     def log_path(self, task_id: str) -> Path:
         return self.worker_dir(task_id) / "log"
 
+    def stream_path(self, task_id: str) -> Path:
+        """A ``claude`` worker's stream-json transcript (the CLI's stdout)."""
+        return self.worker_dir(task_id) / "stream.jsonl"
+
+    @property
+    def worktrees_dir(self) -> Path:
+        """Where the run's ``write: true`` tasks get their git worktrees: ``.fanout/worktrees/RUN``
+        in the project. Not under ``.claude/``: Claude Code refuses edits to any path inside a
+        ``.claude`` directory in ``dontAsk`` mode (measured, CLI 2.1.330), whatever is allowed."""
+        return self.project / defaults.WORKTREES_DIR / self.run_id
+
     def make_worker_dirs(self, task_id: str) -> None:
         make_private_dir(self.path / layout.WORKERS)
         make_private_dir(self.worker_dir(task_id))

@@ -293,7 +293,8 @@ def fold(status: RunStatus, event: Event) -> None:
         task.reason = _text(event.get("reason"))
     elif kind == EventType.TASK_SKIPPED and task is not None:
         outcome = _ended_state(event.get("outcome"), TaskState.SKIPPED)
-        task.state = outcome if outcome is TaskState.CANCELLED else TaskState.SKIPPED
+        kept = (TaskState.CANCELLED, TaskState.OVER_BUDGET)
+        task.state = outcome if outcome in kept else TaskState.SKIPPED
         task.reason = _text(event.get("reason"))
     elif kind == EventType.CANCEL_REQUESTED:
         status.cancel_requested = True
@@ -345,7 +346,7 @@ def fold(status: RunStatus, event: Event) -> None:
     elif kind == EventType.RUN_MERGED:
         status.merge = {
             key: event.get(key)
-            for key in ("merged", "conflicts", "unchanged", "already", "error", "dry_run")
+            for key in ("merged", "conflicts", "already_merged", "unchanged", "skipped", "error")
             if key in event
         }
 

@@ -1,0 +1,226 @@
+"""Writers end to end: least privilege, git worktrees, commits on fanout branches, merge-back.
+
+The real Claude Code CLI edits files in its worktree because a scripted model asks it to (Read,
+then Edit, then a final word); fanout commits, merges and reports. Nothing here is simulated but
+the model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claude_fanout.fake_api import Reply, Request, Text, ToolUse, cli_env
+from claude_fanout.plan import parse_plan
+from claude_fanout.runner import start_run, wait_run
+from claude_fanout.states import RunState, TaskState
+from claude_fanout.store.eventlog import read_events
+from claude_fanout.store.state import RunStatus
+from tests.e2e.conftest import StartFake
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+_EDIT_RE = re.compile(r"EDIT (?P<path>\S+) REPLACE (?P<old>.+?) WITH (?P<new>.+?) END")
+
+
+def git(project: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def repo(project: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (project / name).write_text(text)
+    (project / ".gitignore").write_text(".claude/runs/\n")
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "start")
+
+
+def edit_then_report(request: Request) -> Reply:
+    """The model of a writer: Read the file the prompt names, Edit it, then say DONE."""
+    found = _EDIT_RE.search(request.first_user_text())
+    if found is None:
+        return Reply([Text("No edit asked for.")])
+    cwd = request.working_directory()
+    assert cwd is not None
+    path = str(cwd / found["path"])
+    turns = len(request.all_tool_results())
+    if turns == 0:
+        return Reply([ToolUse("Read", {"file_path": path})])
+    if turns == 1:
+        edit = {"file_path": path, "old_string": found["old"], "new_string": found["new"]}
+        return Reply([ToolUse("Edit", edit)])
+    return Reply([Text(f"DONE {found['path']}: {request.all_tool_results()[-1][1][:60]}")])
+
+
+def writer(task_id: str, path: str, old: str, new: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": task_id,
+        "kind": "claude",
+        "prompt": f"EDIT {path} REPLACE {old} WITH {new} END",
+        "write": True,
+        "claims": [path],
+        "max_turns": 5,
+        **extra,
+    }
+
+
+def run_plan(project: Path, api_url: str, home: Path, data: dict[str, Any]) -> RunStatus:
+    plan = parse_plan({"version": 1, **data}, project=project)
+    started = start_run(plan, project=project, env=cli_env(api_url, home))
+    status = wait_run(started.run, timeout_s=90)
+    started.supervisor.wait(timeout=10)
+    return status
+
+
+def events_of(project: Path, status: RunStatus, kind: str) -> list[dict[str, Any]]:
+    path = project / ".claude" / "runs" / status.run_id / "events.jsonl"
+    return [e for e in read_events(path).events if e["type"] == kind]
+
+
+def test_two_writers_in_worktrees_merge_cleanly_into_the_working_tree(
+    project: Path, fake_api: StartFake, claude_home: Path
+) -> None:
+    repo(project, {"a.py": "alpha = 1\n", "b.py": "beta = 2\n", "c.py": "gamma = 3\n"})
+    # The Conductor's uncommitted work: the workers start from it, and it survives the merge.
+    (project / "c.py").write_text("gamma = 33\n")
+    (project / "notes.txt").write_text("untracked, mine\n")
+    head = git(project, "rev-parse", "HEAD").strip()
+    api = fake_api(edit_then_report)
+
+    status = run_plan(
+        project,
+        api.base_url,
+        claude_home,
+        {
+            "tasks": [
+                writer("W1", "a.py", "alpha = 1", "alpha = 100"),
+                writer("W2", "b.py", "beta = 2", "beta = 200"),
+            ]
+        },
+    )
+
+    assert status.state is RunState.SUCCEEDED, status.to_dict()
+    assert (project / "a.py").read_text() == "alpha = 100\n"
+    assert (project / "b.py").read_text() == "beta = 200\n"
+    assert (project / "c.py").read_text() == "gamma = 33\n"
+    assert (project / "notes.txt").read_text() == "untracked, mine\n"
+    # Merged into the working tree, not committed: HEAD and the index are the user's.
+    assert git(project, "rev-parse", "HEAD").strip() == head
+    assert git(project, "diff", "--cached", "--name-only") == ""
+    assert status.merge is not None and status.merge["merged"] == ["W1", "W2"]
+    assert status.merge["conflicts"] == []
+    for task_id, name in (("W1", "a.py"), ("W2", "b.py")):
+        task = status.tasks[task_id]
+        assert task.branch == f"fanout/{status.run_id}/{task_id}"
+        # The branch holds the worker's change on top of the snapshot (c.py as the user had it).
+        assert git(project, "show", f"{task.branch}:c.py") == "gamma = 33\n"
+        changed = git(project, "diff", "--name-only", f"{task.branch}~1", task.branch).split()
+        assert changed == [name]
+        meta = json.loads(
+            (
+                project / ".claude/runs" / status.run_id / "workers" / task_id / "out/meta.json"
+            ).read_text()
+        )
+        assert meta["allowed_tools"] == ["Read", "Grep", "Glob", "Edit", "Write"]
+        assert meta["cwd"].endswith(f"/.fanout/worktrees/{status.run_id}/{task_id}")
+    # Until the merge-back, the Conductor's reads of a changed file went to the worker's version.
+    replaces = {(e["task"], e["path"]): e["with"] for e in events_of(project, status, "replace")}
+    assert replaces == {("W1", "a.py"): "changes/a.py", ("W2", "b.py"): "changes/b.py"}
+    out = project / ".claude/runs" / status.run_id / "workers"
+    assert (out / "W1/out/changes/a.py").read_text() == "alpha = 100\n"
+    # The worktrees are invisible to the user's git.
+    assert sorted(git(project, "status", "--porcelain").splitlines()) == [
+        " M a.py",
+        " M b.py",
+        " M c.py",
+        "?? notes.txt",
+    ]
+    # Each worker worked in its own worktree, not in the project.
+    cwds = {str(r.working_directory()) for r in api.message_requests(side_calls=False)}
+    assert cwds == {str(project / ".fanout/worktrees" / status.run_id / t) for t in ("W1", "W2")}
+
+
+def test_conflicting_writers_first_is_merged_second_reported_and_kept(
+    project: Path, fake_api: StartFake, claude_home: Path
+) -> None:
+    repo(project, {"a.py": "value = 1\nother = 2\n"})
+    api = fake_api(edit_then_report)
+
+    status = run_plan(
+        project,
+        api.base_url,
+        claude_home,
+        {
+            "tasks": [
+                writer("W1", "a.py", "value = 1", "value = 10"),
+                writer("W2", "a.py", "value = 1", "value = 20"),
+            ]
+        },
+    )
+
+    # Both workers did their job; the run reports the conflict instead of hiding it.
+    assert {t.state for t in status.tasks.values()} == {TaskState.SUCCEEDED}
+    assert (project / "a.py").read_text() == "value = 10\nother = 2\n"
+    assert status.merge is not None
+    assert status.merge["merged"] == ["W1"]
+    (conflict,) = status.merge["conflicts"]
+    assert conflict["task"] == "W2"
+    assert conflict["files"] == ["a.py"]
+    assert conflict["with"] == ["W1"]
+    # Nothing is lost: W2's version waits on its branch.
+    branch = f"fanout/{status.run_id}/W2"
+    assert git(project, "show", f"{branch}:a.py") == "value = 20\nother = 2\n"
+    assert branch in git(project, "branch", "--list", "fanout/*")
+
+
+def test_a_read_only_worker_that_tries_to_edit_is_refused(
+    project: Path, fake_api: StartFake, claude_home: Path
+) -> None:
+    repo(project, {"a.py": "alpha = 1\n"})
+    api = fake_api(edit_then_report)
+    task = writer("R1", "a.py", "alpha = 1", "alpha = 666")
+    del task["write"]
+
+    status = run_plan(project, api.base_url, claude_home, {"tasks": [task]})
+
+    assert status.tasks["R1"].state is TaskState.SUCCEEDED
+    assert (project / "a.py").read_text() == "alpha = 1\n"
+    assert status.tasks["R1"].branch is None  # a reader runs in the project, no worktree
+    # The model was offered only the read-only tools, and its Edit was refused.
+    offered = {tuple(sorted(r.offered_tool_names)) for r in api.message_requests(side_calls=False)}
+    assert offered == {("Glob", "Grep", "Read")}
+    refusals = [text for r in api.message_requests() for _id, text in r.tool_results()]
+    assert any("No such tool available: Edit" in text for text in refusals)
+    out = project / ".claude/runs" / status.run_id / "workers/R1/out"
+    meta = json.loads((out / "meta.json").read_text())
+    assert (meta["tools"], meta["permission_mode"]) == (["Read", "Grep", "Glob"], "dontAsk")
+    assert events_of(project, status, "worktree_created") == []
+
+
+def test_a_writer_that_changes_nothing_leaves_no_commit_and_merges_nothing(
+    project: Path, fake_api: StartFake, claude_home: Path
+) -> None:
+    repo(project, {"a.py": "alpha = 1\n"})
+    api = fake_api(lambda _r: Reply([Text("Nothing to change.")]))
+
+    status = run_plan(
+        project, api.base_url, claude_home, {"tasks": [writer("W1", "a.py", "x", "y")]}
+    )
+
+    assert status.tasks["W1"].state is TaskState.SUCCEEDED
+    (committed,) = events_of(project, status, "worktree_committed")
+    assert committed["commit"] is None
+    assert status.merge is None
+    assert (project / "a.py").read_text() == "alpha = 1\n"
