@@ -305,6 +305,18 @@ def test_the_planner_runs_headless_read_only_and_quiet(
     assert call["pgid"] == call["pid"]  # a process group (and session) of its own
 
 
+def test_a_prompt_with_json_surrogates_reaches_the_planner_as_text(
+    repo: Path, fake_cli: FakeCLI
+) -> None:
+    # JSON may spell a character as a surrogate pair, or carry a lone surrogate: both decode
+    # to strings no pipe can carry as they are.
+    fake_cli.set("answer", answer={"tasks": []})
+    text = prompt_hook(repo, "/fanout review \ud83d\ude00 and \udc80 too")
+    assert text is not None and "found nothing to fan out" in text
+    (call,) = fake_cli.calls()
+    assert call["stdin"] == "review \U0001f600 and \ufffd too"
+
+
 def test_the_planner_session_is_always_at_the_hooks_depth_limit() -> None:
     assert planner_env({})["FANOUT_DEPTH"] == "1"
     assert planner_env({"FANOUT_DEPTH": "2"})["FANOUT_DEPTH"] == "3"

@@ -89,7 +89,7 @@ def test_plugin_command_is_the_package_command() -> None:
 def test_command_text_tells_the_conductor_what_fan_out_means() -> None:
     fields, body = split_frontmatter(command_text())
     assert fields["description"]
-    assert fields["argument-hint"] == "<instruction> -- <paths or globs…> | --plan FILE"
+    assert fields["argument-hint"] == "<instruction> [-- <paths or globs…>] | --plan FILE"
     assert COMMAND_MARKER in body
     assert "$ARGUMENTS" in body
     assert ".claude/runs/<RUN_ID>/workers/W<N>/out/result.md" in body
