@@ -90,3 +90,51 @@ def test_the_second_load_does_not_import_tomllib(project: Path) -> None:
         for _ in range(2)
     ]
     assert runs == [["4.0", "True"], ["4.0", "False"]]
+
+
+WORKER_KEYS = """
+[limits]
+max_live_claude_workers = 2
+claude_start_interval_s = 0.25
+rate_limit_retries = 0
+rate_limit_backoff_s = 3
+[budget]
+task_max_cost_usd = 0.5
+task_max_turns = 20
+run_max_cost_usd = 4
+[worktree]
+setup = "npm ci --silent"
+[merge]
+auto = false
+"""
+
+
+def test_worker_limits_budgets_worktree_and_merge_keys_are_read_and_cached(
+    project: Path,
+) -> None:
+    write(project, WORKER_KEYS)
+    for _ in range(2):  # the file, then the cache
+        config = load_config(project)
+        assert (config.max_live_claude_workers, config.claude_start_interval_s) == (2, 0.25)
+        assert (config.rate_limit_retries, config.rate_limit_backoff_s) == (0, 3.0)
+        assert (config.task_max_cost_usd, config.task_max_turns) == (0.5, 20)
+        assert (config.run_max_cost_usd, config.run_max_turns) == (4.0, None)
+        assert (config.worktree_setup, config.merge_auto) == ("npm ci --silent", False)
+    assert Config().merge_auto is True
+    assert Config().task_max_cost_usd is None  # no limit unless set
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[budget]\ntask_max_cost_usd = 0", "budget.task_max_cost_usd must be an amount"),
+        ("[budget]\nrun_max_turns = 1.5", "budget.run_max_turns must be a whole number > 0"),
+        ("[merge]\nauto = 1", "merge.auto must be true or false"),
+        ("[worktree]\nsetup = 3", "worktree.setup must be a shell command"),
+        ("[limits]\nmax_live_claude_workers = 0", "limits.max_live_claude_workers"),
+    ],
+)
+def test_bad_worker_keys_name_the_key(project: Path, text: str, fragment: str) -> None:
+    write(project, text)
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(project)
