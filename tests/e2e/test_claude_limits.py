@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from pathlib import Path
@@ -202,7 +203,7 @@ def test_claude_workers_are_capped_and_spaced_across_the_project(
 
     assert status.state is RunState.SUCCEEDED
     starts = [e["ts"] for e in events if e["type"] == "task_started"]
-    assert all(b - a >= 0.45 for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a >= 0.45 for a, b in itertools.pairwise(starts))
     live = peak = 0
     for event in events:
         if event["type"] == "task_started":
