@@ -591,6 +591,11 @@ class Supervisor:
                 duration_ms=result.meta.get("duration_ms"),
             )
         slot.rate_limited = False
+        setup_failed = exit_code == SETUP_FAILED_EXIT and result.meta.get("subtype") is None
+        if setup_failed and task.write and self._config.worktree_setup:
+            tail = claude.stderr_tail(self.run.log_path(task.id))
+            setup_line = next((ln for ln in reversed(tail) if "worktree setup" in ln), "")
+            return TaskState.FAILED, setup_line.removeprefix("fanout: ") or "setup failed"
         if result.over_budget:
             return TaskState.OVER_BUDGET, result.reason
         if result.rate_limited:
@@ -921,12 +926,16 @@ def _git_show(root: Path, rev: str, path: str) -> bytes | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+SETUP_FAILED_EXIT = 97
+
+
 def _with_setup(setup: str, argv: list[str]) -> list[str]:
     """``argv`` preceded by the project's worktree set-up command, in the same process group:
     the shell runs the set-up (output to the log, no stdin) and then becomes the worker."""
     script = (
         f"( {setup}\n) </dev/null >&2 || "
-        '{ echo "fanout: the worktree setup command failed (exit $?)" >&2; exit 97; }\n'
+        '{ echo "fanout: the worktree setup command failed (exit $?)" >&2; '
+        f"exit {SETUP_FAILED_EXIT}; }}\n"
         'exec "$@"'
     )
     return ["/bin/sh", "-c", script, "fanout-setup", *argv]

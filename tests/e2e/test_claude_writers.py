@@ -224,3 +224,53 @@ def test_a_writer_that_changes_nothing_leaves_no_commit_and_merges_nothing(
     assert committed["commit"] is None
     assert status.merge is None
     assert (project / "a.py").read_text() == "alpha = 1\n"
+
+
+def read_and_report(request: Request) -> Reply:
+    """The model: Read setup.flag, then say what it held."""
+    cwd = request.working_directory()
+    assert cwd is not None
+    results = request.all_tool_results()
+    if not results:
+        return Reply([ToolUse("Read", {"file_path": str(cwd / "setup.flag")})])
+    return Reply([Text(f"FLAG {results[-1][1].strip()}")])
+
+
+def test_the_worktree_setup_command_runs_before_the_worker(
+    project: Path, fake_api: StartFake, claude_home: Path
+) -> None:
+    repo(project, {"a.py": "alpha = 1\n"})
+    (project / ".gitignore").write_text(".claude/runs/\nsetup.flag\n")
+    (project / ".claude" / "fanout.toml").write_text(
+        '[worktree]\nsetup = "echo prepared-by-setup > setup.flag; echo setting up"\n'
+    )
+    api = fake_api(read_and_report)
+
+    status = run_plan(
+        project, api.base_url, claude_home, {"tasks": [writer("W1", "a.py", "x", "y")]}
+    )
+
+    assert status.tasks["W1"].state is TaskState.SUCCEEDED
+    run_dir = project / ".claude/runs" / status.run_id / "workers/W1"
+    assert "prepared-by-setup" in (run_dir / "out/result.md").read_text()
+    assert "setting up" in (run_dir / "log").read_text()  # its output went to the log
+    assert not (project / "setup.flag").exists()  # it ran in the worktree, not the project
+
+
+def test_a_failing_worktree_setup_fails_the_task_before_claude_starts(
+    project: Path, fake_api: StartFake, claude_home: Path
+) -> None:
+    repo(project, {"a.py": "alpha = 1\n"})
+    (project / ".claude" / "fanout.toml").write_text('[worktree]\nsetup = "exit 4"\n')
+    api = fake_api(read_and_report)
+
+    status = run_plan(
+        project, api.base_url, claude_home, {"tasks": [writer("W1", "a.py", "x", "y")]}
+    )
+
+    task = status.tasks["W1"]
+    assert task.state is TaskState.FAILED
+    assert task.reason == "the worktree setup command failed (exit 4)"
+    log = (project / ".claude/runs" / status.run_id / "workers/W1/log").read_text()
+    assert "the worktree setup command failed (exit 4)" in log
+    assert api.message_requests() == []
