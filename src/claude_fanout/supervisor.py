@@ -677,7 +677,6 @@ class Supervisor:
         now: float,
     ) -> None:
         duration = max(0.0, now - slot.started) if slot.started else 0.0
-        self._release_slot(slot)
         rate_limited, slot.rate_limited = slot.rate_limited, False
         slot.state = outcome
         self._emit(
@@ -690,6 +689,8 @@ class Supervisor:
             duration_s=round(duration, 3),
             reason=reason,
         )
+        # After the record: whoever takes the slot next starts after this exit, in any log.
+        self._release_slot(slot)
         if (
             rate_limited
             and outcome is TaskState.FAILED

@@ -235,3 +235,33 @@ def test_usage_totals_match_what_the_api_reported(
     assert status.usage["cost_usd"] == pytest.approx(sum(costs))
     assert all(cost > 0 for cost in costs)
     assert len([e for e in events if e["type"] == "task_usage"]) == 2
+
+
+def test_the_claude_cap_holds_across_concurrent_runs(
+    project: Path, fake_api: StartFake, claude_home: Path
+) -> None:
+    api = fake_api(ReadThenSummarize(delay_s=0.5))
+    (project / "notes.txt").write_text("one\ntwo\n")
+    (project / ".claude" / "fanout.toml").write_text(
+        "[limits]\nmax_live_claude_workers = 2\nclaude_start_interval_s = 0\n"
+    )
+    env = cli_env(api.base_url, claude_home)
+    plan = {"version": 1, "tasks": [reader("W1"), reader("W2")]}
+    started = [start_run(parse_plan(plan, project=project), project=project, env=env)]
+    started.append(start_run(parse_plan(plan, project=project), project=project, env=env))
+    for one in started:
+        assert wait_run(one.run, timeout_s=100).state is RunState.SUCCEEDED
+        one.supervisor.wait(timeout=10)
+
+    # Interleave both runs' starts and exits by time: never more than 2 CLIs at once.
+    events = sorted(
+        (e["ts"], e["type"])
+        for one in started
+        for e in read_events(one.run.events_path).events
+        if e["type"] in ("task_started", "task_exited")
+    )
+    live = peak = 0
+    for _ts, kind in events:
+        live += 1 if kind == "task_started" else -1
+        peak = max(peak, live)
+    assert peak == 2
