@@ -752,6 +752,44 @@ class ReadThenSummarize:
         return Reply(list(content), usage=self.usage, delay_s=self.delay_s)
 
 
+_EDIT_RE = re.compile(r"In (?P<path>\S+?), replace `(?P<old>[^`]+)` with `(?P<new>[^`]*)`")
+
+
+@dataclass
+class EditThenReport:
+    """Scripted writer: for a prompt ``In <path>, replace `<old>` with `<new>`.``, Read the file
+    (Claude Code's Edit refuses a file not read first), Edit it, then answer
+    ``EDITED <path>: <the Edit's tool result>``. Each main-loop reply waits ``delay_s``."""
+
+    delay_s: float = 0.0
+    usage: Usage = field(default_factory=lambda: Usage(input_tokens=400, output_tokens=60))
+
+    def __call__(self, request: Request) -> Reply | ErrorReply:
+        if request.is_side_call:
+            return side_call_reply(request)
+        found = _EDIT_RE.search(request.first_user_text())
+        if found is None:
+            return self._reply([Text("No edit asked for.")])
+        path = str(ReadThenSummarize.resolve(request, found["path"]))
+        done = request.all_tool_results()
+        if not done:
+            return self._reply(
+                [Text(f"I'll read {found['path']}."), ToolUse("Read", {"file_path": path})]
+            )
+        if len(done) == 1:
+            edit = {"file_path": path, "old_string": found["old"], "new_string": found["new"]}
+            return self._reply([ToolUse("Edit", edit)])
+        return self._reply([Text(f"EDITED {found['path']}: {_one_line(done[-1][1])}")])
+
+    def _reply(self, content: Sequence[Text | ToolUse]) -> Reply:
+        return Reply(list(content), usage=self.usage, delay_s=self.delay_s)
+
+
+def _one_line(text: str, limit: int = 120) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line[:limit]
+
+
 def read_then_summarize(*, delay_s: float = 0.0, usage: Usage | None = None) -> ReadThenSummarize:
     """A :class:`ReadThenSummarize` brain (see there)."""
     if usage is None:

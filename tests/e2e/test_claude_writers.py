@@ -8,14 +8,13 @@ the model.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from claude_fanout.fake_api import Reply, Request, Text, ToolUse, cli_env
+from claude_fanout.fake_api import EditThenReport, Reply, Request, Text, ToolUse, cli_env
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run, wait_run
 from claude_fanout.states import RunState, TaskState
@@ -24,8 +23,6 @@ from claude_fanout.store.state import RunStatus
 from tests.e2e.conftest import StartFake
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-_EDIT_RE = re.compile(r"EDIT (?P<path>\S+) REPLACE (?P<old>.+?) WITH (?P<new>.+?) END")
 
 
 def git(project: Path, *args: str) -> str:
@@ -47,28 +44,14 @@ def repo(project: Path, files: dict[str, str]) -> None:
     git(project, "commit", "-qm", "start")
 
 
-def edit_then_report(request: Request) -> Reply:
-    """The model of a writer: Read the file the prompt names, Edit it, then say DONE."""
-    found = _EDIT_RE.search(request.first_user_text())
-    if found is None:
-        return Reply([Text("No edit asked for.")])
-    cwd = request.working_directory()
-    assert cwd is not None
-    path = str(cwd / found["path"])
-    turns = len(request.all_tool_results())
-    if turns == 0:
-        return Reply([ToolUse("Read", {"file_path": path})])
-    if turns == 1:
-        edit = {"file_path": path, "old_string": found["old"], "new_string": found["new"]}
-        return Reply([ToolUse("Edit", edit)])
-    return Reply([Text(f"DONE {found['path']}: {request.all_tool_results()[-1][1][:60]}")])
+edit_then_report = EditThenReport()
 
 
 def writer(task_id: str, path: str, old: str, new: str, **extra: Any) -> dict[str, Any]:
     return {
         "id": task_id,
         "kind": "claude",
-        "prompt": f"EDIT {path} REPLACE {old} WITH {new} END",
+        "prompt": f"In {path}, replace `{old}` with `{new}`.",
         "write": True,
         "claims": [path],
         "max_turns": 5,
