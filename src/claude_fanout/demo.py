@@ -1,13 +1,19 @@
 """``fanout demo``: the main job, offline, narrated.
 
-A scratch project with three files and fanout's hooks installed; a scripted fake of the
+A scratch git repository with three files and fanout's hooks installed; a scripted fake of the
 Anthropic Messages API on 127.0.0.1; and the real Claude Code CLI (bundled in claude-agent-sdk)
-as the Conductor, asked ``/fanout review for bugs -- src/*.py``. fanout's hooks start three real
-Claude Code workers; the narration shows, with timings, what the Conductor tried and what the
-hooks did about it: the denied read of a file a worker owns, the results injected after a tool
-call, the Stop held until the slowest worker is done, the results handed over once. Nothing
-contacts Anthropic; no API key is needed. ``--live`` runs the same flow with your own Claude
-account and the real model instead of the scripted one.
+as the Conductor. Two acts:
+
+1. *Review*: ``/fanout review for bugs -- src/*.py``. fanout's hooks start three read-only
+   Claude Code workers; the narration shows, with timings, what the Conductor tried and what the
+   hooks did about it: the denied read of a file a worker owns, the results injected after a
+   tool call, the Stop held until the slowest worker is done, the results handed over once.
+2. *Edits*: ``/fanout --plan .claude/fanout/edits.json``, three writers, each in its own git
+   worktree. Two changes merge into the working tree; the third collides with the first and
+   is reported, kept on its branch. The cost of every worker is in front of you.
+
+Nothing contacts Anthropic; no API key is needed. ``--live`` runs the review with your own
+Claude account and the real model instead of the scripted one.
 """
 
 from __future__ import annotations
@@ -20,8 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from claude_fanout import settings
 from claude_fanout.fake_api import (
+    EditThenReport,
     FakeMessagesAPI,
     ReadThenSummarize,
     Reply,
@@ -43,12 +52,46 @@ FILES = {
     "    return RATES[region] * kg\n",
 }
 PROMPT = "/fanout review for bugs -- src/*.py"
+EDITS_PROMPT = "/fanout --plan .claude/fanout/edits.json"
 FINAL_MARK = "All of this session's fanout workers are done"
 WORKER_MARK = "Your file:"
+EDIT_MARK = "replace `"
+REFUND = "return gateway.post(card, -cents)"
+EDITS_PLAN = {
+    "version": 1,
+    "name": "money fixes",
+    "max_cost_usd": 1.0,
+    "tasks": [
+        {
+            "id": "W1",
+            "kind": "claude",
+            "write": True,
+            "claims": ["src/billing.py"],
+            "prompt": f"In src/billing.py, replace `{REFUND}` with "
+            "`return gateway.refund(card, cents)`.",
+        },
+        {
+            "id": "W2",
+            "kind": "claude",
+            "write": True,
+            "claims": ["src/shipping.py"],
+            "prompt": "In src/shipping.py, replace `return RATES[region] * kg` with "
+            "`return RATES.get(region, 12) * kg`.",
+        },
+        {
+            "id": "W3",
+            "kind": "claude",
+            "write": True,
+            "prompt": f"In src/billing.py, replace `{REFUND}` with "
+            "`return gateway.post(card, -abs(cents))`.",
+        },
+    ],
+}
 
 
 def is_worker(request: Request) -> bool:
-    return WORKER_MARK in request.first_user_text()
+    text = request.first_user_text()
+    return WORKER_MARK in text or EDIT_MARK in text
 
 
 def newest_turn(request: Request) -> str:
@@ -67,9 +110,12 @@ class ScriptedConductor:
     owns, waits with Bash when that is denied, ends its turn, and merges once handed the
     results."""
 
-    def __init__(self, project: Path, *, claimed: str, wait_for: str) -> None:
+    def __init__(
+        self, project: Path, *, claimed: str, wait_for: str, last_word: str = "MERGED."
+    ) -> None:
         self.project = project
         self.claimed = claimed
+        self.last_word = last_word
         # Waits with Bash until this worker has finished, so that its result is injected
         # after the call whatever the machine's speed (bounded by the Bash tool's timeout).
         self.wait_command = (
@@ -81,7 +127,7 @@ class ScriptedConductor:
         turn = newest_turn(request)
         if "Stop hook feedback" in turn:
             if FINAL_MARK in turn:
-                return Reply([Text("MERGED: three reviews combined.")])
+                return Reply([Text(self.last_word)])
             return Reply([Text("Still waiting for the workers.")])
         results = request.tool_results()
         if not results and "tool_result" not in json.dumps(request.messages):
@@ -100,19 +146,32 @@ def scripted_model(project: Path, *, model_delay_s: float, files: list[str] | No
     so the Conductor has to wait for it at Stop); the Conductor follows its script."""
     workers = ReadThenSummarize(delay_s=model_delay_s)
     slow = ReadThenSummarize(delay_s=model_delay_s * 4)
+    writers = EditThenReport(delay_s=model_delay_s)
     ordered = sorted(FILES if files is None else files)  # `src/*.py` order: W1, W2, W3
     slowest = ordered[-1]
-    conductor = ScriptedConductor(project, claimed=ordered[0], wait_for="W1")
+    reviewer = ScriptedConductor(
+        project, claimed=ordered[0], wait_for="W1", last_word="MERGED: three reviews combined."
+    )
+    editor = ScriptedConductor(
+        project, claimed="src/billing.py", wait_for="W1", last_word="Edits reviewed."
+    )
 
     def handle(request: Request) -> Reply:
         if request.is_side_call:
             return Reply([Text("Fan-out review")])
+        if EDIT_MARK in request.first_user_text():
+            reply = writers(request)
+            assert isinstance(reply, Reply)
+            return reply
         if is_worker(request):
             brain = slow if slowest in request.first_user_text() else workers
             reply = brain(request)
             assert isinstance(reply, Reply)
             return reply
-        return conductor(request)
+        # The CLI expands /fanout into its command file; the arguments stay.
+        if "edits.json" in request.first_user_text():
+            return editor(request)
+        return reviewer(request)
 
     return handle
 
@@ -122,10 +181,22 @@ def make_project(scratch: Path) -> Path:
     for rel, text in FILES.items():
         (project / rel).parent.mkdir(parents=True, exist_ok=True)
         (project / rel).write_text(text, encoding="utf-8")
-    (project / ".claude").mkdir(exist_ok=True)
+    (project / ".gitignore").write_text(".claude/\n", encoding="utf-8")
+    _git(project, "init", "-q", "-b", "main")
+    _git(project, "add", "-A")
+    _git(project, "commit", "-qm", "the shop")
+    (project / ".claude" / "fanout").mkdir(parents=True)
     (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 3\n", encoding="utf-8")
+    (project / ".claude" / "fanout" / "edits.json").write_text(json.dumps(EDITS_PLAN, indent=2))
     settings.install(scope="project", project=project)
     return project
+
+
+def _git(project: Path, *args: str) -> str:
+    ident = ["-c", "user.name=fanout demo", "-c", "user.email=demo@fanout.invalid"]
+    return subprocess.run(
+        ["git", *ident, *args], cwd=project, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def run_demo(
@@ -143,23 +214,50 @@ def run_demo(
     )
     if live:
         console.print("  --live: your own Claude account and the real model (this costs tokens)")
-        return _run(console, project, env=dict(os.environ), api=None)
+        return _run(console, project, PROMPT, env=dict(os.environ), api=None)
     console.print(
         f"  model: a scripted fake of the Messages API on 127.0.0.1, {model_delay_s:g}s "
         "per turn (the worker on the last file is 4x slower)"
     )
     with FakeMessagesAPI(scripted_model(project, model_delay_s=model_delay_s)) as api:
-        return _run(console, project, env=cli_env(api.base_url, scratch / "home"), api=api)
+        env = cli_env(api.base_url, scratch / "home")
+        console.print("\n[bold]Act 1[/]: three read-only reviewers")
+        review = _run(console, project, PROMPT, env=env, api=api)
+        console.print("\n[bold]Act 2[/]: three writers, each in its own git worktree")
+        edits = _run(console, project, EDITS_PROMPT, env=env, api=api)
+        if edits == 0:
+            _show_merge(console, project)
+        return review or edits
 
 
-def _run(console: Any, project: Path, *, env: dict[str, str], api: FakeMessagesAPI | None) -> int:
-    console.print(f'\n  $ claude -p "{PROMPT}"\n')
+def _show_merge(console: Any, project: Path) -> None:
+    status = _git(project, "status", "--short").rstrip()
+    branches = _git(project, "branch", "--list", "fanout/*").splitlines()
+    console.print("\n  $ git status --short   (merged, not committed: yours to review)")
+    for line in status.splitlines():
+        console.print(f"    {escape(line)}")
+    console.print(f"  kept until `fanout gc`: {len(branches)} branches fanout/<run>/W1..W3")
+    diff = _git(project, "diff", "--", "src/billing.py", "src/shipping.py")
+    for line in diff.splitlines():
+        if line[:1] in "+-" and not line.startswith(("+++", "---")):
+            console.print(f"    {escape(line)}")
+
+
+def _run(
+    console: Any,
+    project: Path,
+    prompt: str,
+    *,
+    env: dict[str, str],
+    api: FakeMessagesAPI | None,
+) -> int:
+    console.print(f'\n  $ claude -p "{prompt}"\n')
     started = time.monotonic()
     proc = subprocess.Popen(
         [
             str(bundled_cli()),
             "-p",
-            PROMPT,
+            prompt,
             "--allowedTools",
             "Bash,Read",
             "--output-format",
@@ -172,7 +270,8 @@ def _run(console: Any, project: Path, *, env: dict[str, str], api: FakeMessagesA
         stderr=subprocess.PIPE,
         text=True,
     )
-    narrator = _Narrator(console, project, api, started)
+    known = {run.run_id for run in list_runs(project)}
+    narrator = _Narrator(console, project, api, started, known)
     try:
         while proc.poll() is None:
             narrator.step()
@@ -189,7 +288,7 @@ def _run(console: Any, project: Path, *, env: dict[str, str], api: FakeMessagesA
     except ValueError:
         answer = None
     console.print(f"\n  Conductor's last word: {answer!r} (exit {proc.returncode}, {wall:.1f}s)")
-    runs = list_runs(project)
+    runs = [run for run in list_runs(project) if run.run_id not in known]
     if not runs:
         console.print(f"[red]  no run was started[/]: {err.strip()[-400:]}")
         return 1
@@ -200,22 +299,29 @@ class _Narrator:
     """Prints what the run's log and the Conductor's requests show, as it happens."""
 
     def __init__(
-        self, console: Any, project: Path, api: FakeMessagesAPI | None, started: float
+        self,
+        console: Any,
+        project: Path,
+        api: FakeMessagesAPI | None,
+        started: float,
+        known: set[str],
     ) -> None:
         self.console = console
         self.project = project
         self.api = api
         self.started = started
+        self.known = known
         self.offset = 0
-        self.seen_requests = 0
+        self.seen_requests = len(self._conductor_requests())
         self.run: RunDir | None = None
 
-    def say(self, text: str) -> None:
-        self.console.print(f"  [dim]{time.monotonic() - self.started:6.2f}s[/]  {text}")
+    def say(self, text: str, *, markup: str = "") -> None:
+        stamp = f"[dim]{time.monotonic() - self.started:6.2f}s[/]"
+        self.console.print(f"  {stamp}  {markup}{escape(text)}")
 
     def step(self) -> None:
         if self.run is None:
-            runs = list_runs(self.project)
+            runs = [run for run in list_runs(self.project) if run.run_id not in self.known]
             if runs:
                 self.run = runs[-1]
         if self.run is not None:
@@ -226,12 +332,18 @@ class _Narrator:
                 if line:
                     self.say(line)
         if self.api is not None:
-            requests = [r for r in self.api.message_requests(side_calls=False) if not is_worker(r)]
+            requests = self._conductor_requests()
             for request in requests[self.seen_requests :]:
                 line = _conductor_step(request)
                 if line:
-                    self.say(f"[cyan]Conductor[/] {line}")
+                    self.say(line, markup="[cyan]Conductor[/] ")
             self.seen_requests = len(requests)
+
+
+    def _conductor_requests(self) -> list[Request]:
+        if self.api is None:
+            return []
+        return [r for r in self.api.message_requests(side_calls=False) if not is_worker(r)]
 
 
 def _describe(event: dict[str, Any]) -> str | None:
@@ -244,9 +356,29 @@ def _describe(event: dict[str, Any]) -> str | None:
         return f"worker {task} started (pid {event.get('pid')})"
     if kind == "task_exited":
         return f"worker {task} {event.get('outcome')} after {event.get('duration_s')}s"
+    if kind == "worktree_created":
+        return f"worker {task} gets worktree {_short_path(event.get('path'))}"
+    if kind == "worktree_committed":
+        files = ", ".join(event.get("files") or []) or "nothing"
+        return f"worker {task} committed {str(event.get('commit'))[:8]} on its branch: {files}"
+    if kind == "run_merged":
+        merged = ", ".join(event.get("merged") or []) or "nothing"
+        line = f"merge-back into the working tree: {merged}"
+        for conflict in event.get("conflicts") or []:
+            line += (
+                f"; {conflict.get('task')} conflicts with {', '.join(conflict.get('with') or [])}"
+                f" in {', '.join(conflict.get('files') or [])} (kept on {conflict.get('branch')})"
+            )
+        return line
     if kind == "run_finished":
         return f"run {event.get('state')}"
     return None
+
+
+def _short_path(path: object) -> str:
+    text = str(path)
+    index = text.find(".fanout/")
+    return text[index:] if index >= 0 else text
 
 
 def _conductor_step(request: Request) -> str | None:
@@ -284,7 +416,7 @@ def _summarise(
         cost += meta.get("total_cost_usd") or 0.0
         usage = meta.get("usage") or {}
         tokens += int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
-        console.print(f"  {task_id} result.md: {result}")
+        console.print(f"  {task_id} result.md: {escape(result)}")
     parallel = busy / wall if wall else 0.0
     console.print(
         f"\n  {len(status.tasks)} workers: {busy:.1f}s of work in {wall:.1f}s of wall time "

@@ -122,8 +122,22 @@ def test_fanout_demo_runs_offline(tmp_path: Path) -> None:
     assert "denied by the PreToolUse hook" in out
     assert "the Stop hook handed it every result, once" in out
     assert "run succeeded" in out
-    results = sorted((scratch / "project" / ".claude" / "runs").glob("*/workers/W*/out/result.md"))
-    assert len(results) == 3
+    # Act 2: three writers in worktrees; two merged, the third kept on its branch.
+    assert "Conductor's last word: 'Edits reviewed.'" in out
+    assert "merge-back into the working tree: W1, W2; W3 conflicts with W1 in src/billing.py" in out
+    project = scratch / "project"
+    assert "return gateway.refund(card, cents)" in (project / "src/billing.py").read_text()
+    assert "RATES.get(region, 12)" in (project / "src/shipping.py").read_text()
+    branches = subprocess.run(
+        ["git", "branch", "--list", "fanout/*"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert sum(b.startswith("fanout/") and b.endswith("/W3") for b in branches) == 1
+    results = sorted((project / ".claude" / "runs").glob("*/workers/W*/out/result.md"))
+    assert len(results) == 6
     assert "src/billing.py: 5 lines; first line: def charge(gateway, card, cents):" in (
         results[0].read_text()
     )
