@@ -17,6 +17,7 @@ from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run, wait_run
 from claude_fanout.states import RunState
 from claude_fanout.store.eventlog import read_events
+from tests.fences import read_fenced
 
 pytestmark = pytest.mark.timeout(60)
 SESSION = "0e9b3f7c-4d5e-4f60-8a71-9b2c3d4e5f60"
@@ -91,10 +92,8 @@ def test_directives_published_by_a_worker_steer_the_conductor(
         project, "PostToolUse", tool_name="Bash", tool_input={"command": "true"}, tool_response={}
     )
     assert news is not None
-    assert (
-        'notice="1">W1: rewrote src/a.py</worker-result>'
-        in news["hookSpecificOutput"]["additionalContext"]
-    )
+    fenced = read_fenced(news["hookSpecificOutput"]["additionalContext"])
+    assert fenced.body(notice="1") == "W1: rewrote src/a.py"
 
 
 def test_publish_refuses_paths_outside_the_project(project: Path, fanout) -> None:

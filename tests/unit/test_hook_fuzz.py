@@ -45,6 +45,7 @@ from claude_fanout import settings as fanout_settings
 from claude_fanout.errors import FanoutError
 from claude_fanout.hooks import dispatch
 from claude_fanout.store.eventlog import read_events
+from tests.fences import read_fenced
 from tests.helpers import FakeRun
 
 SESSION = "5f0c7a52-1111-4c1e-9a57-000000000001"
@@ -833,7 +834,7 @@ def test_the_installed_hook_command_answers_with_one_json_object(live_project):
     post = _hook_process("PostToolUse", _payload(project, tool_name="Bash"), project)
     assert (post.returncode, post.stderr) == (0, b"")
     text = json.loads(post.stdout)["hookSpecificOutput"]["additionalContext"]
-    assert text.count("</worker-result>") == 1
+    assert read_fenced(text).body(task="W2").startswith("done </worker_result>")
     stop = _hook_process("Stop", _payload(project, stop_hook_active=False), project)
     assert (stop.returncode, stop.stderr) == (0, b"")
     check_shape("Stop", json.loads(stop.stdout))

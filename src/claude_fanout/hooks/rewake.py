@@ -69,7 +69,9 @@ def _ready(ctx: HookContext, runs: list[tuple[str, RunStatus]]) -> bool:
 
 def _message(ctx: HookContext, runs: list[tuple[str, RunStatus]], limit: int) -> str:
     assert ctx.session_id is not None
-    sections = []
+    from claude_fanout.hooks import report
+
+    pending = []
     all_done = True
     for path, status in runs:
         with delivery.Cursor(path, ctx.session_id) as cursor:
@@ -80,38 +82,37 @@ def _message(ctx: HookContext, runs: list[tuple[str, RunStatus]], limit: int) ->
             if done:
                 cursor.data["final"] = True
         all_done = all_done and done
-        if not fresh and not notices and not done:
-            continue
-        if done:
-            counts = ", ".join(f"{n} {state}" for state, n in sorted(status.counts().items()))
-            head = f"[fanout] run {status.run_id} {status.state}: {counts}."
-            names = list(status.tasks)
-        else:
-            head = f"[fanout] run {status.run_id}: {delivery.progress(status, ctx.now)}."
-            names = fresh
-        body = delivery.describe(
-            path,
-            status,
-            names,
-            project=ctx.project,
-            budget=limit // max(1, len(runs)),
-            excerpts_for=set(fresh),
-        )
-        lines = [head, body, *delivery.notice_lines(notices)]
-        sections.append("\n".join(line for line in lines if line))
-        if done:
-            active.clear(ctx.project, status.run_id)
-    if not sections:
+        if fresh or notices or done:
+            pending.append((path, status, fresh, notices, done))
+    if not pending:
         return ""
     ending = (
-        "All of this session's fanout workers are done. Merge their results now, as the user "
-        "asked; read the result files for more than these excerpts."
+        report.DONE
         if all_done
         else "A worker needs your attention (above); the others are still at work and fanout "
         "will wake you again when they are done."
     )
-    text = "\n\n".join(sections) + "\n" + delivery.DATA_NOTE + "\n" + ending
-    return delivery.cap(text, limit * 2)
+    message = report.Message(limit, ending=ending)
+    room = message.room(len(pending))
+    for path, status, fresh, notices, done in pending:
+        if done:
+            section = report.final_section(
+                path, status, fresh, notices, project=ctx.project, budget=room, fence=message.fence
+            )
+            active.clear(ctx.project, status.run_id)
+        else:
+            section = report.news_section(
+                path,
+                status,
+                fresh,
+                notices,
+                project=ctx.project,
+                now=ctx.now,
+                budget=room,
+                fence=message.fence,
+            )
+        message.add(section)
+    return message.render()
 
 
 __all__ = ["WAKE", "handle"]

@@ -67,64 +67,57 @@ def handle(ctx: HookContext, *, sleep: Any = time.sleep, clock: Any = time.monot
         }
     budget = {"blocks": budget["blocks"] + 1, "held_s": budget["held_s"] + held}
     _save_budget(ctx, budget)
-    news_text = delivery.tell_news(ctx, limit=config.inject_max_chars)
-    lines = [news_text] if news_text else []
-    for _path, status in runs:
-        line = delivery.progress(status, ctx.now)
-        if line:
-            lines.append(f"[fanout] run {status.run_id}: {line}.")
+    from claude_fanout.hooks import report
+
     left = config.stop_max_blocks - budget["blocks"]
-    lines.append(
-        "Their results will be delivered to you here; do not redo their work. Continue with "
-        "other work, or end your turn again to keep waiting"
+    message = report.Message(
+        config.inject_max_chars,
+        ending="Their results will be delivered to you here; do not redo their work. Continue "
+        "with other work, or end your turn again to keep waiting"
         + (
             f" (fanout will hold the turn {left} more time{'s' if left != 1 else ''})."
             if left > 0
             else "."
-        )
+        ),
     )
-    return {"decision": "block", "reason": "\n".join(lines)}
+    found = delivery.collect_news(ctx)
+    report.add_news(message, found, project=ctx.project, now=ctx.now)
+    told = {path for path, *_ in found}
+    for path, status in runs:
+        line = delivery.progress(status, ctx.now)
+        if line and path not in told:
+            message.add(f"[fanout] run {delivery.name(status.run_id)}: {line}.")
+    return {"decision": "block", "reason": message.render() or message.ending}
 
 
 def _final(ctx: HookContext, runs: list[tuple[str, RunStatus]], config: Config) -> Any:
     """Once per run and session: every result, so the Conductor can merge them."""
     assert ctx.session_id is not None
-    sections = []
-    budget = config.inject_max_chars
+    from claude_fanout.hooks import report
+
+    message = report.Message(config.inject_max_chars, ending=report.DONE)
+    room = message.room(len(runs))
     for path, status in runs:
         with delivery.Cursor(path, ctx.session_id) as cursor:
             if cursor.data.get("final"):
                 continue
             fresh, notices = delivery.news(status, cursor)
             cursor.data["final"] = True
-        counts = ", ".join(f"{n} {state}" for state, n in sorted(status.counts().items()))
-        head = f"[fanout] run {status.run_id} {status.state}: {counts}."
-        if status.reason:
-            head += f" ({status.reason})"
         # Excerpts only for results this session has not seen; the rest by path.
-        body = delivery.describe(
-            path,
-            status,
-            list(status.tasks),
-            project=ctx.project,
-            budget=budget // max(1, len(runs)),
-            excerpts_for=set(fresh),
+        message.add(
+            report.final_section(
+                path,
+                status,
+                fresh,
+                notices,
+                project=ctx.project,
+                budget=room,
+                fence=message.fence,
+            )
         )
-        lines = [head, body, *delivery.notice_lines(notices)]
-        sections.append("\n".join(lines))
         active.clear(ctx.project, status.run_id)
-    if not sections:
-        return None
-    text = (
-        "\n\n".join(sections)
-        + "\n"
-        + delivery.DATA_NOTE
-        + (
-            "\nAll of this session's fanout workers are done. Merge their results now, as the user "
-            "asked; read the result files for more than these excerpts."
-        )
-    )
-    return {"decision": "block", "reason": delivery.cap(text, config.inject_max_chars * 2)}
+    text = message.render()
+    return {"decision": "block", "reason": text} if text else None
 
 
 def _budget_path(ctx: HookContext) -> str:

@@ -1,0 +1,444 @@
+"""The text a hook hands the Conductor about its runs: outcomes, cost, merge-back, excerpts.
+
+Worker output is data, not instructions (``framing.py``): every message has its own fence,
+``<worker-output-<nonce>>``, that no worker can know, forge or close; excerpts and notices sit
+inside it, and anything else a worker could have shaped that appears on fanout's own lines
+(a failure's reason, a file name) is quoted. Sizes are capped per worker (an excerpt of its
+result, saying how much was cut and where the rest is) and per message (``inject.max_chars``);
+a cut never falls inside a block.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from claude_fanout import usage
+from claude_fanout.hooks.delivery import artifact, name, progress, relative
+from claude_fanout.hooks.framing import Fence, one_line
+from claude_fanout.states import TaskState
+from claude_fanout.store import layout
+from claude_fanout.store.files import open_private
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from claude_fanout.hooks.delivery import News
+    from claude_fanout.store.state import RunStatus, TaskStatus
+
+_EXCERPT_LINES = 8
+_LINE_CHARS = 200
+_EXCERPT_CHARS = 700
+# Below this many characters an excerpt is not worth its frame: the path alone is given.
+_MIN_EXCERPT = 120
+_READ_BYTES = 8192
+_NOTICE_CHARS = 300
+_REASON_CHARS = 200
+# Merge-back: conflicts listed one by one, files named per conflict.
+_MAX_CONFLICTS = 6
+_MAX_FILES = 4
+DONE = (
+    "All of this session's fanout workers are done. Merge their results now, as the user "
+    "asked; read the result files for more than these excerpts."
+)
+
+
+def excerpt(
+    path: str, *, from_end: bool = False, max_chars: int = _EXCERPT_CHARS
+) -> tuple[str, int]:
+    """The first (or, for a log, last) lines of a file, at most ``_EXCERPT_LINES`` lines of
+    ``_LINE_CHARS`` and ``max_chars`` in all; and how many bytes of the file it leaves out
+    (0: the excerpt is the whole text). Raw worker text: it goes into a fence, which cleans it.
+    """
+    try:
+        fd = open_private(path, os.O_RDONLY)
+    except OSError:
+        return "", 0
+    with os.fdopen(fd, "rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - _READ_BYTES) if from_end else 0)
+        raw = handle.read(_READ_BYTES)
+    lines = [
+        line
+        for line in raw.decode("utf-8", "replace").strip().splitlines()
+        if not line.startswith("--- fanout: ")  # the supervisor's per-attempt header
+    ]
+    picked = lines[-_EXCERPT_LINES:] if from_end else lines[:_EXCERPT_LINES]
+    joined = "\n".join(line[:_LINE_CHARS] for line in picked)
+    text = joined[-max_chars:] if from_end else joined[:max_chars]
+    whole = (
+        len(raw) == size
+        and len(picked) == len(lines)
+        and all(len(line) <= _LINE_CHARS for line in picked)
+        and len(joined) <= max_chars
+    )
+    return text, 0 if whole else max(1, size - len(text.encode()))
+
+
+# -- lines fanout writes about tasks and runs ---------------------------------------------------
+
+
+def quoted(value: object, limit: int = _REASON_CHARS) -> str:
+    """Free text a worker may have shaped (a failure's reason, a file name), on fanout's own line:
+    one line, cleaned, cut, and quoted, so it reads as a value and not as fanout speaking."""
+    text = one_line(str(value))
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return json.dumps(text, ensure_ascii=False)
+
+
+def seconds(value: float) -> str:
+    if value < 10:
+        return f"{value:.1f}s"
+    if value < 60:
+        return f"{value:.0f}s"
+    minutes, secs = divmod(int(value), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def task_line(task: TaskStatus) -> str:
+    """``W1 succeeded in 12s, 4 turns, $0.03``; a budget stop and a failure's reason plainly."""
+    tid = name(task.id)
+    if task.state is TaskState.OVER_BUDGET:
+        ran = task.started is not None
+        line = f"{tid} stopped at its budget" if ran else f"{tid} not started: over budget"
+    else:
+        line = f"{tid} {task.state}"
+    facts = []
+    if task.duration_s is not None:
+        facts.append(f"in {seconds(task.duration_s)}")
+    spent = usage.brief(task.usage)
+    if spent:
+        facts.append(spent)
+    line += (" " + ", ".join(facts)) if facts else ""
+    if task.reason and task.state is not TaskState.SUCCEEDED:
+        line += f": {quoted(task.reason)}"
+    return line
+
+
+def run_totals(status: RunStatus) -> str:
+    """``3 workers, $0.09, 41k tokens in / 3k out`` over the run's Claude workers ('' if none)."""
+    workers = sum(1 for task in status.tasks.values() if task.usage)
+    return usage.total(status.usage, workers)
+
+
+def describe(
+    run_path: str,
+    status: RunStatus,
+    task_ids: list[str],
+    *,
+    project: str,
+    budget: int,
+    fence: Fence,
+    excerpts_for: set[str] | None = None,
+) -> str:
+    """One line per task (outcome, time, cost, where its result is) with an excerpt of its
+    result in a fenced block while ``budget`` lasts, each excerpt getting a fair share of what is
+    left; past the budget the remaining tasks are named in one line, so none goes unmentioned."""
+    parts: list[str] = []
+    used = 0
+    rest: dict[str, list[str]] = {}
+    for index, task_id in enumerate(task_ids):
+        task = status.tasks[task_id]
+        line = task_line(task)
+        path = artifact(run_path, task_id)
+        rel = ""
+        if path is not None:
+            kind = "log" if path.endswith(os.sep + "log") else "result"
+            rel = relative(path, project)
+            line += f"; {kind}: {rel}"
+        if used + len(line) > budget:
+            rest.setdefault(str(task.state), []).append(name(task_id))
+            continue
+        body = ""
+        wanted = excerpts_for is None or task_id in excerpts_for
+        if wanted and path is not None:
+            later = task_ids[index + 1 :]
+            sharing = 1 + sum(1 for t in later if excerpts_for is None or t in excerpts_for)
+            # What later tasks' own lines will need is kept back before sharing out the rest.
+            share = (budget - used - 100 * (len(later) + 1 - sharing)) // sharing
+            room = min(_EXCERPT_CHARS, share - len(line) - 2 * len(fence.tag) - 120)
+            if room >= _MIN_EXCERPT:
+                text, more = excerpt(path, from_end=path.endswith(os.sep + "log"), max_chars=room)
+                if text:
+                    body = "\n" + fence.block(text, task=task_id)
+                    if more:
+                        where = "earlier bytes" if path.endswith(os.sep + "log") else "more bytes"
+                        body += f"\n(excerpt cut: {more:,} {where} in {rel})"
+        parts.append(line + body)
+        used += len(line) + len(body) + 1
+    if rest:
+        where = relative(layout.join(run_path, layout.WORKERS), project)
+        named = "; ".join(f"{state} {', '.join(ids)}" for state, ids in rest.items())
+        parts.append(f"Also: {named} (results under {where}/<task>/out/).")
+    return "\n".join(parts)
+
+
+def notice_lines(notices: list[str], fence: Fence, *, budget: int | None = None) -> list[str]:
+    """Notices are worker output too: one fenced line each, within ``budget`` characters."""
+    lines: list[str] = []
+    used = 0
+    for i, note in enumerate(notices, 1):
+        text = note if len(note) <= _NOTICE_CHARS else note[: _NOTICE_CHARS - 1] + "…"
+        line = fence.inline(text, notice=str(i))
+        if budget is not None and used + len(line) > budget:
+            lines.append(f"({len(notices) - i + 1} more notice(s) not shown.)")
+            break
+        lines.append(line)
+        used += len(line) + 1
+    return lines
+
+
+def merge_lines(status: RunStatus) -> list[str]:
+    """What became of the writers' branches: merged into the working tree, conflicting (with
+    whom, in which files, how to see and get them), or not merged; '' without writers."""
+    writers = {tid: task.branch for tid, task in status.tasks.items() if task.branch}
+    if not writers:
+        return []
+    rid = name(status.run_id)
+    merge = status.merge
+    if merge is None:
+        listed = ", ".join(f"{name(t)} ({name(b)})" for t, b in writers.items())
+        return [
+            f"Writers' branches, not merged into your working tree: {listed}. "
+            f"`fanout merge {rid}` merges what applies cleanly."
+        ]
+    if merge.get("error"):
+        listed = ", ".join(name(b) for b in writers.values())
+        return [
+            f"Merge-back failed: {quoted(merge['error'])}. Branches kept: {listed}; "
+            f"`fanout merge {rid}` tries again."
+        ]
+
+    def tasks(key: str) -> list[str]:
+        value = merge.get(key)
+        return [t for t in value if isinstance(t, str)] if isinstance(value, list) else []
+
+    def branch(task: str) -> str:
+        return name(writers.get(task) or f"fanout/{rid}/{task}")
+
+    lines = []
+    merged = tasks("merged")
+    if merged:
+        listed = ", ".join(f"{name(t)} ({branch(t)})" for t in merged)
+        lines.append(f"Merged into your working tree (uncommitted): {listed}.")
+    if tasks("already_merged"):
+        lines.append(
+            f"Already in your working tree: {', '.join(map(name, tasks('already_merged')))}."
+        )
+    if tasks("unchanged"):
+        lines.append(f"Changed nothing: {', '.join(map(name, tasks('unchanged')))}.")
+    raw = merge.get("conflicts")
+    conflicts = [c for c in raw if isinstance(c, dict)] if isinstance(raw, list) else []
+    base = merge.get("base")
+    for conflict in conflicts[:_MAX_CONFLICTS]:
+        task = name(conflict.get("task"))
+        where = name(conflict.get("branch") or branch(task))
+        others = conflict.get("with")
+        others = others if isinstance(others, list) else []
+        who = ", ".join(
+            "your own edits" if o == "working tree" else name(o)
+            for o in others
+            if isinstance(o, str)
+        )
+        files = conflict.get("files")
+        files = [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
+        shown = ", ".join(quoted(f, 120) for f in files[:_MAX_FILES])
+        if len(files) > _MAX_FILES:
+            shown += f" and {len(files) - _MAX_FILES} more"
+        see = (
+            f"git diff {name(base)[:12]} {where}" if isinstance(base, str) else f"git show {where}"
+        )
+        lines.append(
+            f"NOT merged, conflicts with {who or 'your working tree'}: {task} ({where}) in "
+            f"{shown or 'its files'}; see it: `{see}`."
+        )
+    if len(conflicts) > _MAX_CONFLICTS:
+        lines.append(f"… and {len(conflicts) - _MAX_CONFLICTS} more conflicting branch(es).")
+    if conflicts:
+        lines.append(
+            f"Resolve the overlap in your files, then `fanout merge {rid}` applies what now merges "
+            "cleanly (or `git merge <branch>`)."
+        )
+    if tasks("skipped"):
+        listed = ", ".join(f"{name(t)} ({branch(t)})" for t in tasks("skipped"))
+        lines.append(f"Not merged, the task did not succeed: {listed}.")
+    lines.append(f"Branches stay until `fanout gc {rid}`.")
+    return lines
+
+
+# -- sections and messages ----------------------------------------------------------------------
+
+
+def news_section(
+    run_path: str,
+    status: RunStatus,
+    finished: list[str],
+    notices: list[str],
+    *,
+    project: str,
+    now: float,
+    budget: int,
+    fence: Fence,
+) -> str:
+    """A run still at work (or just done): who is still at it, what finished, new notices."""
+    head = f"[fanout] run {name(status.run_id)}: " + (
+        progress(status, now) or "all workers are done"
+    )
+    totals = run_totals(status)
+    if totals and not progress(status, now):
+        head += f"; {totals}"
+    return _section(
+        [head],
+        run_path,
+        status,
+        finished,
+        notices,
+        project=project,
+        budget=budget,
+        fence=fence,
+        excerpts_for=None,
+    )
+
+
+def final_section(
+    run_path: str,
+    status: RunStatus,
+    fresh: list[str],
+    notices: list[str],
+    *,
+    project: str,
+    budget: int,
+    fence: Fence,
+) -> str:
+    """A finished run, once: outcome, cost, merge-back, every task (excerpts only for results
+    this session has not seen), new notices."""
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(status.counts().items()))
+    head = f"[fanout] run {name(status.run_id)} {status.state}: {counts}"
+    if status.reason:
+        head += f" ({quoted(status.reason)})"
+    totals = run_totals(status)
+    head += f"; {totals}." if totals else "."
+    return _section(
+        [head, *merge_lines(status)],
+        run_path,
+        status,
+        list(status.tasks),
+        notices,
+        project=project,
+        budget=budget,
+        fence=fence,
+        excerpts_for=set(fresh),
+    )
+
+
+def _section(
+    heads: list[str],
+    run_path: str,
+    status: RunStatus,
+    task_ids: list[str],
+    notices: list[str],
+    *,
+    project: str,
+    budget: int,
+    fence: Fence,
+    excerpts_for: set[str] | None,
+) -> str:
+    left = budget - sum(len(line) + 1 for line in heads)
+    notes = notice_lines(notices, fence, budget=max(0, left // 3)) if notices else []
+    left -= sum(len(line) + 1 for line in notes)
+    body = (
+        describe(
+            run_path,
+            status,
+            task_ids,
+            project=project,
+            budget=max(0, left),
+            fence=fence,
+            excerpts_for=excerpts_for,
+        )
+        if task_ids
+        else ""
+    )
+    return "\n".join(line for line in (*heads, body, *notes) if line)
+
+
+class Message:
+    """The text one hook hands the Conductor: sections, then an ending, in at most ``limit``
+    characters. It opens with the fence's preface when any block is inside."""
+
+    def __init__(self, limit: int, *, ending: str = "") -> None:
+        self.fence = Fence()
+        self.limit = limit
+        self.ending = ending
+        self.sections: list[str] = []
+
+    def room(self, parts: int = 1) -> int:
+        """Characters each of ``parts`` sections may take."""
+        spare = self.limit - len(self.fence.preface) - len(self.ending) - 4
+        return max(0, spare) // max(1, parts)
+
+    def add(self, section: str) -> None:
+        if section:
+            self.sections.append(section)
+
+    def render(self) -> str:
+        if not self.sections:
+            return ""
+        body = "\n\n".join(self.sections)
+        if self.fence.tag in body:
+            body = self.fence.preface + "\n" + body
+        tail = "\n" + self.ending if self.ending else ""
+        return cap(body, self.limit - len(tail), self.fence) + tail
+
+
+def cap(text: str, limit: int, fence: Fence | None = None) -> str:
+    """``text`` in at most ``limit`` characters, cut between lines and never inside a fenced
+    block: a block is kept whole or left out, and the cut says how much it took."""
+    if len(text) <= limit:
+        return text
+    units: list[str] = []
+    block: list[str] | None = None
+    for line in text.split("\n"):
+        if block is not None:
+            block.append(line)
+            if fence is not None and line == f"</{fence.tag}>":
+                units.append("\n".join(block))
+                block = None
+        elif fence is not None and line.startswith(f"<{fence.tag}") and fence.tag + ">" not in line:
+            block = [line]  # (an inline block, a notice, opens and closes on one line)
+        else:
+            units.append(line)
+    if block is not None:
+        units.append("\n".join(block))
+    room = limit - len(_cut_note(len(text))) - 1
+    kept: list[str] = []
+    used = 0
+    for unit in units:
+        cost = len(unit) + (1 if kept else 0)
+        if used + cost > room:
+            break
+        kept.append(unit)
+        used += cost
+    note = _cut_note(len(text) - used)
+    return "\n".join([*kept, note]) if kept else note[:limit]
+
+
+def _cut_note(chars: int) -> str:
+    return f"… ({chars:,} more characters cut: the result files named above hold everything)"
+
+
+def add_news(message: Message, found: list[News], *, project: str, now: float) -> None:
+    room = message.room(len(found))
+    for run_path, status, finished, notices in found:
+        message.add(
+            news_section(
+                run_path,
+                status,
+                finished,
+                notices,
+                project=project,
+                now=now,
+                budget=room,
+                fence=message.fence,
+            )
+        )
