@@ -264,17 +264,26 @@ def cmd_runs(args: argparse.Namespace, project: Path) -> int:
         return 0
     from rich.table import Table
 
+    from claude_fanout import usage
+
     table = Table(title=f"runs of {project}", title_justify="left")
-    for column in ("run", "state", "tasks", "started", "duration"):
+    # The run id is what a person copies: never wrapped or cut.
+    table.add_column(
+        "run", no_wrap=True, min_width=max((len(r["run_id"]) for r in rows), default=3)
+    )
+    for column in ("state", "tasks", "started", "duration"):
         table.add_column(column)
+    table.add_column("cost", justify="right", no_wrap=True)
     for row in rows:
         started = row["created"]
+        spent = row["usage"]
         table.add_row(
             row["run_id"],
             _styled_state(row["state"]),
             " ".join(f"{n} {state}" for state, n in sorted(row["counts"].items())),
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if started else "",
             _fmt_duration(row["duration_s"]),
+            usage.money(spent.get("cost_usd", 0.0)) if spent else "",
         )
     if not rows:
         print(f"no runs under {project}")
@@ -542,11 +551,20 @@ def status_json(run: RunDir, plan: Plan | None, status: RunStatus) -> dict[str, 
                 "exit_code": task.exit_code,
                 "signal": task.signal,
                 "reason": task.reason,
+                "usage": None if task.usage is None else dict(task.usage),
+                "branch": task.branch,
+                "commit": task.commit,
                 "log": str(run.log_path(task_id)),
                 "out_dir": str(run.out_dir(task_id)),
             }
         )
-    return {**summary, "run_dir": str(run.path), "errors": status.errors, "tasks": tasks}
+    return {
+        **summary,
+        "run_dir": str(run.path),
+        "errors": status.errors,
+        "merge": status.merge,
+        "tasks": tasks,
+    }
 
 
 def _run_summary(run: RunDir, status: RunStatus) -> dict[str, Any]:
@@ -561,6 +579,8 @@ def _run_summary(run: RunDir, status: RunStatus) -> dict[str, Any]:
         "finished": status.finished,
         "duration_s": round(end - begin, 3) if begin and end else None,
         "counts": status.counts(),
+        # Claude workers' tokens, turns and cost summed over the run (None: none reported).
+        "usage": None if status.usage is None else dict(status.usage),
     }
 
 
@@ -575,6 +595,7 @@ _STATE_STYLE = {
     "lost": "bold red",
     "skipped": "yellow",
     "cancelled": "yellow",
+    "over_budget": "red",
 }
 
 
@@ -609,8 +630,14 @@ def _print_status(run: RunDir, plan: Plan | None, status: RunStatus) -> None:
     if status.reason:
         head += f" ({status.reason})"
     console.print(head)
+    from rich.text import Text
+
+    from claude_fanout import usage
+
     table = Table(box=None, pad_edge=False)
-    for column in ("task", "kind", "state", "try", "duration", "exit", "detail"):
+    for column in ("task", "kind", "state", "try", "duration", "usage"):
+        table.add_column(column, no_wrap=column != "kind")
+    for column in ("exit", "detail"):
         table.add_column(column)
     now = time.time()
     for task_id, task in status.tasks.items():
@@ -629,12 +656,60 @@ def _print_status(run: RunDir, plan: Plan | None, status: RunStatus) -> None:
             _styled_state(str(task.state)),
             str(task.attempt) if task.attempt else "",
             _fmt_duration(duration),
+            _task_usage(task.usage),
             exit_text,
-            task.reason or "",
+            Text(task.reason or ""),  # a worker's words: never read as rich markup
         )
     console.print(table)
+    totals = usage.total(status.usage, sum(1 for t in status.tasks.values() if t.usage))
+    if totals:
+        console.print(f"total: {totals}, {usage.turns(status.usage or {})}", markup=False)
+    for line in _merge_summary(run, status):
+        console.print(line, markup=False)
     for error in status.errors[-3:]:
         console.print(f"[red]error:[/] {error}")
+
+
+def _task_usage(spent: dict[str, float] | None) -> str:
+    """``$0.03 4 turns``; '' for a task that is not claude (tokens: the total line, --json)."""
+    from claude_fanout import usage
+
+    if not spent:
+        return ""
+    return f"{usage.money(spent.get('cost_usd', 0.0))} {usage.turns(spent)}"
+
+
+def _merge_summary(run: RunDir, status: RunStatus) -> list[str]:
+    """Writers' merge-back in a line or two: what was merged, what conflicted, what to run."""
+    writers = [task_id for task_id, task in status.tasks.items() if task.branch]
+    if not writers:
+        return []
+    merge = status.merge
+    if merge is None:
+        return [f"merge: not yet; `fanout merge {run.run_id}` merges {', '.join(writers)}"]
+    if merge.get("error"):
+        return [f"merge: failed ({merge['error']}); `fanout merge {run.run_id}` tries again"]
+    bits = []
+    for key, label in (
+        ("merged", "merged"),
+        ("already_merged", "already merged"),
+        ("unchanged", "changed nothing"),
+        ("skipped", "not merged (did not succeed)"),
+    ):
+        names = merge.get(key)
+        if isinstance(names, list) and names:
+            bits.append(f"{label} {', '.join(map(str, names))}")
+    conflicts = [c for c in merge.get("conflicts") or [] if isinstance(c, dict)]
+    for conflict in conflicts:
+        files = conflict.get("files") or []
+        bits.append(
+            f"CONFLICT {conflict.get('task')} ({conflict.get('branch')}) in "
+            f"{', '.join(map(str, files[:3]))}{' …' if len(files) > 3 else ''}"
+        )
+    line = "merge: " + ("; ".join(bits) or "nothing to merge")
+    if conflicts:
+        line += f"; resolve, then `fanout merge {run.run_id}`"
+    return [line]
 
 
 def _narrate(console: Any, run: RunDir, event: Event) -> None:
