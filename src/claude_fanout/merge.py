@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from claude_fanout.worktree import GitError, repo_root, resolve_commit, run_git
+from claude_fanout.worktree import GitError, make_parents, repo_root, resolve_commit, run_git
 
 WORKING_TREE = "working tree"
 
@@ -200,16 +200,11 @@ class _WorkingTree:
                 break
 
     def _write(self, parts: tuple[str, ...], entry: Entry) -> None:
-        here = self.root
-        for part in parts[:-1]:
-            here = here / part
-            try:
-                st = os.lstat(here)
-            except FileNotFoundError:
-                os.mkdir(here)
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                raise GitError(f"merge: {here} is no directory any more; nothing written there")
+        found = make_parents(self.root, parts[:-1])
+        if found is None:
+            where = self.root.joinpath(*parts[:-1])
+            raise GitError(f"merge: {where} is no directory any more; nothing written there")
+        here = found
         target = here / parts[-1]
         tmp = here / f".{parts[-1]}.fanout-{os.getpid()}-{secrets.token_hex(4)}.tmp"
         if entry.mode == _SYMLINK:

@@ -700,30 +700,26 @@ class Supervisor:
             # The API said "later", not "no": wait and try again, without using up `retries`.
             slot.rate_retries += 1
             delay = rate_limit_backoff_s(slot.rate_retries, self._config.rate_limit_backoff_s)
-            slot.state = TaskState.WAITING_RETRY
-            slot.retry_at = now + delay
-            self._emit(
-                EventType.TASK_RETRY,
-                task=slot.task.id,
-                attempt=slot.attempt + 1,
-                delay_s=round(delay, 3),
-                reason=reason,
-                rate_limited=True,
-            )
+            self._retry(slot, now, round(delay, 3), reason, rate_limited=True)
             return
         retriable = outcome in (TaskState.FAILED, TaskState.TIMED_OUT)
         counted = slot.attempt - slot.rate_retries
         if retriable and counted <= slot.task.retries and not self._cancelling:
-            delay = backoff_s(counted)
-            slot.state = TaskState.WAITING_RETRY
-            slot.retry_at = now + delay
-            self._emit(
-                EventType.TASK_RETRY,
-                task=slot.task.id,
-                attempt=slot.attempt + 1,
-                delay_s=delay,
-                reason=reason,
-            )
+            self._retry(slot, now, backoff_s(counted), reason)
+
+    def _retry(
+        self, slot: _Slot, now: float, delay: float, reason: str | None, **extra: object
+    ) -> None:
+        slot.state = TaskState.WAITING_RETRY
+        slot.retry_at = now + delay
+        self._emit(
+            EventType.TASK_RETRY,
+            task=slot.task.id,
+            attempt=slot.attempt + 1,
+            delay_s=delay,
+            reason=reason,
+            **extra,
+        )
 
     def _enforce_deadlines(self, now: float) -> None:
         for slot in self._running():

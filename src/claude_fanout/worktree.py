@@ -417,7 +417,7 @@ def _copy_one(src_root: Path, dst_root: Path, rel: str) -> bool:
         link_target = os.readlink(src)
     elif not stat.S_ISREG(st.st_mode):
         return False
-    dst_dir = _make_parents(dst_root, parts[:-1])
+    dst_dir = make_parents(dst_root, parts[:-1])
     if dst_dir is None:
         return False
     dst = dst_dir / parts[-1]
@@ -444,7 +444,7 @@ def _copy_one(src_root: Path, dst_root: Path, rel: str) -> bool:
     return True
 
 
-def _make_parents(root: Path, parts: Sequence[str]) -> Path | None:
+def make_parents(root: Path, parts: Sequence[str]) -> Path | None:
     """``root/parts...`` as real directories, created where missing; None when one of them is a
     symlink or a file (the caller must not write there)."""
     here = root

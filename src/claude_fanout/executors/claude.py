@@ -57,6 +57,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
+from claude_fanout.store.files import write_atomic
+
 __all__ = [
     "CLAUDE_BIN_ENV",
     "OVER_BUDGET_SUBTYPES",
@@ -384,20 +386,6 @@ def usage_of(result: Mapping[str, Any] | None) -> dict[str, float]:
     return counts
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 _EXIT_RE: Final = re.compile(r"^-?\d+$")
 
 
@@ -484,8 +472,8 @@ def collect(
     if not text.endswith("\n"):
         text += "\n"
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / "result.md", text)
-    _atomic_write(out_dir / "meta.json", json.dumps(meta, indent=2, default=str) + "\n")
+    write_atomic(out_dir / "result.md", text.encode("utf-8", "replace"))
+    write_atomic(out_dir / "meta.json", (json.dumps(meta, indent=2, default=str) + "\n").encode())
     return Outcome(ok, over_budget, rate_limited, reason, usage_of(result), meta)
 
 
