@@ -230,6 +230,7 @@ def test_stop_blocks_with_progress_then_gives_up_after_its_budget(project, make_
     first = stop(project, False)
     assert first is not None and first["decision"] == "block"
     assert "2 of 2 workers still at work" in first["reason"]
+    assert "worker-output" not in first["reason"]  # no worker text, so no fence
     assert "1 more time" in first["reason"]
     second = stop(project, True)
     assert second is not None and second["decision"] == "block"

@@ -67,27 +67,33 @@ def handle(ctx: HookContext, *, sleep: Any = time.sleep, clock: Any = time.monot
         }
     budget = {"blocks": budget["blocks"] + 1, "held_s": budget["held_s"] + held}
     _save_budget(ctx, budget)
-    from claude_fanout.hooks import report
-
     left = config.stop_max_blocks - budget["blocks"]
-    message = report.Message(
-        config.inject_max_chars,
-        ending="Their results will be delivered to you here; do not redo their work. Continue "
-        "with other work, or end your turn again to keep waiting"
+    ending = (
+        "Their results will be delivered to you here; do not redo their work. Continue with "
+        "other work, or end your turn again to keep waiting"
         + (
             f" (fanout will hold the turn {left} more time{'s' if left != 1 else ''})."
             if left > 0
             else "."
-        ),
+        )
     )
     found = delivery.collect_news(ctx)
-    report.add_news(message, found, project=ctx.project, now=ctx.now)
     told = {path for path, *_ in found}
-    for path, status in runs:
-        line = delivery.progress(status, ctx.now)
-        if line and path not in told:
-            message.add(f"[fanout] run {delivery.name(status.run_id)}: {line}.")
-    return {"decision": "block", "reason": message.render() or message.ending}
+    waiting = [
+        f"[fanout] run {delivery.name(status.run_id)}: {line}."
+        for path, status in runs
+        if path not in told and (line := delivery.progress(status, ctx.now))
+    ]
+    if not found:
+        # Progress only, no worker text: no fence needed (nor its modules' import).
+        return {"decision": "block", "reason": "\n".join([*waiting, ending])}
+    from claude_fanout.hooks import report
+
+    message = report.Message(config.inject_max_chars, ending=ending)
+    report.add_news(message, found, project=ctx.project, now=ctx.now)
+    for line in waiting:
+        message.add(line)
+    return {"decision": "block", "reason": message.render()}
 
 
 def _final(ctx: HookContext, runs: list[tuple[str, RunStatus]], config: Config) -> Any:
