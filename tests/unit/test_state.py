@@ -740,4 +740,4 @@ def test_worktree_records_give_a_task_its_branch_and_commit_and_the_run_its_merg
     )
 
     assert (status.tasks["W1"].branch, status.tasks["W1"].commit) == ("fanout/R/W1", "def")
-    assert status.merge == {"merged": ["W1"], "conflicts": []}
+    assert status.merge == {"merged": ["W1"], "conflicts": [], "base": "abc"}

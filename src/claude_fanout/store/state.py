@@ -346,7 +346,15 @@ def fold(status: RunStatus, event: Event) -> None:
     elif kind == EventType.RUN_MERGED:
         status.merge = {
             key: event.get(key)
-            for key in ("merged", "conflicts", "already_merged", "unchanged", "skipped", "error")
+            for key in (
+                "merged",
+                "conflicts",
+                "already_merged",
+                "unchanged",
+                "skipped",
+                "error",
+                "base",
+            )
             if key in event
         }
 
