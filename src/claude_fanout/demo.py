@@ -339,7 +339,6 @@ class _Narrator:
                     self.say(line, markup="[cyan]Conductor[/] ")
             self.seen_requests = len(requests)
 
-
     def _conductor_requests(self) -> list[Request]:
         if self.api is None:
             return []
