@@ -298,6 +298,9 @@ def test_runs_and_status_json_shapes(project: Path, fanout, write_plan) -> None:
         "reason",
         "log",
         "out_dir",
+        "usage",
+        "branch",
+        "commit",
     }
     human = fanout("status", first[:17] if first[:17] != second[:17] else first)
     assert human.returncode == 0 and "succeeded" in human.stdout and "W1" in human.stdout
