@@ -271,7 +271,7 @@ def find_cli(
     would cost it 0.5 s, so the wheel is looked for by path: beside this package (a regular
     install) and in the interpreter's own site-packages (an editable one).
     """
-    from claude_fanout.executors.claude import CLAUDE_BIN_ENV
+    from claude_fanout.executors.claude import CLAUDE_BIN_ENV, bundled_cli_path
 
     chosen = env.get(CLAUDE_BIN_ENV)
     if chosen:
@@ -281,13 +281,9 @@ def find_cli(
                 "Code CLI"
             )
         return chosen
-    if site_dirs is None:
-        site_dirs = _site_dirs()
-    name = "claude.exe" if os.name == "nt" else "claude"
-    for site in site_dirs:
-        candidate = os.path.join(site, "claude_agent_sdk", "_bundled", name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
+    found = bundled_cli_path(site_dirs)
+    if found is not None:
+        return found
     if search_path:
         import shutil
 
@@ -298,26 +294,6 @@ def find_cli(
         "the planner found no Claude Code CLI (set FANOUT_CLAUDE_BIN, or install "
         "claude-agent-sdk, which bundles one)"
     )
-
-
-def _site_dirs() -> list[str]:
-    """Where the SDK wheel may be: beside this package, then the interpreter's site-packages.
-
-    Under ``-S`` a virtual environment's ``sys.prefix`` is still the base interpreter's (``site``
-    is what reads ``pyvenv.cfg``), so the environment is found from the interpreter's own path.
-    """
-    import sys
-
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    roots = [os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))]
-    roots += [sys.prefix, sys.exec_prefix]
-    dirs = [here]
-    for root in dict.fromkeys(roots):
-        dirs += [os.path.join(root, lib, version, "site-packages") for lib in ("lib", "lib64")]
-        dirs.append(os.path.join(root, "Lib", "site-packages"))
-    dirs += [entry for entry in sys.path if entry]
-    return list(dict.fromkeys(dirs))
 
 
 def planner_argv(
@@ -368,9 +344,9 @@ def planner_argv(
 def planner_env(base: Mapping[str, str]) -> dict[str, str]:
     """``base`` without the parent session's markers, one level deeper than the Conductor and
     at least at the hooks' depth limit (so its fanout hooks do nothing)."""
-    from claude_fanout.executors.claude import PARENT_SESSION_VARS
+    from claude_fanout.executors.claude import worker_env
 
-    env = {k: v for k, v in base.items() if k not in PARENT_SESSION_VARS}
+    env = worker_env(base)
     try:
         depth = int(base.get("FANOUT_DEPTH", "0") or "0")
     except ValueError:

@@ -132,20 +132,33 @@ def setting_sources(env: Mapping[str, str]) -> list[str] | None:
     return [s.strip() for s in raw.split(",") if s.strip()]
 
 
-def bundled_cli_path() -> str | None:
-    """The CLI bundled in the ``claude-agent-sdk`` wheel, found without importing the SDK."""
-    import importlib.util
-
-    for entry in sys.path:
-        candidate = Path(entry or ".") / "claude_agent_sdk" / "_bundled" / "claude"
-        if candidate.is_file():
-            return str(candidate)
-    spec = importlib.util.find_spec("claude_agent_sdk")
-    if spec is not None and spec.origin:
-        candidate = Path(spec.origin).parent / "_bundled" / "claude"
-        if candidate.is_file():
-            return str(candidate)
+def bundled_cli_path(site_dirs: Iterable[str] | None = None) -> str | None:
+    """The CLI bundled in the ``claude-agent-sdk`` wheel, found by path: importing the SDK costs
+    0.5 s, and a hook (``python -I -S``) has no site-packages on ``sys.path`` to import it from."""
+    name = "claude.exe" if os.name == "nt" else "claude"
+    for site in _site_dirs() if site_dirs is None else site_dirs:
+        candidate = os.path.join(site, "claude_agent_sdk", "_bundled", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
     return None
+
+
+def _site_dirs() -> list[str]:
+    """Where the SDK wheel may be: beside this package, then the interpreter's site-packages.
+
+    Under ``-S`` a virtual environment's ``sys.prefix`` is still the base interpreter's (``site``
+    is what reads ``pyvenv.cfg``), so the environment is found from the interpreter's own path.
+    """
+    package_parent = Path(__file__).resolve().parents[2]
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    roots = [os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))]
+    roots += [sys.prefix, sys.exec_prefix]
+    dirs = [str(package_parent)]
+    for root in dict.fromkeys(roots):
+        dirs += [os.path.join(root, lib, version, "site-packages") for lib in ("lib", "lib64")]
+        dirs.append(os.path.join(root, "Lib", "site-packages"))
+    dirs += [entry for entry in sys.path if entry]
+    return list(dict.fromkeys(dirs))
 
 
 def cli_path(env: Mapping[str, str]) -> str:
