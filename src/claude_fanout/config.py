@@ -8,7 +8,7 @@ the file's size and mtime), so ``tomllib`` (6-11 ms) is imported only after the 
     [limits]
     max_live_workers = 8    # live workers per project, across all runs
     max_live_claude_workers = 4  # live `claude` workers per project, across all runs
-    claude_start_interval_s = 0.5  # project-wide gap between two `claude` worker starts
+    claude_start_interval_s = 0.2  # project-wide gap between two `claude` worker starts
     rate_limit_retries = 5  # a worker the API rate-limited (429/529) is retried this often...
     rate_limit_backoff_s = 10  # ...after 10, 20, 40 s (+-50% jitter); not counted as `retries`
     [budget]                # defaults for plans that set none; unset = no limit

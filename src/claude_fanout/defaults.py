@@ -47,7 +47,7 @@ REWAKE_MAX_WAIT_S = 7200.0
 # `claude` workers: a project-wide cap and start spacing (API rate limits), and the retries of a
 # worker the API rate-limited (backoff n is base * 2 ** (n - 1), jittered +-50%, capped at max).
 MAX_LIVE_CLAUDE_WORKERS = 4
-CLAUDE_START_INTERVAL_S = 0.5
+CLAUDE_START_INTERVAL_S = 0.2
 RATE_LIMIT_RETRIES = 5
 RATE_LIMIT_BACKOFF_S = 10.0
 RATE_LIMIT_BACKOFF_MAX_S = 300.0
