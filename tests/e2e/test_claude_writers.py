@@ -7,22 +7,29 @@ the model.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from claude_fanout import procs
 from claude_fanout.fake_api import EditThenReport, Reply, Request, Text, ToolUse, cli_env
+from claude_fanout.hooks import dispatch
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run, wait_run
 from claude_fanout.states import RunState, TaskState
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.state import RunStatus
 from tests.e2e.conftest import StartFake
+from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+SESSION = "5f0c8a2e-1b3d-4e6f-9a7b-8c9d0e1f2a3b"
 
 
 def git(project: Path, *args: str) -> str:
@@ -257,3 +264,72 @@ def test_a_failing_worktree_setup_fails_the_task_before_claude_starts(
     log = (project / ".claude/runs" / status.run_id / "workers/W1/log").read_text()
     assert "the worktree setup command failed (exit 4)" in log
     assert api.message_requests() == []
+
+
+def test_until_the_merge_the_conductor_reads_a_writers_version_then_fanout_merge_applies_it(
+    project: Path, fake_api: StartFake, claude_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b_text = "beta = 2\n\n\n\nmore = 3\n"
+    repo(project, {"a.py": "alpha = 1\n", "b.py": b_text})
+    (project / ".claude" / "fanout.toml").write_text("[merge]\nauto = false\n")
+    monkeypatch.setenv("CLAUDE_PROJECT_DIR", str(project))
+    api = fake_api(EditThenReport(delay_s=0.5))
+    plan = parse_plan(
+        {
+            "version": 1,
+            "tasks": [
+                writer("W1", "a.py", "alpha = 1", "alpha = 100"),
+                writer("W2", "b.py", "beta = 2", "beta = 200"),
+            ],
+        },
+        project=project,
+    )
+    me = os.getpid()
+    conductor = {"session_id": SESSION, "pid": me, "start_time": procs.process_start_time(me)}
+    started = start_run(
+        plan, project=project, env=cli_env(api.base_url, claude_home), conductor=conductor
+    )
+    # The person edits b.py while W2 works on it (after the snapshot): the merged result of
+    # b.py does not exist until the merge.
+    wait_until(
+        lambda: any(
+            e["type"] == "task_started" and e["task"] == "W2"
+            for e in read_events(started.run.events_path).events
+        ),
+        timeout=30,
+    )
+    (project / "b.py").write_text(b_text.replace("more = 3", "more = 4"))
+    status = wait_run(started.run, timeout_s=90)
+    started.supervisor.wait(timeout=10)
+    assert status.state is RunState.SUCCEEDED and status.merge is None
+
+    def read(name: str) -> dict[str, Any] | None:
+        payload = {
+            "session_id": SESSION,
+            "cwd": str(project),
+            "hook_event_name": "PreToolUse",
+            "tool_name": "Read",
+            "tool_input": {"file_path": str(project / name)},
+        }
+        out = io.StringIO()
+        dispatch.run(["PreToolUse"], stdin=io.BytesIO(json.dumps(payload).encode()), stdout=out)
+        return json.loads(out.getvalue()) if out.getvalue() else None
+
+    answer = read("a.py")
+    assert answer is not None
+    redirected = Path(answer["hookSpecificOutput"]["updatedInput"]["file_path"])
+    assert redirected.read_text() == "alpha = 100\n"  # what the merge will produce
+    assert (project / "a.py").read_text() == "alpha = 1\n"  # not merged yet
+    assert read("b.py") is None  # the person changed it: read their file, not a guess
+
+    merged = subprocess.run(
+        [sys.executable, "-m", "claude_fanout", "merge", status.run_id],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    assert (project / "a.py").read_text() == "alpha = 100\n"
+    assert (project / "b.py").read_text() == "beta = 200\n\n\n\nmore = 4\n"  # both sides
