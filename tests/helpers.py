@@ -159,3 +159,16 @@ class FakeRun:
         finally:
             proc.kill()
             proc.wait()
+
+
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """``git ARGS`` in ``cwd``; its stdout. A commit needs no identity from the machine."""
+    return subprocess.run(
+        ["git", "-c", "user.name=Test User", "-c", "user.email=user@example.invalid", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", **(env or {})},
+    ).stdout

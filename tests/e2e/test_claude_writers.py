@@ -26,20 +26,10 @@ from claude_fanout.states import RunState, TaskState
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.state import RunStatus
 from tests.e2e.conftest import StartFake
-from tests.helpers import wait_until
+from tests.helpers import git, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 SESSION = "5f0c8a2e-1b3d-4e6f-9a7b-8c9d0e1f2a3b"
-
-
-def git(project: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
 
 
 def repo(project: Path, files: dict[str, str]) -> None:

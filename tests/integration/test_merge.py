@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,21 +15,9 @@ from hypothesis import strategies as st
 
 from claude_fanout import merge, worktree
 from claude_fanout.store.eventlog import read_events
-from tests.helpers import CLIResult, FakeRun
+from tests.helpers import CLIResult, FakeRun, git
 
 BASE_TEXT = "".join(f"line {n}\n" for n in range(1, 21))
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
-    ).stdout
 
 
 def edit(text: str, line: int, new: str) -> str:

@@ -5,25 +5,13 @@ writers' bases, and clean-up."""
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from claude_fanout import worktree
 from claude_fanout.errors import FanoutError
-
-
-def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    return subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", **(env or {})},
-    ).stdout
+from tests.helpers import git
 
 
 @pytest.fixture
