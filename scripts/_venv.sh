@@ -9,11 +9,13 @@ if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
 stamp="$venv/.fanout-installed"
-if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
+# constraints.txt pins every package to the versions the suite was last verified with (refresh:
+# ./scripts/lock).
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ] || [ "$root/constraints.txt" -nt "$stamp" ]; then
   log="$venv/install.log"
   echo "Installing claude-fanout and its test tools into $venv (log: $log)…" >&2
-  if ! { "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
-         "$venv/bin/python" -m pip install --disable-pip-version-check -e "$root[dev]"; } >"$log" 2>&1; then
+  if ! { "$venv/bin/python" -m pip install --disable-pip-version-check -c "$root/constraints.txt" --upgrade pip &&
+         "$venv/bin/python" -m pip install --disable-pip-version-check -c "$root/constraints.txt" -e "$root[dev]"; } >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     echo "Installing into $venv failed; the whole log is $log" >&2
     exit 1
