@@ -794,9 +794,10 @@ class Supervisor:
         if self._conductor_alive():
             self._conductor_gone_at = None
             return
-        # A resumed session may have re-attached (a `conductor` record from its SessionStart).
+        # A resumed session may have re-attached (a `conductor` record from its SessionStart),
+        # or the session released the run (it finishes on its own).
         self._status = fold_tail(self.run, self._status)
-        if self._conductor_alive():
+        if not self._status.conductor or self._conductor_alive():
             self._conductor_gone_at = None
             return
         if self._conductor_gone_at is None:

@@ -259,6 +259,9 @@ def fold(status: RunStatus, event: Event) -> None:
         conductor = {k: event.get(k) for k in ("session_id", "pid", "start_time")}
         if isinstance(conductor["pid"], int) and isinstance(conductor["session_id"], str):
             status.conductor = conductor
+    elif kind == EventType.CONDUCTOR_RELEASED:
+        if (status.conductor or {}).get("session_id") == event.get("session_id"):
+            status.conductor = None
     elif kind == EventType.NOTICE:
         text = _text(event.get("text"))
         if text is not None:
