@@ -513,6 +513,24 @@ def test_install_moves_an_older_installs_hooks_out_of_the_shared_settings(
     ]
 
 
+def test_an_older_installs_backup_beside_the_file_moves_out_of_gits_sight(
+    proj: Path, runtime: tuple[str, str]
+) -> None:
+    python, entry = runtime
+    path = proj / ".claude/settings.local.json"
+    original = write_json(path, REALISTIC)
+    legacy = path.with_name(path.name + LEGACY_BACKUP_SUFFIX)
+    legacy.write_bytes(original)
+    write_json(path, merge_hooks(REALISTIC, fanout_hooks(python="/old/python", entry=ENTRY)))
+
+    report = install(project=proj, python=python, entry=entry)
+    assert legacy in report.removed and not legacy.exists()
+    assert (backup_dir(path) / path.name).read_bytes() == original
+    uninstall(project=proj)
+    assert path.read_bytes() == original
+    assert sorted(p.name for p in path.parent.iterdir()) == ["settings.local.json"]
+
+
 def test_install_twice_changes_nothing_and_backs_up_once(
     proj: Path, runtime: tuple[str, str]
 ) -> None:
