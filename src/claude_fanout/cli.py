@@ -66,18 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("task", help="task id, e.g. W1")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
 
-    for name, text in (
-        ("install", "add fanout's hooks and /fanout command to Claude Code"),
-        ("uninstall", "remove exactly what `fanout install` added"),
-    ):
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument(
-            "--scope",
-            choices=("project", "local", "user"),
-            default="project",
-            help="project: .claude/settings.json (shared); local: "
-            ".claude/settings.local.json (yours); user: ~/.claude/settings.json",
-        )
+    install = sub.add_parser(
+        "install", help="add fanout's hooks and /fanout command to Claude Code"
+    )
+    install.add_argument(
+        "--scope",
+        choices=("local", "project", "user"),
+        default="local",
+        help="local (default): .claude/settings.local.json, yours and git-ignored; project: "
+        ".claude/settings.json, shared with everyone who clones the repository (the hooks name "
+        "this machine's paths); user: ~/.claude/settings.json, every project",
+    )
+    uninstall = sub.add_parser("uninstall", help="remove exactly what `fanout install` added")
+    uninstall.add_argument(
+        "--scope",
+        choices=("local", "project", "user"),
+        default=None,
+        help="only this settings file (default: both of the project's, "
+        ".claude/settings.local.json and .claude/settings.json)",
+    )
 
     demo = sub.add_parser("demo", help="run the offline demo in a scratch directory")
     demo.add_argument("--dir", type=Path, help="scratch directory (default: a new temp dir)")
@@ -295,26 +302,43 @@ def cmd_runs(args: argparse.Namespace, project: Path) -> int:
 def cmd_install(args: argparse.Namespace, project: Path) -> int:
     from claude_fanout import settings
 
-    if args.command == "install":
-        report = settings.install(scope=args.scope, project=project)
-    else:
+    if args.command == "uninstall":
         report = settings.uninstall(scope=args.scope, project=project)
-    verb = "installed into" if args.command == "install" else "removed from"
-    if not report.changed:
-        print(f"fanout hooks: nothing to change in {report.settings}")
-    else:
-        print(f"fanout hooks {verb} {report.settings}")
+        if not report.changed:
+            print("fanout: nothing of fanout's to remove")
         for path in report.written:
-            if path != report.settings:
-                print(f"  wrote {path}")
+            print(f"fanout hooks removed from {path}")
         for path in report.removed:
-            print(f"  removed {path}")
-        if report.backup is not None:
-            print(f"  backup of the previous settings: {report.backup}")
+            print(f"removed {path}")
+        for note in report.notes:
+            print(f"note: {note}")
+        return 0
+    report = settings.install(scope=args.scope, project=project)
+    where = f"{report.settings} ({report.sharing})"
+    if report.settings in report.written:
+        print(f"fanout hooks installed into {where}")
+    else:
+        print(f"fanout hooks: already in {where}, unchanged")
+    for path in report.written:
+        if path == report.command:
+            print(f"  wrote {path} (the /fanout command: no machine paths, fine to commit)")
+        elif path != report.settings:
+            print(f"  wrote {path}")
+    for path in report.removed:
+        print(f"  removed {path}")
+    if report.backup is not None:
+        print(f"  previous settings kept for `fanout uninstall` in {report.backup}")
     for note in report.notes:
         print(f"  note: {note}")
-    if args.command == "install":
-        print("Start Claude Code here and type: /fanout <instruction> -- <paths or globs>")
+    if report.shared:
+        print(
+            f"fanout: warning: {report.settings} is shared ({report.sharing}), and fanout's hooks "
+            "in it name this machine's Python and package paths: on a teammate's machine they "
+            "do nothing, and their `fanout install` rewrites them. `fanout install` without "
+            "--scope keeps them in .claude/settings.local.json instead.",
+            file=sys.stderr,
+        )
+    print("Start Claude Code here and type: /fanout <instruction> -- <paths or globs>")
     return 0
 
 

@@ -170,14 +170,15 @@ def make_project(scratch: Path) -> Path:
     for rel, text in FILES.items():
         (project / rel).parent.mkdir(parents=True, exist_ok=True)
         (project / rel).write_text(text, encoding="utf-8")
-    (project / ".gitignore").write_text(".claude/\n", encoding="utf-8")
-    _git(project, "init", "-q", "-b", "main")
-    _git(project, "add", "-A")
-    _git(project, "commit", "-qm", "the shop")
     (project / ".claude" / "fanout").mkdir(parents=True)
     (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 3\n", encoding="utf-8")
     (project / ".claude" / "fanout" / "edits.json").write_text(json.dumps(EDITS_PLAN, indent=2))
-    settings.install(scope="project", project=project)
+    _git(project, "init", "-q", "-b", "main")
+    # As in a real repository: the hooks go to settings.local.json, which git ignores; the
+    # /fanout command is committed with the rest; the run store keeps itself out of git.
+    settings.install(project=project)
+    _git(project, "add", "-A")
+    _git(project, "commit", "-qm", "the shop")
     return project
 
 
@@ -198,7 +199,7 @@ def run_demo(
     project = make_project(scratch)
     console.print(f"[bold]fanout demo[/] in {project}")
     console.print(
-        "  fanout's hooks installed in .claude/settings.json; the Conductor is the real "
+        "  fanout's hooks installed in .claude/settings.local.json; the Conductor is the real "
         f"Claude Code CLI ({bundled_cli().name} from claude-agent-sdk)"
     )
     if live:

@@ -36,7 +36,12 @@ from claude_fanout.executors import claude
 from claude_fanout.plan import Plan, Task, TaskKind, load_plan, topological_order
 from claude_fanout.states import EventType, RunState, TaskState
 from claude_fanout.store import active
-from claude_fanout.store.files import make_private_dir, open_private, write_json_atomic
+from claude_fanout.store.files import (
+    make_ignored_dir,
+    make_private_dir,
+    open_private,
+    write_json_atomic,
+)
 from claude_fanout.store.rundir import RunDir
 from claude_fanout.store.state import RunStatus, fold_tail, load_status, save_snapshot
 
@@ -910,10 +915,7 @@ class Supervisor:
 
 def _ignore_everything(directory: Path) -> None:
     """Make ``directory`` (``.fanout/``) invisible to git and to tools that honour .gitignore."""
-    directory.mkdir(mode=0o700, exist_ok=True)
-    ignore = directory / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# claude-fanout's worktrees: not part of your project\n*\n")
+    make_ignored_dir(directory, what="writers' worktrees")
 
 
 def _git_show(root: Path, rev: str, path: str) -> bytes | None:

@@ -61,7 +61,8 @@ def fanout_project(project: Path) -> Path:
     for name, text in FILES.items():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(text)
-    settings.install(scope="project", project=project)
+    # The default: hooks in .claude/settings.local.json, the file Claude Code reads as "local".
+    settings.install(project=project)
     return project
 
 
