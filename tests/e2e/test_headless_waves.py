@@ -12,6 +12,7 @@ finishes after the session has ended.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -38,7 +39,7 @@ LIVE = 4
 def conductor(project: Path, api_url: str, home: Path, prompt: str) -> tuple[dict, float]:
     started = time.monotonic()
     done = subprocess.run(
-        [cli_path({}), "-p", prompt, "--output-format", "json"],
+        [cli_path(os.environ), "-p", prompt, "--output-format", "json"],
         cwd=project,
         env=cli_env(api_url, home),
         stdin=subprocess.DEVNULL,
