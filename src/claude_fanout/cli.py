@@ -483,8 +483,8 @@ def _print_merge(
             print(f"  {task}: already merged")
         elif task in report.undone:
             print(
-                f"  {task}: merged before, since undone in the working tree: left out "
-                f"('fanout merge {run.run_id} {task}' applies it again)"
+                f"  {task}: merged before, since undone or edited over in the working tree: "
+                f"left out ('fanout merge {run.run_id} {task}' applies it again)"
             )
         elif task in report.unchanged:
             print(f"  {task}: changed nothing")

@@ -7,8 +7,9 @@ base = the run's snapshot, ours = the file in the working tree now, theirs = the
 the result of earlier ones. Branches are never deleted here (``fanout gc`` does that).
 
 A branch an earlier merge already applied is not applied again by a plain ``fanout merge``: if the
-person has undone its change since, it reads "undone" and stays out (``fanout merge RUN TASK``
-names it to apply it again). Naming tasks merges exactly those, in the order given.
+person has undone its change since (or edited over it), it reads "undone" and stays out
+(``fanout merge RUN TASK`` names it to apply it again). Naming tasks merges exactly those, in the
+order given.
 
 Files are written as a temporary file in the same directory, then renamed over the target; a path
 whose directory in the working tree is a symlink (or a file) is a conflict, never written through.
@@ -473,7 +474,8 @@ def merge_run(
     is not applied at all; merging a branch twice changes nothing the second time.
 
     ``settled``: tasks an earlier merge applied. One whose change is no longer all in the working
-    tree (the person undid it) is reported ``undone`` and left out, not applied again."""
+    tree (the person undid it, or edited over it) is reported ``undone`` and left out, not
+    applied again."""
     root = repo_root(project)
     base_commit = resolve_commit(root, base)
     report = MergeReport(base=base_commit, branches=dict(branches), dry_run=dry_run)

@@ -494,6 +494,19 @@ def test_two_clean_merges_into_one_file_both_read_already_merged(repo: Path) -> 
     assert (again.already_merged, again.undone, again.merged) == (["W1", "W3"], [], [])
 
 
+def test_editing_next_to_a_merged_change_is_no_conflict_on_the_next_merge(repo: Path) -> None:
+    run = Writers(repo)
+    w1 = run.task("W1", writes("src/a.py", edit(BASE_TEXT, 5, "W1")))
+    first = merge.merge_run(repo, run.base, [w1])
+    mine = edit(edit(BASE_TEXT, 5, "W1"), 6, "my edit right below W1's line")
+    (repo / "src" / "a.py").write_text(mine)
+
+    again = merge.merge_run(repo, run.base, [w1], settled=merge.settled_tasks(first.to_dict()))
+
+    assert (again.undone, again.conflicts, again.merged) == (["W1"], [], [])
+    assert (repo / "src" / "a.py").read_text() == mine
+
+
 def conflicting_run(repo: Path, run_id: str) -> tuple[FakeRun, Writers]:
     """A finished run whose writers W1 and W2 changed line 5 of src/a.py differently."""
     fake = FakeRun(repo, run_id, {"W1": {}, "W2": {}, "W3": {}}, None)
