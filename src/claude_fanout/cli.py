@@ -410,15 +410,33 @@ def cmd_merge(args: argparse.Namespace, project: Path) -> int:
         elif not committed.get("commit"):
             unchanged.append(task)
         else:
-            branches.append((task, str(committed.get("branch") or writers[task]["branch"])))
-    settled = () if chosen else merge.settled_tasks(status.merge)
-    report = merge.merge_run(project, base, branches, dry_run=args.dry_run, settled=settled)
+            branches.append((task, _branch_of(writers[task])))
+    settled = merge.settled_tasks(status.merge)
+    # Named tasks merge whatever earlier merges did; what those applied only explains conflicts.
+    context = [
+        (task, _branch_of(writers[task]))
+        for task in (writers if chosen else ())
+        if task in settled and task not in chosen and writers[task].get("committed")
+    ]
+    report = merge.merge_run(
+        project,
+        base,
+        branches,
+        dry_run=args.dry_run,
+        settled=() if chosen else settled,
+        context=context,
+    )
     report.unchanged = [t for t in order if t in unchanged or t in report.unchanged]
     report.skipped = skipped
     _print_merge(run, report, order, running=running & set(skipped), chosen=bool(chosen))
     if not args.dry_run:
         run.log.append("run_merged", **report.to_dict())
     return 0 if report.clean else EXIT_NOT_MERGED
+
+
+def _branch_of(worktree: dict[str, Any]) -> str:
+    committed = worktree.get("committed") or {}
+    return str(committed.get("branch") or worktree["branch"])
 
 
 def _check_chosen(

@@ -19,6 +19,7 @@ applied (a project that relies on them gets conflicts to resolve by hand).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -419,24 +420,30 @@ def _kind(resolution: Resolution, first: Entry | None, second: Entry | None) -> 
 
 
 def _overlaps(
-    changes: dict[str, Changes], order: Sequence[str], tree: _WorkingTree
+    changes: dict[str, Changes],
+    order: Sequence[str],
+    tree: _WorkingTree,
+    held: Sequence[str] = (),
 ) -> list[Overlap]:
+    """Pairwise: each task in ``order`` against the ``held`` tasks (whose change the working tree
+    holds already) and against the tasks before it; then each against the person's own edits."""
     found = []
-    for i, first in enumerate(order):
-        for second in order[i + 1 :]:
-            for path in sorted(changes[first].keys() & changes[second].keys()):
-                base, a = changes[first][path]
-                b = changes[second][path][1]
-                resolution = merge_entries(base, a, b)
-                kind = _kind(resolution, a, b)
-                found.append(Overlap(second, first, path, kind, resolution.conflict))
+    pairs = [(first, second) for first in held for second in order]
+    pairs += [(first, second) for i, first in enumerate(order) for second in order[i + 1 :]]
+    for first, second in pairs:
+        for path in sorted(changes[first].keys() & changes[second].keys()):
+            base, a = changes[first][path]
+            b = changes[second][path][1]
+            resolution = merge_entries(base, a, b)
+            kind = _kind(resolution, a, b)
+            found.append(Overlap(second, first, path, kind, resolution.conflict))
     for task in order:
         for path, (base, theirs) in sorted(changes[task].items()):
             ours = tree.original(path)
             resolution = merge_entries(base, ours.entry, theirs)
             if resolution.conflict is None and resolution.entry == ours.entry:
                 continue  # the change is there already: "already merged", not an overlap
-            others = [changes[t][path][1] for t in order if path in changes[t]]
+            others = [changes[t][path][1] for t in (*held, *order) if path in changes[t]]
             own = _Ours(_own_edits(base, ours.entry, others), ours.blocked)
             if own.entry == base and own.blocked is None:
                 continue
@@ -468,6 +475,7 @@ def merge_run(
     *,
     dry_run: bool = False,
     settled: Collection[str] = (),
+    context: Sequence[tuple[str, str]] = (),
 ) -> MergeReport:
     """Merge ``branches`` (``(task_id, branch)``, in this order) into the working tree of
     ``project``, 3-way against ``base`` (the run's snapshot). A branch with any conflicting file
@@ -475,7 +483,8 @@ def merge_run(
 
     ``settled``: tasks an earlier merge applied. One whose change is no longer all in the working
     tree (the person undid it, or edited over it) is reported ``undone`` and left out, not
-    applied again."""
+    applied again. ``context``: other branches an earlier merge applied; never merged here, but
+    where the working tree holds their change, a conflict with it names them."""
     root = repo_root(project)
     base_commit = resolve_commit(root, base)
     report = MergeReport(base=base_commit, branches=dict(branches), dry_run=dry_run)
@@ -483,6 +492,9 @@ def merge_run(
         task: branch_changes(root, base_commit, resolve_commit(root, branch))
         for task, branch in branches
     }
+    for task, branch in context:
+        with contextlib.suppress(GitError):  # a branch deleted by hand explains nothing
+            changes[task] = branch_changes(root, base_commit, resolve_commit(root, branch))
     tree = _WorkingTree(root, dry_run=dry_run)
     report.undone = [
         task
@@ -491,9 +503,17 @@ def merge_run(
     ]
     branches = [(task, branch) for task, branch in branches if task not in report.undone]
     order = [task for task, _ in branches]
-    report.overlaps = _overlaps(changes, order, tree)
+    held = [
+        task
+        for task, _ in context
+        if task not in order and changes.get(task) and _present(changes[task], tree)
+    ]
+    report.overlaps = _overlaps(changes, order, tree, held)
     # Per path, the tasks whose version is in the working tree (merged now or before).
     present: dict[str, list[tuple[str, Entry | None]]] = {}
+    for task in held:
+        for path, (_, theirs) in changes[task].items():
+            present.setdefault(path, []).append((task, theirs))
     for task, branch in branches:
         if not changes[task]:
             report.unchanged.append(task)

@@ -478,9 +478,14 @@ def test_a_change_merged_before_and_undone_since_is_left_out_unless_named(repo: 
     assert again.conflicts == []
     assert [o.describe() for o in again.overlaps] == []  # W1 is out of the picture
     assert (repo / "src" / "a.py").read_text() == edit(BASE_TEXT, 5, "W2")
-    # Named alone (nothing settled), W1 is merged onto what is there now: W2's line.
-    named = merge.merge_run(repo, run.base, [w1], dry_run=True)
-    assert [c.reasons for c in named.conflicts] == [{"src/a.py": "overlapping hunks"}]
+    # Named, W1 is merged onto what is there now: W2's line, which the conflict names.
+    named = merge.merge_run(repo, run.base, [w1], dry_run=True, context=[w2, w3])
+    assert [(c.with_, c.reasons) for c in named.conflicts] == [
+        (("W2",), {"src/a.py": "overlapping hunks"})
+    ]
+    assert [o.describe() for o in named.overlaps] == [
+        "W1 conflicts with W2 in src/a.py (overlapping hunks)"
+    ]
 
 
 def test_two_clean_merges_into_one_file_both_read_already_merged(repo: Path) -> None:
@@ -582,6 +587,9 @@ def test_choosing_which_writer_wins_and_in_which_order(
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert (repo / "src" / "a.py").read_text() == edit(BASE_TEXT, 5, "W2 version")
+    back = fanout("merge", fake.run_id, "W1", "--dry-run")  # what W1 collides with: W2 now
+    assert back.returncode == 3
+    assert "W1: CONFLICT with W2, not applied" in back.stdout
     after = fanout("merge", fake.run_id)
     assert after.returncode == 0, after.stdout + after.stderr
     assert "W1: merged before, since undone" in after.stdout
