@@ -1,7 +1,8 @@
 """``fanout``: parse, validate, call the library, exit with a meaningful code.
 
 Exit codes: 0 success; 1 a run failed (or was cancelled / lost); 2 bad input (plan, arguments);
-124 ``wait --timeout`` expired; 130 interrupted.
+3 every task succeeded but a writer's change was not merged (``EXIT_NOT_MERGED``); 124 ``wait
+--timeout`` expired; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 from claude_fanout import defaults
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import Plan, load_plan
-from claude_fanout.runner import StartedRun, final_exit_code, start_run, wait_run
+from claude_fanout.runner import (
+    EXIT_NOT_MERGED,
+    StartedRun,
+    final_exit_code,
+    start_run,
+    wait_run,
+)
 from claude_fanout.store.rundir import RunDir, find_project, list_runs, resolve_run
 from claude_fanout.store.state import RunStatus, observe, request_cancel
 
@@ -123,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     merge.add_argument("run", help="run id or a unique prefix")
     merge.add_argument(
+        "tasks",
+        nargs="*",
+        metavar="TASK",
+        help="merge exactly these writers, in this order (default: every writer not merged yet)",
+    )
+    merge.add_argument(
         "--dry-run", action="store_true", help="predict and report only; write nothing"
     )
 
@@ -132,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("runs", nargs="*", metavar="RUN", help="run ids or unique prefixes")
     gc.add_argument(
         "--all-finished", action="store_true", help="every finished run (live ones are kept)"
+    )
+    gc.add_argument(
+        "--force",
+        action="store_true",
+        help="also remove runs holding writers' changes that were never merged",
     )
     return parser
 
@@ -383,7 +401,8 @@ class UsageError(FanoutError):
 
 
 def cmd_merge(args: argparse.Namespace, project: Path) -> int:
-    """Predict, merge what applies cleanly into the working tree, report the rest, record it."""
+    """Predict, merge what applies cleanly into the working tree, report the rest, record it.
+    With task ids: exactly those, in that order, whatever earlier merges did."""
     from claude_fanout import merge
 
     run = resolve_run(project, args.run)
@@ -397,6 +416,16 @@ def cmd_merge(args: argparse.Namespace, project: Path) -> int:
     order += [t for t in writers if t not in order]
     bases = [writers[t]["created"].get("base") for t in order]
     base = merge.run_base(project, [b for b in bases if isinstance(b, str)])
+    status = observe(run)
+    running = {
+        t
+        for t in order
+        if not status.state.terminal and t in status.tasks and not status.tasks[t].state.terminal
+    }
+    chosen: list[str] = list(args.tasks)
+    if chosen:
+        _check_chosen(run, chosen, order, writers, running)
+        order = chosen
     branches, unchanged, skipped = [], [], []
     for task in order:
         committed = writers[task].get("committed")
@@ -405,20 +434,57 @@ def cmd_merge(args: argparse.Namespace, project: Path) -> int:
         elif not committed.get("commit"):
             unchanged.append(task)
         else:
-            branches.append((task, str(committed.get("branch") or writers[task]["branch"])))
-    status = observe(run)
-    report = merge.merge_run(project, base, branches, dry_run=args.dry_run)
+            branches.append((task, _branch_of(writers[task])))
+    settled = merge.settled_tasks(status.merge)
+    # Named tasks merge whatever earlier merges did; what those applied only explains conflicts.
+    context = [
+        (task, _branch_of(writers[task]))
+        for task in (writers if chosen else ())
+        if task in settled and task not in chosen and writers[task].get("committed")
+    ]
+    report = merge.merge_run(
+        project,
+        base,
+        branches,
+        dry_run=args.dry_run,
+        settled=() if chosen else settled,
+        context=context,
+    )
     report.unchanged = [t for t in order if t in unchanged or t in report.unchanged]
     report.skipped = skipped
-    running = {
-        t
-        for t in skipped
-        if not status.state.terminal and t in status.tasks and not status.tasks[t].state.terminal
-    }
-    _print_merge(run, report, order, running=running)
+    _print_merge(run, report, order, running=running & set(skipped), chosen=bool(chosen))
     if not args.dry_run:
         run.log.append("run_merged", **report.to_dict())
-    return 0 if report.clean else 1
+    return 0 if report.clean else EXIT_NOT_MERGED
+
+
+def _branch_of(worktree: dict[str, Any]) -> str:
+    committed = worktree.get("committed") or {}
+    return str(committed.get("branch") or worktree["branch"])
+
+
+def _check_chosen(
+    run: RunDir,
+    chosen: list[str],
+    writers: list[str],
+    worktrees: dict[str, dict[str, Any]],
+    running: set[str],
+) -> None:
+    """``fanout merge RUN TASK...``: each a writer of the run, with a committed change, once."""
+    for number, task in enumerate(chosen):
+        if task in chosen[:number]:
+            raise UsageError(f"merge: task {task} is named twice; name each task once")
+        if task not in worktrees:
+            raise UsageError(
+                f"merge: run {run.run_id} has no writer '{task}' (writers: {', '.join(writers)})"
+            )
+        if worktrees[task].get("committed") is None:
+            if task in running:
+                raise UsageError(f"merge: task {task} is still running; merge it once it is done")
+            raise UsageError(
+                f"merge: task {task} did not succeed, so it has no change to merge "
+                f"('fanout resume {run.run_id}' runs it again)"
+            )
 
 
 def _run_worktrees(run: RunDir) -> dict[str, dict[str, Any]]:
@@ -437,12 +503,15 @@ def _run_worktrees(run: RunDir) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _print_merge(run: RunDir, report: MergeReport, order: list[str], *, running: set[str]) -> None:
+def _print_merge(
+    run: RunDir, report: MergeReport, order: list[str], *, running: set[str], chosen: bool
+) -> None:
     from claude_fanout import merge
 
     short = report.base[:12]
     verb = "would merge" if report.dry_run else "merged"
-    print(f"run {run.run_id}: merge into the working tree (base {short})")
+    which = f": {', '.join(order)}, in this order" if chosen else ""
+    print(f"run {run.run_id}: merge into the working tree (base {short}){which}")
     for overlap in report.overlaps:
         if overlap.kind != "same":
             print(f"  predicted: {overlap.describe()}")
@@ -454,6 +523,11 @@ def _print_merge(run: RunDir, report: MergeReport, order: list[str], *, running:
             print(f"  {task}: {verb} ({count}: {', '.join(files)})")
         elif task in report.already_merged:
             print(f"  {task}: already merged")
+        elif task in report.undone:
+            print(
+                f"  {task}: merged before, since undone or edited over in the working tree: "
+                f"left out ('fanout merge {run.run_id} {task}' applies it again)"
+            )
         elif task in report.unchanged:
             print(f"  {task}: changed nothing")
         elif task in running:
@@ -470,9 +544,38 @@ def _print_merge(run: RunDir, report: MergeReport, order: list[str], *, running:
             for path in conflict.files:
                 print(f"      {path}: {conflict.reasons.get(path, 'conflict')}")
             print(f"    see it:    git diff {short} {conflict.branch}")
-            print(f"    merge it:  git merge {conflict.branch}")
+            print(
+                f"    take it:   fanout merge {run.run_id} {task}"
+                "   (once the overlap is resolved or undone)"
+            )
     if report.clean and not report.dry_run:
         print("  nothing conflicted; branches are kept until 'fanout gc'")
+
+
+def _collisions(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(task, "W2 conflicts with W1 in src/a.py")`` for each conflict a merge record holds."""
+    found = []
+    raw = record.get("conflicts")
+    for conflict in raw if isinstance(raw, list) else []:
+        if not isinstance(conflict, dict) or not isinstance(conflict.get("task"), str):
+            continue
+        others = conflict.get("with")
+        names = [
+            "the working tree" if other == "working tree" else str(other)
+            for other in (others if isinstance(others, list) else [])
+        ]
+        files = conflict.get("files")
+        paths = [str(f) for f in files] if isinstance(files, list) else []
+        shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        task = conflict["task"]
+        found.append(
+            (
+                task,
+                f"{task} conflicts with {', '.join(names) or 'the working tree'} "
+                f"in {shown or 'its files'}",
+            )
+        )
+    return found
 
 
 def cmd_gc(args: argparse.Namespace, project: Path) -> int:
@@ -494,7 +597,7 @@ def cmd_gc(args: argparse.Namespace, project: Path) -> int:
         has_git = True
     except worktree.NotAGitRepoError:
         has_git = False
-    refused = removed_runs = 0
+    refused = removed_runs = kept = 0
     for run in runs:
         status = observe(run)
         if not status.state.terminal:
@@ -505,6 +608,17 @@ def cmd_gc(args: argparse.Namespace, project: Path) -> int:
                     file=sys.stderr,
                 )
                 refused += 1
+            continue
+        unmerged = _unmerged(project, run, status) if has_git else {}
+        if unmerged and not args.force:
+            tasks = " ".join(unmerged)
+            print(
+                f"fanout: run {run.run_id} kept: its writers' changes are not in your working "
+                f"tree: {'; '.join(unmerged.values())}. 'fanout merge {run.run_id} {tasks}' "
+                f"takes them, 'fanout gc --force {run.run_id}' deletes them",
+                file=sys.stderr,
+            )
+            kept += 1
             continue
         paths = [str(i["path"]) for i in _run_worktrees(run).values() if isinstance(i["path"], str)]
         removed = [p for p in paths if has_git and worktree.remove_worktree(project, p)]
@@ -522,11 +636,28 @@ def cmd_gc(args: argparse.Namespace, project: Path) -> int:
         print(f"removed run {run.run_id} ({status.state})")
         for path in removed:
             print(f"  worktree {path}")
+        lost = {str(status.tasks[task].branch): why for task, why in unmerged.items()}
         for branch in branches:
-            print(f"  branch {branch}")
-    if not named and not removed_runs:
+            note = f" (deleted unmerged: {lost[branch]})" if branch in lost else ""
+            print(f"  branch {branch}{note}")
+    if not named and not removed_runs and not kept:
         print("no finished runs to remove")
-    return 1 if refused else 0
+    return 1 if refused or (named and kept) else 0
+
+
+def _unmerged(project: Path, run: RunDir, status: RunStatus) -> dict[str, str]:
+    """Writers whose committed change no merge put into the working tree, and whose branch is
+    still there: task -> what happened to it (``W2 conflicts with W1 in src/a.py``)."""
+    from claude_fanout import merge, worktree
+
+    settled = merge.settled_tasks(status.merge)
+    collisions = dict(_collisions(status.merge or {}))
+    branches = set(worktree.run_branches(project, run.run_id))
+    return {
+        task_id: collisions.get(task_id, f"{task_id} was never merged")
+        for task_id, task in status.tasks.items()
+        if task.commit and task.branch in branches and task_id not in settled
+    }
 
 
 _COMMANDS = {
@@ -717,22 +848,20 @@ def _merge_summary(run: RunDir, status: RunStatus) -> list[str]:
     for key, label in (
         ("merged", "merged"),
         ("already_merged", "already merged"),
+        ("undone", "undone since (left out)"),
         ("unchanged", "changed nothing"),
         ("skipped", "not merged (did not succeed)"),
     ):
         names = merge.get(key)
         if isinstance(names, list) and names:
             bits.append(f"{label} {', '.join(map(str, names))}")
-    conflicts = [c for c in merge.get("conflicts") or [] if isinstance(c, dict)]
-    for conflict in conflicts:
-        files = conflict.get("files") or []
-        bits.append(
-            f"CONFLICT {conflict.get('task')} ({conflict.get('branch')}) in "
-            f"{', '.join(map(str, files[:3]))}{' …' if len(files) > 3 else ''}"
-        )
+    collisions = _collisions(merge)
+    if collisions:
+        bits.append("NOT merged: " + "; ".join(text for _, text in collisions))
     line = "merge: " + ("; ".join(bits) or "nothing to merge")
-    if conflicts:
-        line += f"; resolve, then `fanout merge {run.run_id}`"
+    if collisions:
+        tasks = " ".join(task for task, _ in collisions)
+        line += f"; resolve or undo the overlap, then `fanout merge {run.run_id} {tasks}`"
     return [line]
 
 
@@ -753,11 +882,25 @@ def _narrate(console: Any, run: RunDir, event: Event) -> None:
         console.print(
             f"  {task} retries in {event.get('delay_s')}s (attempt {event.get('attempt')})"
         )
+    elif kind == "run_merged":
+        _narrate_merge(console, event)
     elif kind == "task_skipped":
         console.print(
             f"  {task} {_styled_state(str(event.get('outcome') or 'skipped'))}: "
             f"{event.get('reason')}"
         )
+
+
+def _narrate_merge(console: Any, event: Event) -> None:
+    """The merge-back as ``fanout run`` ends: what went into the working tree, who collided."""
+    if event.get("error"):
+        console.print(f"  merge-back failed: {event['error']}", markup=False)
+        return
+    merged = event.get("merged")
+    names = ", ".join(map(str, merged)) if isinstance(merged, list) and merged else "nothing"
+    console.print(f"  merge-back into the working tree: {names}", markup=False)
+    for _, text in _collisions(event):
+        console.print(f"  {text}: not merged", markup=False)
 
 
 if __name__ == "__main__":

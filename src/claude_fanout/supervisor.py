@@ -219,7 +219,10 @@ class Supervisor:
         from claude_fanout import merge
 
         try:
-            report = merge.merge_run(self.run.project, self._base, branches)
+            # After a resume: what an earlier merge applied (and the person may have undone
+            # since) is not applied again.
+            settled = merge.settled_tasks(self._status.merge)
+            report = merge.merge_run(self.run.project, self._base, branches, settled=settled)
         except (FanoutError, OSError) as exc:
             self._emit(EventType.RUN_MERGED, error=str(exc), base=self._base)
             return

@@ -257,9 +257,10 @@ def merge_lines(status: RunStatus) -> list[str]:
     if len(conflicts) > _MAX_CONFLICTS:
         lines.append(f"… and {len(conflicts) - _MAX_CONFLICTS} more conflicting branch(es).")
     if conflicts:
+        chosen = " ".join(name(c.get("task")) for c in conflicts[:_MAX_CONFLICTS])
         lines.append(
-            f"Resolve the overlap in your files, then `fanout merge {rid}` applies what now merges "
-            "cleanly (or `git merge <branch>`)."
+            f"Resolve or undo the overlap in your files, then `fanout merge {rid} {chosen}` "
+            "applies those changes to your working tree (never a commit, HEAD or the index)."
         )
     if tasks("skipped"):
         listed = ", ".join(f"{name(t)} ({branch(t)})" for t in tasks("skipped"))
