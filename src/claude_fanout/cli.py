@@ -719,9 +719,13 @@ def _narrate(console: Any, run: RunDir, event: Event) -> None:
         console.print(f"  {task} started (attempt {event.get('attempt')}, pid {event.get('pid')})")
     elif kind == "task_exited":
         outcome = str(event.get("outcome"))
-        line = f"  {task} {_styled_state(outcome)} after {_fmt_duration(event.get('duration_s'))}"
-        if event.get("reason"):
-            line += f": {event['reason']}"
+        if event.get("not_started") is True:  # its reason reads "could not start: why"
+            line = f"  {task} {event.get('reason')}"
+        else:
+            duration = _fmt_duration(event.get("duration_s"))
+            line = f"  {task} {_styled_state(outcome)} after {duration}"
+            if event.get("reason"):
+                line += f": {event['reason']}"
         if outcome != "succeeded":
             line += f"  (fanout logs {run.run_id} {task})"
         console.print(line)

@@ -325,9 +325,7 @@ class Supervisor:
             self.run.make_worker_dirs(task.id)
         except (FanoutError, OSError) as exc:
             # E.g. a worker directory replaced by a symlink: refused, and this task fails.
-            slot.state = TaskState.RUNNING
-            self._emit(EventType.TASK_STARTED, task=task.id, attempt=slot.attempt, pid=None)
-            self._finish(slot, None, None, TaskState.FAILED, f"cannot start: {exc}", now)
+            self._not_started(slot, str(exc), now)
             return
         log_fd = open_private(self.run.log_path(task.id), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         fds: list[int] = []
@@ -361,11 +359,11 @@ class Supervisor:
                 stdout_fd=fds[1] if fds else None,
             )
         except (OSError, FanoutError) as exc:
-            message = str(exc) if isinstance(exc, FanoutError) else f"{exc}"
-            os.write(log_fd, f"fanout: cannot start {task.id}: {message}\n".encode())
-            slot.state = TaskState.RUNNING
-            self._emit(EventType.TASK_STARTED, task=task.id, attempt=slot.attempt, pid=None)
-            self._finish(slot, None, None, TaskState.FAILED, f"cannot start: {message}", now)
+            message = str(exc)
+            if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+                message = f"{exc.strerror}: {exc.filename}"  # not "[Errno 2] ..."
+            os.write(log_fd, f"fanout: {task.id} could not start: {message}\n".encode())
+            self._not_started(slot, message, now)
             return
         finally:
             os.close(log_fd)
@@ -377,6 +375,14 @@ class Supervisor:
         slot.started = now
         slot.deadline = now + task.timeout_s
         self._emit(EventType.TASK_STARTED, task=task.id, attempt=slot.attempt, pid=proc.pid)
+
+    def _not_started(self, slot: _Slot, why: str, now: float) -> None:
+        """The attempt never got a process: it fails (and may be retried) as one ``task_exited``
+        marked ``not_started``; there is no ``task_started`` for a process that never was."""
+        slot.started = 0.0
+        self._finish(
+            slot, None, None, TaskState.FAILED, f"could not start: {why}", now, not_started=True
+        )
 
     def _argv(self, task: Task) -> list[str]:
         if task.kind is TaskKind.SHELL:
@@ -675,6 +681,7 @@ class Supervisor:
         outcome: TaskState,
         reason: str | None,
         now: float,
+        **extra: object,
     ) -> None:
         duration = max(0.0, now - slot.started) if slot.started else 0.0
         rate_limited, slot.rate_limited = slot.rate_limited, False
@@ -688,6 +695,7 @@ class Supervisor:
             outcome=str(outcome),
             duration_s=round(duration, 3),
             reason=reason,
+            **extra,
         )
         # After the record: whoever takes the slot next starts after this exit, in any log.
         self._release_slot(slot)
