@@ -50,6 +50,8 @@ class _Slot:
     task: Task
     state: TaskState
     attempt: int = 0
+    # Attempts made by earlier supervisors of this run (before a `fanout resume`).
+    earlier_attempts: int = 0
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     deadline: float = math.inf
@@ -230,9 +232,13 @@ class Supervisor:
         self._adopt_worktrees()
         for task_id, slot in self._slots.items():
             seen = recorded.tasks.get(task_id)
-            if seen is not None and seen.state is TaskState.SUCCEEDED:
+            if seen is None:
+                continue
+            # Attempts go on counting where the earlier supervisor stopped (one log, one count);
+            # `retries` is counted afresh for this supervisor's attempts.
+            slot.attempt = slot.earlier_attempts = seen.attempt
+            if seen.state is TaskState.SUCCEEDED:
                 slot.state = TaskState.SUCCEEDED
-                slot.attempt = seen.attempt
         if recorded.cancel_requested and self._cancel_reason is None:
             self._cancel_reason = "cancel requested"
 
@@ -711,7 +717,7 @@ class Supervisor:
             self._retry(slot, now, round(delay, 3), reason, rate_limited=True)
             return
         retriable = outcome in (TaskState.FAILED, TaskState.TIMED_OUT)
-        counted = slot.attempt - slot.rate_retries
+        counted = slot.attempt - slot.earlier_attempts - slot.rate_retries
         if retriable and counted <= slot.task.retries and not self._cancelling:
             self._retry(slot, now, backoff_s(counted), reason)
 
