@@ -463,11 +463,9 @@ def _check_program(task: Task, *, project: Path, env: Mapping[str, str]) -> None
         if task.deps and not path.exists():
             return
         if not path.is_file():
+            where = "" if os.path.isabs(program) else " (shell tasks run in the project root)"
             raise PlanError(
-                f"no program at {path} (a relative path starts at the project root, where "
-                "shell tasks run); fix the path",
-                task=task.id,
-                field="argv",
+                f"no program at {path}{where}; fix the path", task=task.id, field="argv"
             )
         if not os.access(path, os.X_OK):
             raise PlanError(

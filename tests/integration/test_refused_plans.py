@@ -142,3 +142,25 @@ def test_a_writer_id_is_accepted_exactly_when_git_accepts_its_branch(
 ) -> None:
     branch = worktree.branch_name("20261130-064820-702-0495", task_id)
     assert (worktree.branch_name_problem(branch) is None) == git_accepts(branch, tmp_path)
+
+
+def test_resume_checks_the_plan_again_before_it_starts_anything(
+    project: Path, fanout, write_plan, tmp_path: Path
+) -> None:
+    tool = tmp_path / "tool.sh"
+    tool.write_text("#!/bin/sh\nexit 3\n")
+    tool.chmod(0o755)
+    first = fanout("run", str(write_plan([{"id": "t", "kind": "shell", "argv": [str(tool)]}])))
+    assert first.returncode == 1
+    run_id = first.stdout.strip().splitlines()[-1]
+    events = project / ".claude" / "runs" / run_id / "events.jsonl"
+    before = events.read_bytes()
+    tool.unlink()
+
+    again = fanout("resume", run_id)
+
+    assert again.returncode == 2
+    assert (
+        again.stderr == f"fanout: plan: task t: field 'argv': no program at {tool}; fix the path\n"
+    )
+    assert events.read_bytes() == before  # no run_resumed, no supervisor

@@ -959,7 +959,7 @@ def test_a_program_path_starts_at_the_project_root(project: Path) -> None:
 
     error = runnable_refused(plan_of(shell("A", argv=["sub/run.sh"])), project)
     assert f"no program at {project / 'sub' / 'run.sh'}" in str(error)
-    assert "the project root, where shell tasks run" in str(error)
+    assert "(shell tasks run in the project root); fix the path" in str(error)
 
 
 def test_a_program_an_earlier_task_may_build_is_checked_when_it_starts(project: Path) -> None:
