@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     streams = sys.stdout, sys.stderr
     # A reader that goes away (`fanout gc --all-finished | head -1`) costs the rest of the
     # output, never the work: the command goes on, and no traceback.
-    sys.stdout, sys.stderr = (cast("TextIO", _ReaderMayLeave(s)) for s in streams)
+    sys.stdout, sys.stderr = (s and cast("TextIO", _ReaderMayLeave(s)) for s in streams)
     try:
         args = build_parser().parse_args(argv)
         try:
@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     finally:
         for stream in (sys.stdout, sys.stderr):
-            stream.flush()  # here, not at exit, where a closed pipe would print a traceback
+            if stream is not None:  # None: started with the descriptor closed
+                stream.flush()  # here, not at exit, where a closed pipe prints a traceback
         sys.stdout, sys.stderr = streams
 
 
@@ -310,7 +311,10 @@ def _write_all(stream: Any, data: bytes) -> None:
     """All of ``data``: an unbuffered stdout (``python -u``) may take a pipe write in part."""
     view = memoryview(data)
     while view:
-        view = view[stream.write(view) :]
+        written = stream.write(view) or 0  # None: a non-blocking descriptor is full
+        view = view[written:]
+        if not written:
+            time.sleep(0.01)
     stream.flush()
 
 

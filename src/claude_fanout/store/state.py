@@ -285,7 +285,8 @@ def fold(status: RunStatus, event: Event) -> None:
     elif kind == EventType.TASK_EXITED and task is not None:
         task.state = _ended_state(event.get("outcome"), TaskState.FAILED)
         attempt = _integer(event.get("attempt"))
-        task.attempt = attempt if attempt is not None else task.attempt
+        if attempt is not None:  # a not_started attempt has no task_started to count it
+            task.attempt = attempt
         if event.get("not_started") is True:  # the attempt never had a process
             task.pid = task.started = None
         task.ended = ts
