@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from claude_fanout import defaults
 from claude_fanout.errors import FanoutError
@@ -155,18 +155,67 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    streams = sys.stdout, sys.stderr
+    # A reader that goes away (`fanout gc --all-finished | head -1`) costs the rest of the
+    # output, never the work: the command goes on, and no traceback.
+    sys.stdout, sys.stderr = (s and cast("TextIO", _ReaderMayLeave(s)) for s in streams)
     try:
-        project = args.project.resolve() if args.project else find_project()
-        handler = _COMMANDS[args.command]
-        return handler(args, project)
-    except FanoutError as exc:
-        if args.debug:
-            raise
-        print(f"fanout: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+        args = build_parser().parse_args(argv)
+        try:
+            project = args.project.resolve() if args.project else find_project()
+            handler = _COMMANDS[args.command]
+            return handler(args, project)
+        except FanoutError as exc:
+            if args.debug:
+                raise
+            print(f"fanout: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            return 130
+        except BrokenPipeError:  # binary output (`fanout logs`): stop, the reader has left
+            _discard(streams[0])
+            return 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: started with the descriptor closed
+                stream.flush()  # here, not at exit, where a closed pipe prints a traceback
+        sys.stdout, sys.stderr = streams
+
+
+class _ReaderMayLeave:
+    """A text stream whose reader may close it: from then on, what is written goes nowhere."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            _discard(self._stream)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            _discard(self._stream)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _discard(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at /dev/null (what it still buffers goes there too)."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # no descriptor (a test's capture): nothing to redirect
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -198,6 +247,12 @@ def _follow(started: StartedRun, *, detach: bool, verb: str) -> int:
         f"run [bold]{run.run_id}[/] {verb}: {count} task(s), at most {limit} at once",
         highlight=False,
     )
+    try:
+        here = os.path.realpath(os.getcwd())
+    except OSError:  # the current directory is gone
+        here = str(run.project)
+    if here != os.path.realpath(run.project):
+        out.print(f"  its tasks run in the project root {run.project}, not in {here}", markup=False)
     try:
         status = wait_run(
             run, on_event=lambda event: _narrate(out, run, event), offset=started.offset
@@ -258,7 +313,6 @@ def cmd_logs(args: argparse.Namespace, project: Path) -> int:
         )
     path = run.log_path(args.task)
     offset = 0
-    stdout = sys.stdout.buffer
     while True:
         try:
             with open(path, "rb") as handle:
@@ -266,17 +320,42 @@ def cmd_logs(args: argparse.Namespace, project: Path) -> int:
                 data = handle.read()
         except FileNotFoundError:
             data = b""
-        stdout.write(data)
-        stdout.flush()
+        _write_all(sys.stdout.buffer, data)
         offset += len(data)
-        if not args.follow:
-            if offset == 0:
-                print(f"fanout: {args.task} has written nothing yet ({path})", file=sys.stderr)
-            return 0
-        task = observe(run).tasks.get(args.task)
-        if (task is None or task.state.terminal) and not data:
-            return 0
-        time.sleep(0.1)
+        if args.follow:
+            task = observe(run).tasks.get(args.task)
+            if not ((task is None or task.state.terminal) and not data):
+                time.sleep(0.1)
+                continue
+        if offset == 0:
+            print(f"fanout: {_why_no_log(run, args.task)}", file=sys.stderr)
+        return 0
+
+
+def _write_all(stream: Any, data: bytes) -> None:
+    """All of ``data``: an unbuffered stdout (``python -u``) may take a pipe write in part."""
+    view = memoryview(data)
+    while view:
+        written = stream.write(view) or 0  # None: a non-blocking descriptor is full
+        view = view[written:]
+        if not written:
+            time.sleep(0.01)
+    stream.flush()
+
+
+def _why_no_log(run: RunDir, task_id: str) -> str:
+    """Why a task has no output: it never ran (and why not), or it has not written yet."""
+    from claude_fanout.states import TaskState
+
+    task = observe(run).tasks.get(task_id)
+    if task is not None and task.attempt == 0:
+        why = f" ({task.reason})" if task.reason else ""
+        if task.state is TaskState.SKIPPED:
+            return f"{task_id} was skipped{why}: it never ran, so it has no log"
+        if task.state.terminal:
+            return f"{task_id} never ran: it ended {task.state}{why} before it started"
+        return f"{task_id} has not started yet: it is {task.state}{why}"
+    return f"{task_id} has written nothing yet ({run.log_path(task_id)})"
 
 
 def cmd_runs(args: argparse.Namespace, project: Path) -> int:
@@ -769,9 +848,14 @@ def _fmt_duration(seconds: float | None) -> str:
 
 
 def _console(stream: Any) -> Any:
+    """Rich output on ``stream``; when that is not a terminal (a pipe, a file), tables get the
+    width they need: nothing is cut or wrapped at 80 columns (scripts still want ``--json``)."""
     from rich.console import Console
 
-    return Console(file=stream, highlight=False, soft_wrap=True)
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = defaults.PIPED_OUTPUT_WIDTH
+    return console
 
 
 def _print_status(run: RunDir, plan: Plan | None, status: RunStatus) -> None:
@@ -872,9 +956,13 @@ def _narrate(console: Any, run: RunDir, event: Event) -> None:
         console.print(f"  {task} started (attempt {event.get('attempt')}, pid {event.get('pid')})")
     elif kind == "task_exited":
         outcome = str(event.get("outcome"))
-        line = f"  {task} {_styled_state(outcome)} after {_fmt_duration(event.get('duration_s'))}"
-        if event.get("reason"):
-            line += f": {event['reason']}"
+        if event.get("not_started") is True:  # its reason reads "could not start: why"
+            line = f"  {task} {event.get('reason')}"
+        else:
+            duration = _fmt_duration(event.get("duration_s"))
+            line = f"  {task} {_styled_state(outcome)} after {duration}"
+            if event.get("reason"):
+                line += f": {event['reason']}"
         if outcome != "succeeded":
             line += f"  (fanout logs {run.run_id} {task})"
         console.print(line)

@@ -214,6 +214,11 @@ def parse_plan(data: object, *, project: Path) -> Plan:
         raise PlanError(
             f"unknown field (allowed: {', '.join(sorted(_PLAN_FIELDS))})", field=unknown[0]
         )
+    if "version" not in data:
+        raise PlanError(
+            f'required but missing; add "version": {defaults.PLAN_VERSION} to the plan',
+            field="version",
+        )
     version = data.get("version")
     if version != defaults.PLAN_VERSION:
         raise PlanError(
@@ -379,6 +384,8 @@ def _parse_task(raw: object, *, index: int, project: Path) -> Task:
             task=task_id,
             field="write",
         )
+    if write:
+        _check_writer_id(task_id)
     mode = raw.get("permission_mode", defaults.PERMISSION_MODE)
     if mode not in PERMISSION_MODES:
         raise PlanError(
@@ -403,6 +410,79 @@ def _parse_task(raw: object, *, index: int, project: Path) -> Task:
         max_cost_usd=_cost(raw.get("max_cost_usd"), task_id),
         model=model,
     )
+
+
+def _check_writer_id(task_id: str) -> None:
+    """A writer works on git branch ``fanout/<RUN>/<ID>``, so its id must be a valid part of a
+    branch name (the id rule alone lets ``a..b`` and ``fix.lock`` through)."""
+    from claude_fanout import worktree
+
+    problem = worktree.branch_name_problem(worktree.branch_name("RUN", task_id))
+    if problem is None:
+        return
+    fixed = re.sub(r"\.{2,}", ".", task_id).rstrip(".")
+    if fixed.endswith(".lock"):
+        fixed = fixed.removesuffix(".lock") + "-lock"
+    raise PlanError(
+        f"write: true puts the task on git branch fanout/<RUN>/{task_id}, which git refuses "
+        f"({problem}); rename the task, e.g. '{fixed}'",
+        task=task_id,
+        field="id",
+    )
+
+
+def check_runnable(plan: Plan, *, project: Path, env: Mapping[str, str] | None = None) -> None:
+    """What parsing cannot see, checked on this machine before a run starts (one PlanError, as
+    parsing's): every shell task's program exists, and writers have a git working tree.
+
+    ``env`` is the environment the workers inherit (default: this process's). Shell tasks run in
+    the project root, so a relative program path starts there. A program given as a path in a
+    task that has ``deps`` is checked only when the task starts: an earlier task may build it.
+    """
+    project = project.resolve()
+    inherited = os.environ if env is None else env
+    for task in plan.tasks:
+        if task.kind is TaskKind.SHELL:
+            _check_program(task, project=project, env={**inherited, **task.env})
+    writer = next((task for task in plan.tasks if task.write), None)
+    if writer is not None:
+        from claude_fanout import worktree
+
+        try:
+            worktree.repo_root(project)
+        except worktree.GitError as exc:
+            raise PlanError(str(exc), task=writer.id, field="write") from None
+
+
+def _check_program(task: Task, *, project: Path, env: Mapping[str, str]) -> None:
+    import shutil
+
+    program = task.argv[0]
+    if "/" in program:
+        path = project / program  # an absolute program stays itself
+        if task.deps and not path.exists():
+            return
+        if not path.is_file():
+            where = "" if os.path.isabs(program) else " (shell tasks run in the project root)"
+            raise PlanError(
+                f"no program at {path}{where}; fix the path", task=task.id, field="argv"
+            )
+        if not os.access(path, os.X_OK):
+            raise PlanError(
+                f"{path} is not executable; chmod +x it, or put its interpreter first "
+                f'(["sh", "{program}"])',
+                task=task.id,
+                field="argv",
+            )
+        return
+    # Like the worker's exec: its PATH, relative entries taken from its cwd (the project root).
+    search = os.pathsep.join(os.path.join(project, d) for d in os.get_exec_path(dict(env)))
+    if shutil.which(program, path=search) is None:
+        raise PlanError(
+            f"no program '{program}' on PATH; install it, fix the name, or give its path",
+            task=task.id,
+            field="argv",
+        )
 
 
 def _cost(value: object, task: str | None) -> float | None:

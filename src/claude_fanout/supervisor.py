@@ -55,6 +55,8 @@ class _Slot:
     task: Task
     state: TaskState
     attempt: int = 0
+    # Attempts made by earlier supervisors of this run (before a `fanout resume`).
+    earlier_attempts: int = 0
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     deadline: float = math.inf
@@ -238,9 +240,13 @@ class Supervisor:
         self._adopt_worktrees()
         for task_id, slot in self._slots.items():
             seen = recorded.tasks.get(task_id)
-            if seen is not None and seen.state is TaskState.SUCCEEDED:
+            if seen is None:
+                continue
+            # Attempts go on counting where the earlier supervisor stopped (one log, one count);
+            # `retries` is counted afresh for this supervisor's attempts.
+            slot.attempt = slot.earlier_attempts = seen.attempt
+            if seen.state is TaskState.SUCCEEDED:
                 slot.state = TaskState.SUCCEEDED
-                slot.attempt = seen.attempt
         if recorded.cancel_requested and self._cancel_reason is None:
             self._cancel_reason = "cancel requested"
 
@@ -333,9 +339,7 @@ class Supervisor:
             self.run.make_worker_dirs(task.id)
         except (FanoutError, OSError) as exc:
             # E.g. a worker directory replaced by a symlink: refused, and this task fails.
-            slot.state = TaskState.RUNNING
-            self._emit(EventType.TASK_STARTED, task=task.id, attempt=slot.attempt, pid=None)
-            self._finish(slot, None, None, TaskState.FAILED, f"cannot start: {exc}", now)
+            self._not_started(slot, str(exc), now)
             return
         log_fd = open_private(self.run.log_path(task.id), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         fds: list[int] = []
@@ -369,11 +373,11 @@ class Supervisor:
                 stdout_fd=fds[1] if fds else None,
             )
         except (OSError, FanoutError) as exc:
-            message = str(exc) if isinstance(exc, FanoutError) else f"{exc}"
-            os.write(log_fd, f"fanout: cannot start {task.id}: {message}\n".encode())
-            slot.state = TaskState.RUNNING
-            self._emit(EventType.TASK_STARTED, task=task.id, attempt=slot.attempt, pid=None)
-            self._finish(slot, None, None, TaskState.FAILED, f"cannot start: {message}", now)
+            message = str(exc)
+            if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+                message = f"{exc.strerror}: {exc.filename}"  # not "[Errno 2] ..."
+            os.write(log_fd, f"fanout: {task.id} could not start: {message}\n".encode())
+            self._not_started(slot, message, now)
             return
         finally:
             os.close(log_fd)
@@ -385,6 +389,14 @@ class Supervisor:
         slot.started = now
         slot.deadline = now + task.timeout_s
         self._emit(EventType.TASK_STARTED, task=task.id, attempt=slot.attempt, pid=proc.pid)
+
+    def _not_started(self, slot: _Slot, why: str, now: float) -> None:
+        """The attempt never got a process: it fails (and may be retried) as one ``task_exited``
+        marked ``not_started``; there is no ``task_started`` for a process that never was."""
+        slot.started = 0.0
+        self._finish(
+            slot, None, None, TaskState.FAILED, f"could not start: {why}", now, not_started=True
+        )
 
     def _argv(self, task: Task) -> list[str]:
         if task.kind is TaskKind.SHELL:
@@ -683,6 +695,7 @@ class Supervisor:
         outcome: TaskState,
         reason: str | None,
         now: float,
+        **extra: object,
     ) -> None:
         duration = max(0.0, now - slot.started) if slot.started else 0.0
         rate_limited, slot.rate_limited = slot.rate_limited, False
@@ -696,6 +709,7 @@ class Supervisor:
             outcome=str(outcome),
             duration_s=round(duration, 3),
             reason=reason,
+            **extra,
         )
         # After the record: whoever takes the slot next starts after this exit, in any log.
         self._release_slot(slot)
@@ -711,7 +725,7 @@ class Supervisor:
             self._retry(slot, now, round(delay, 3), reason, rate_limited=True)
             return
         retriable = outcome in (TaskState.FAILED, TaskState.TIMED_OUT)
-        counted = slot.attempt - slot.rate_retries
+        counted = slot.attempt - slot.earlier_attempts - slot.rate_retries
         if retriable and counted <= slot.task.retries and not self._cancelling:
             self._retry(slot, now, backoff_s(counted), reason)
 

@@ -321,6 +321,43 @@ def branch_name(run_id: str, task_id: str) -> str:
     return f"{BRANCH_PREFIX}/{run_id}/{task_id}"
 
 
+# Characters git never allows in a ref name: controls, space, ~ ^ : ? * [ and backslash.
+_REF_BAD_CHARS = frozenset(" ~^:?*[\\\x7f" + "".join(map(chr, range(0x20))))
+
+
+def ref_name_problem(name: str) -> str | None:
+    """Why git would refuse ``name`` as a ref name (the rules of ``git check-ref-format``), or
+    None when it is valid. Pure Python: validating a plan spawns no git per task."""
+    if name == "@":
+        return "it is '@' alone"
+    bad = next((char for char in name if char in _REF_BAD_CHARS), None)
+    if bad is not None:
+        return f"it contains {bad!r}"
+    if ".." in name:
+        return "it contains '..'"
+    if "@{" in name:
+        return "it contains '@{'"
+    if name.endswith("."):
+        return "it ends with '.'"
+    for part in name.split("/"):
+        if not part:
+            return "it has an empty part between slashes"
+        if part.startswith("."):
+            return f"its part {part!r} starts with '.'"
+        if part.endswith(".lock"):
+            return f"its part {part!r} ends with '.lock'"
+    return None
+
+
+def branch_name_problem(name: str) -> str | None:
+    """Why git would refuse ``name`` as a branch name (``git check-ref-format --branch``)."""
+    if name.startswith("-"):
+        return "it starts with '-'"
+    if name == "HEAD":
+        return "it is HEAD"
+    return ref_name_problem(f"refs/heads/{name}")
+
+
 def create(
     project: str | os.PathLike[str],
     *,

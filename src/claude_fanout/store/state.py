@@ -287,6 +287,11 @@ def fold(status: RunStatus, event: Event) -> None:
         task.ended = task.exit_code = task.signal = task.reason = None
     elif kind == EventType.TASK_EXITED and task is not None:
         task.state = _ended_state(event.get("outcome"), TaskState.FAILED)
+        attempt = _integer(event.get("attempt"))
+        if attempt is not None:  # a not_started attempt has no task_started to count it
+            task.attempt = attempt
+        if event.get("not_started") is True:  # the attempt never had a process
+            task.pid = task.started = None
         task.ended = ts
         task.exit_code = _integer(event.get("exit_code"))
         task.signal = _integer(event.get("signal"))
