@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shlex
 import shutil
 import subprocess
 import sys
@@ -246,6 +247,15 @@ class _Script:
 # -- the sessions ------------------------------------------------------------------------------
 
 
+def _session_env(api: FakeMessagesAPI, scratch: Path, name: str) -> dict[str, str]:
+    """A session's environment: offline, its own HOME, and its temporary files (the CLI's
+    ``claude-<uid>/`` and sockets among them) in the scratch directory, not the user's."""
+    home, tmp = scratch / f"home-{name}", scratch / f"tmp-{name}"
+    home.mkdir(exist_ok=True)
+    tmp.mkdir(exist_ok=True)
+    return {**cli_env(api.base_url, home), "TMPDIR": str(tmp)}
+
+
 def _popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(argv, text=True, stderr=subprocess.PIPE, **kwargs)
 
@@ -307,7 +317,7 @@ def _probe_conductor(
     from claude_fanout.store.rundir import list_runs
 
     project = script.project
-    env = cli_env(api.base_url, scratch / "home-conductor")
+    env = _session_env(api, scratch, "conductor")
     env[claude_executor.CLAUDE_BIN_ENV] = worker_cli
     argv = [cli, "-p", f"/fanout --plan {PLAN_FILE}", "--allowedTools", "Bash,Read"]
     argv += ["--output-format", "json"]
@@ -338,11 +348,12 @@ def _probe_conductor(
         result = parsed if isinstance(parsed, dict) else {}
     except ValueError:
         pass
-    why_not = (
-        f"the session did not end within {SESSION_TIMEOUT_S:g}s"
-        if not ended
-        else f"the session exited {proc.returncode}: {_last_line(err) or 'no output'}"
-    )
+    if not ended:
+        why_not = f"the session did not end within {SESSION_TIMEOUT_S:g}s"
+    elif proc.returncode != 0:
+        why_not = f"the session exited {proc.returncode}: {_last_line(err) or 'no output'}"
+    else:
+        why_not = "the session just ended"
     checks: list[Result] = []
 
     # context: UserPromptSubmit's context in the first request; PostToolUse's after the Bash wait.
@@ -449,7 +460,7 @@ def _probe_budgets(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Result
     cwd = scratch / "workers"
     cwd.mkdir()
     (cwd / "notes.txt").write_text("one\ntwo\n")
-    env = claude_executor.worker_env(cli_env(api.base_url, scratch / "home-workers"))
+    env = claude_executor.worker_env(_session_env(api, scratch, "workers"))
     runs = {
         TURNS_MARK: claude_executor.command(cli=cli, tools=["Read"], max_turns=MAX_TURNS),
         BUDGET_MARK: claude_executor.command(
@@ -498,7 +509,7 @@ def _probe_planner(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Result
     project = scratch / "planner"
     (project / ".claude").mkdir(parents=True)
     (project / "a.txt").write_text("a\n")
-    env = cli_env(api.base_url, scratch / "home-planner")
+    env = _session_env(api, scratch, "planner")
     env[claude_executor.CLAUDE_BIN_ENV] = cli
     try:
         planned = run_planner(
@@ -530,17 +541,24 @@ def _probe_rewake(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Result]
     project = scratch / "rewake"
     (project / ".claude").mkdir(parents=True)
     spec = settings.FANOUT_HOOKS["Rewake"]
-    hook = (
-        f"{sys.executable} -I -S -c "
-        f"\"import sys,time; time.sleep(0.5); sys.stderr.write('{WAKE_TEXT}'); sys.exit(2)\""
+    ran = project / "hook-ran"
+    script = project / "rewake_hook.py"
+    # Like fanout's Rewake hook: runs after the turn ended, exits 2 with words for the session.
+    script.write_text(
+        "import sys, time\n"
+        f"open({str(ran)!r}, 'w').close()\n"
+        "time.sleep(0.5)\n"
+        f"sys.stderr.write({WAKE_TEXT!r})\n"
+        "sys.exit(2)\n"
     )
-    entry = {"type": "command", "command": hook, "timeout": 30}
+    hook = f"{shlex.quote(sys.executable)} -I -S {shlex.quote(str(script))}"
+    entry = {"type": "command", "command": hook, "timeout": spec.timeout}
     if spec.async_rewake:
         entry.update({"async": True, "asyncRewake": True})
     (project / ".claude" / "settings.json").write_text(
         json.dumps({"hooks": {"Stop": [{"hooks": [entry]}]}})
     )
-    env = cli_env(api.base_url, scratch / "home-rewake")
+    env = _session_env(api, scratch, "rewake")
     argv = [cli, "-p", "--input-format", "stream-json", "--output-format", "stream-json"]
     argv += ["--verbose"]
     proc = _popen(argv, cwd=project, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -585,6 +603,8 @@ def _probe_rewake(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Result]
     ]
     if results == 0:
         detail = f"the session gave no result: {_last_line(err) or 'no output'}"
+    elif not ran.exists():
+        detail = "the async Stop hook never ran"
     elif not woken:
         detail = f"the hook exited 2, but the idle session was not woken within {WAKE_WAIT_S:g}s"
     elif results < 2:
@@ -654,8 +674,6 @@ def run_probe(
     own = scratch is None
     root = Path(tempfile.mkdtemp(prefix="fanout-probe-")) if scratch is None else scratch
     try:
-        for home in ("conductor", "workers", "planner", "rewake"):
-            (root / f"home-{home}").mkdir(parents=True, exist_ok=True)
         script = _Script(_conductor_project(root))
         with FakeMessagesAPI(script) as api, ThreadPoolExecutor(max_workers=4) as pool:
             jobs: list[Callable[[], list[Result]]] = [
