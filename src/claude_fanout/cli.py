@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--probe", action="store_true", help="also try every Claude Code mechanism, offline"
     )
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
-    doctor.add_argument("--cli", help="probe this Claude Code executable (default: the found ones)")
+    doctor.add_argument(
+        "--cli", metavar="PATH", help="with --probe: probe this Claude Code executable"
+    )
 
     demo = sub.add_parser("demo", help="run the offline demo in a scratch directory")
     demo.add_argument("--dir", type=Path, help="scratch directory (default: a new temp dir)")
@@ -358,6 +360,8 @@ def cmd_publish(args: argparse.Namespace, project: Path) -> int:
 def cmd_doctor(args: argparse.Namespace, project: Path) -> int:
     from claude_fanout import doctor
 
+    if args.cli and not args.probe:
+        raise UsageError("doctor: --cli names the Claude Code to probe; add --probe")
     return doctor.command(project, probe=args.probe, as_json=args.json, cli=args.cli)
 
 
