@@ -21,19 +21,26 @@ import shutil
 import stat
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
 from claude_fanout import compat, defaults, settings
 from claude_fanout.executors.claude import CLAUDE_BIN_ENV, cli_path
 
-__all__ = ["Check", "Status", "diagnose", "hook_targets", "render"]
+__all__ = ["Check", "Status", "command", "diagnose", "failed", "hook_targets", "render"]
 
-Status = str
-OK: Final = "ok"
-WARN: Final = "warn"
-FAIL: Final = "fail"
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"  # works, but look
+    FAIL = "fail"  # fanout is broken here until this is fixed
+
+
+OK: Final = Status.OK
+WARN: Final = Status.WARN
+FAIL: Final = Status.FAIL
 PLUGIN_PREFIX: Final = "fanout@"
 PLUGIN_HOOK_COMMAND: Final = "fanout-hook"
 # Claude Code reads them all: user, then project (shared), then local (yours).
@@ -48,7 +55,12 @@ class Check:
     detail: str
 
     def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+        return {
+            "section": self.section,
+            "name": self.name,
+            "status": str(self.status),
+            "detail": self.detail,
+        }
 
 
 def diagnose(
@@ -94,7 +106,7 @@ def _read_settings(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
     problem = settings.shape_problem(data, events=settings.FANOUT_HOOKS)
     if problem is not None:
-        return None, problem
+        return None, f"has the wrong shape ({problem})"
     return data, None
 
 
@@ -146,7 +158,7 @@ def _install_checks(project: Path, env: Mapping[str, str], home: Path | None) ->
         if not commands:
             continue
         installed[str(scope)] = frozenset(command for _, command in commands)
-        yield from _hook_checks(section, str(scope), where, commands)
+        yield from _hook_checks(section, str(scope), where, commands, env)
     if len(set(installed.values())) > 1:
         yield Check(
             section,
@@ -170,7 +182,11 @@ def _install_checks(project: Path, env: Mapping[str, str], home: Path | None) ->
 
 
 def _hook_checks(
-    section: str, scope: str, where: str, commands: list[tuple[str, str]]
+    section: str,
+    scope: str,
+    where: str,
+    commands: list[tuple[str, str]],
+    env: Mapping[str, str],
 ) -> Iterator[Check]:
     name = f"{scope} hooks"
     broken: list[str] = []
@@ -178,13 +194,13 @@ def _hook_checks(
     for event, command in commands:
         targets = hook_targets(command)
         if targets is None:
-            if command.split()[:1] != [PLUGIN_HOOK_COMMAND] and PLUGIN_HOOK_COMMAND not in command:
+            if PLUGIN_HOOK_COMMAND not in command:
                 broken.append(f"{event}: a command fanout cannot read ({command[:80]})")
-            elif shutil.which(PLUGIN_HOOK_COMMAND) is None:
+            elif shutil.which(PLUGIN_HOOK_COMMAND, path=env.get("PATH")) is None:
                 broken.append(f"{event}: `{PLUGIN_HOOK_COMMAND}` is not on PATH")
             continue
         python, entry = targets
-        entries.add(entry)
+        entries.add(os.path.realpath(entry))
         if not _runnable(python):
             broken.append(f"{event}: interpreter {python} is missing")
         elif not os.path.isfile(entry):
@@ -211,7 +227,7 @@ def _hook_checks(
             f"`fanout install --scope {scope}`",
         )
         return
-    ours = settings.default_entry()
+    ours = os.path.realpath(settings.default_entry())
     if entries and ours not in entries:
         yield Check(
             section,

@@ -95,6 +95,25 @@ def test_hooks_of_another_installation_are_flagged(
     assert check.status == WARN and str(entry) in check.detail
 
 
+def test_hooks_that_run_fanout_hook_need_it_on_path(
+    project: Path, home: Path, tmp_path: Path
+) -> None:
+    import json
+
+    path = project / ".claude" / "settings.json"
+    path.write_text(json.dumps(settings.merge_hooks({}, settings.plugin_hooks())))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+
+    missing = only(run_doctor(project, home, PATH=str(bin_dir)), "project hooks")
+    (bin_dir / "fanout-hook").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "fanout-hook").chmod(0o755)
+    found = only(run_doctor(project, home, PATH=str(bin_dir)), "project hooks")
+
+    assert missing.status == FAIL and "`fanout-hook` is not on PATH" in missing.detail
+    assert found.status == OK
+
+
 def test_an_incomplete_install_names_the_missing_events(project: Path, home: Path) -> None:
     import json
 
