@@ -140,11 +140,14 @@ class Script:
 
 def _session_env(api: FakeMessagesAPI, scratch: Path, name: str) -> dict[str, str]:
     """A session's environment: offline, its own HOME, and its temporary files (the CLI's
-    ``claude-<uid>/`` and sockets among them) in the scratch directory, not the user's."""
+    ``claude-<uid>/`` and sockets among them) in the scratch directory, not the user's. Without
+    fanout's own variables: run from inside a worker, ``FANOUT_DEPTH`` would silence the hooks
+    under test."""
     home, tmp = scratch / f"home-{name}", scratch / f"tmp-{name}"
     home.mkdir(exist_ok=True)
     tmp.mkdir(exist_ok=True)
-    return {**cli_env(api.base_url, home), "TMPDIR": str(tmp)}
+    env = {k: v for k, v in cli_env(api.base_url, home).items() if not k.startswith("FANOUT_")}
+    return {**env, "TMPDIR": str(tmp)}
 
 
 def _popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[str]:
