@@ -233,8 +233,6 @@ def render(report: ProbeReport) -> Iterator[str]:
         version = report.versions.get(path)
         yield f"  {label}: Claude Code {version or '(version unknown)'} at {path}"
     for result in report.results:
-        mark = "✓" if result.ok else "✗"
-        yield f"  {mark} {result.mechanism.title}: {result.detail}"
-        if not result.ok:
-            yield f"      fanout: {result.mechanism.impact}"
+        line = f"{result.mechanism.title}: {result.detail}"
+        yield f"  ✓ {line}" if result.ok else f"  ✗ {line}; fanout: {result.mechanism.impact}"
     yield f"  probed in {report.elapsed_s:.1f}s"
