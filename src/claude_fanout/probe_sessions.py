@@ -3,7 +3,7 @@
 One scripted model (:class:`Script`) serves every session through one
 :class:`~claude_fanout.fake_api.FakeMessagesAPI`, telling them apart by markers in their prompts.
 Each ``probe_*`` function runs its session(s) against the CLI under test and returns
-:class:`Finding` s, judged from what the fake received and what the CLI and fanout recorded.
+findings, judged from what the fake received and what the CLI and fanout recorded.
 """
 
 from __future__ import annotations
@@ -193,6 +193,8 @@ PROBE_PLAN: Final = {
 
 
 def conductor_project(scratch: Path) -> Path:
+    """The Conductor's scratch project: fanout installed, a plan with a claude worker W1 that
+    claims ``claimed.txt`` and a shell worker W2 whose artifact replaces ``original.txt``."""
     project = scratch / "conductor"
     (project / ".claude").mkdir(parents=True)
     (project / "claimed.txt").write_text(CLAIMED_TEXT)
@@ -410,6 +412,7 @@ def probe_budgets(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding
 
 
 def probe_planner(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding]:
+    """fanout's planner (``run_planner``): the structured answer is the plan, in one call."""
     from claude_fanout.config import load_config
     from claude_fanout.planner import PlannerError, run_planner
 
@@ -445,6 +448,8 @@ def probe_planner(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding
 
 
 def probe_rewake(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding]:
+    """A streaming-input session (its stdin stays open, as an SDK client's does) ends its turn;
+    an async Stop hook shaped like fanout's Rewake exits 2; the idle session must be woken."""
     project = scratch / "rewake"
     (project / ".claude").mkdir(parents=True)
     spec = settings.FANOUT_HOOKS["Rewake"]
@@ -486,7 +491,7 @@ def probe_rewake(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding]
                 break
             if line is None:
                 break
-            if _isFinding(line):
+            if _is_result(line):
                 results += 1
                 if results == 1:
                     deadline = min(deadline, time.monotonic() + WAKE_WAIT_S)
@@ -530,7 +535,7 @@ def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-def _isFinding(line: str) -> bool:
+def _is_result(line: str) -> bool:
     try:
         message = json.loads(line)
     except ValueError:
