@@ -421,14 +421,22 @@ def _store_checks(project: Path) -> list[Check]:
 
 
 def _run_checks(project: Path) -> list[Check]:
+    from claude_fanout.errors import FanoutError, UnsafePathError
     from claude_fanout.store.rundir import list_runs
     from claude_fanout.store.state import observe
 
     section = "runs"
     states: dict[str, str] = {}
     live: list[str] = []
+    unreadable: list[str] = []
+    unsafe = False
     for run in list_runs(project):
-        status = observe(run)
+        try:
+            status = observe(run)
+        except (FanoutError, OSError) as exc:
+            unreadable.append(f"{run.run_id}: {exc}")
+            unsafe = unsafe or isinstance(exc, UnsafePathError)
+            continue
         states[run.run_id] = str(status.state)
         if not status.state.terminal:
             running = sum(1 for t in status.tasks.values() if str(t.state) == "running")
@@ -441,6 +449,15 @@ def _run_checks(project: Path) -> list[Check]:
             f"{len(live)} live: {', '.join(live[:5])} (`fanout status RUN`)" if live else "none",
         )
     ]
+    if unreadable:
+        checks.append(
+            Check(
+                section,
+                "unreadable runs",
+                FAIL if unsafe else WARN,
+                f"{'; '.join(unreadable[:3])} (`fanout gc RUN` removes a run you no longer need)",
+            )
+        )
     checks += _leftover_checks(project, states)
     checks += _orphan_checks(project, states)
     return checks
@@ -460,7 +477,7 @@ def _leftover_checks(project: Path, states: Mapping[str, str]) -> list[Check]:
             ],
             cwd=root,
         )
-    except worktree.GitError:
+    except (worktree.GitError, OSError):  # not a git repository, or no git at all
         return []
     base = os.path.realpath(project / defaults.WORKTREES_DIR)
     finished: Counter[str] = Counter()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_fanout import doctor, settings
+from claude_fanout import compat, doctor, settings
 from claude_fanout.doctor import FAIL, OK, WARN, Check
 from tests.helpers import CLIResult, FakeRun, git
 
@@ -156,6 +156,40 @@ def test_a_plugin_without_its_hook_command_on_path_fails(
     assert not find(checks, "hooks")  # the plugin is how fanout is installed here
 
 
+def fake_cli(directory: Path, version_line: str, *, code: int = 0) -> Path:
+    directory.mkdir(exist_ok=True)
+    cli = directory / "claude"
+    cli.write_text(f"#!/bin/sh\necho '{version_line}'\nexit {code}\n")
+    cli.chmod(0o755)
+    return cli
+
+
+def test_claude_versions_outside_the_measured_range_are_flagged(
+    project: Path, home: Path, tmp_path: Path
+) -> None:
+    old = fake_cli(tmp_path / "path", "2.0.1 (Claude Code)")
+    ok = fake_cli(tmp_path / "workers", f"{compat.TESTED_MAX} (Claude Code)")
+
+    checks = run_doctor(project, home, PATH=str(old.parent), FANOUT_CLAUDE_BIN=str(ok))
+
+    conductor, workers = only(checks, "Conductor CLI"), only(checks, "workers' CLI")
+    assert conductor.status == WARN
+    assert f"2.0.1 at {old}" in conductor.detail and "--probe" in conductor.detail
+    assert workers.status == OK and f"{compat.TESTED_MAX} at {ok}" in workers.detail
+
+
+def test_a_workers_cli_that_cannot_run_fails(project: Path, home: Path, tmp_path: Path) -> None:
+    broken = fake_cli(tmp_path / "bin", "segfault", code=139)
+
+    checks = run_doctor(project, home, FANOUT_CLAUDE_BIN=str(broken))
+    missing = run_doctor(project, home, FANOUT_CLAUDE_BIN=str(tmp_path / "nowhere"))
+
+    assert only(checks, "workers' CLI").status == FAIL
+    assert "does not run or print its version" in only(checks, "workers' CLI").detail
+    assert only(missing, "workers' CLI").status == FAIL
+    assert "FANOUT_CLAUDE_BIN" in only(missing, "workers' CLI").detail
+
+
 def test_a_symlinked_run_store_fails(project: Path, home: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir(mode=0o700)
@@ -174,6 +208,32 @@ def test_a_symlinked_run_inside_the_store_fails(project: Path, home: Path, tmp_p
     check = only(run_doctor(project, home), "run store")
 
     assert check.status == FAIL and f"{OTHER_RUN} is a symlink" in check.detail
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory away")
+def test_a_run_directory_someone_else_owns_fails(project: Path, home: Path) -> None:
+    FakeRun(project, RUN_ID, {"W1": {}}, session=None).end()
+    os.chown(project / ".claude" / "runs" / RUN_ID, 4242, -1)
+
+    check = only(run_doctor(project, home), "run store")
+
+    assert check.status == FAIL and f"{RUN_ID} belongs to uid 4242" in check.detail
+
+
+def test_a_link_inside_a_run_fails_without_stopping_the_other_checks(
+    project: Path, home: Path
+) -> None:
+    FakeRun(project, RUN_ID, {"W1": {}}, session=None).end()
+    events = project / ".claude" / "runs" / RUN_ID / "events.jsonl"
+    (events.parent / "state.json").unlink(missing_ok=True)
+    events.unlink()
+    events.symlink_to("/etc/hostname")
+
+    checks = run_doctor(project, home)
+
+    check = only(checks, "unreadable runs")
+    assert check.status == FAIL and f"{RUN_ID}: {events} is a symlink" in check.detail
+    assert only(checks, "orphans").status == OK
 
 
 def test_a_run_store_others_can_read_is_a_warning(project: Path, home: Path) -> None:
