@@ -82,6 +82,9 @@ WAKE_WAIT_S: Final = 10.0
 # The worker's model answers only once the Conductor tries to end its turn (so the worker is
 # still at work when its file is read and when Stop is first reached), or after this.
 WORKER_HOLD_S: Final = 20.0
+# An interactive session wakes by the same rule (an async hook may wake a session that is
+# interactive or has streaming input); the TUI itself is driven in tmux by the e2e tests.
+REWAKE_OK: Final = "a streaming-input session was woken with the hook's words"
 
 
 # -- the scripted model ------------------------------------------------------------------------
@@ -522,7 +525,7 @@ def probe_rewake(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding]
     elif results < 2:
         detail = "woken, but the woken turn did not end"
     else:
-        return [Finding("rewake", True, "woken with the hook's words (streaming input)")]
+        return [Finding("rewake", True, REWAKE_OK)]
     return [Finding("rewake", False, detail)]
 
 
