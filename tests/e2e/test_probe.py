@@ -1,5 +1,6 @@
-"""`fanout doctor --probe` against the real CLI: it passes on the bundled one, and it catches a
-CLI that lacks a mechanism (a shim around the real CLI that disables exactly one)."""
+"""`fanout doctor --probe` against the real CLI: nothing fails on the locked one, exactly what an
+older release lacks fails on it (run under ``scripts/compat``), and a shim around the real CLI
+that disables one mechanism fails exactly the mechanisms that need it."""
 
 from __future__ import annotations
 
@@ -12,22 +13,23 @@ from pathlib import Path
 import pytest
 
 from claude_fanout import compat, settings
+from claude_fanout.executors.claude import cli_path
 from claude_fanout.fake_api import bundled_cli
-from claude_fanout.probe import MECHANISMS
+from claude_fanout.probe import MECHANISMS, resolve_clis
 from tests.helpers import CLIResult
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 ALL = {m.id for m in MECHANISMS}
 HOOKED = {"context", "deny", "updated_input", "stop", "worker", "rewake"}
-# Older releases that really lack a mechanism, as this probe measured them: in 2.1.32 and 2.1.139
-# a valid StructuredOutput call does not end the session (the model is called again; 2.1.235
-# ends it), and 2.1.32 never wakes an idle session from an async rewake hook.
-KNOWN_GAPS = {
+# What older releases really lack, as this probe measured them: in 2.1.32 and 2.1.139 a valid
+# StructuredOutput call does not end the session (the model is called again), and 2.1.32 never
+# wakes an idle session from an async rewake hook. 2.1.235 lacks nothing, nor does the range.
+KNOWN_GAPS: dict[str, set[str]] = {
     "2.1.32": {"structured_output", "rewake"},
     "2.1.139": {"structured_output"},
+    "2.1.235": set(),
 }
-OLD_CLIS_ENV = "FANOUT_PROBE_OLD_CLIS"
 
 
 @pytest.fixture
@@ -65,17 +67,25 @@ def failing(result: CLIResult) -> set[str]:
     return {m["id"] for m in mechanisms if not m["ok"]}
 
 
-def test_every_mechanism_works_on_the_bundled_cli(
+def test_the_probe_reports_what_this_cli_lacks(
     probe: Callable[..., CLIResult], tmp_path: Path
 ) -> None:
-    # Run from inside a worker: its depth must not reach the sessions (it would silence hooks).
-    result = probe(FANOUT_DEPTH="1", FANOUT_RUN_DIR=str(tmp_path / "elsewhere"))
+    """The locked CLI lacks nothing. Under ``scripts/compat`` (``FANOUT_CLAUDE_BIN`` = an older
+    release) the probe must name exactly what that release lacks."""
+    cli = os.path.realpath(cli_path(os.environ))
+    version = compat.cli_version(cli)
+    if version not in KNOWN_GAPS and not (version and compat.in_tested_range(version)):
+        pytest.skip(f"no measured expectation for Claude Code {version}")
+    expected = KNOWN_GAPS.get(version or "", set())
 
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert failing(result) == set()
+    # Run from inside a worker: its depth must not reach the sessions (it would silence hooks).
+    result = probe("--cli", cli, FANOUT_DEPTH="1", FANOUT_RUN_DIR=str(tmp_path / "elsewhere"))
+
+    assert result.returncode == (1 if expected else 0), result.stdout + result.stderr
+    assert failing(result) == expected
     data = result.json()
-    cli = data["probe"]["cli"]["workers"]
-    assert cli["path"] == str(bundled_cli()) and cli["version"] == compat.cli_version(cli["path"])
+    for role in ("conductor", "workers"):
+        assert data["probe"]["cli"][role] == {"path": cli, "version": version}
     assert data["probe"]["elapsed_s"] < 60
     assert list((tmp_path / "tmp").iterdir()) == []  # its scratch directory is gone
 
@@ -120,18 +130,10 @@ def test_a_cli_lacking_a_mechanism_fails_exactly_that_mechanism(
     assert failing(result) == broken
 
 
-@pytest.mark.skipif(
-    not os.environ.get(OLD_CLIS_ENV),
-    reason=f"{OLD_CLIS_ENV}: paths of older Claude Code CLIs (claude-agent-sdk wheels' _bundled)",
-)
-def test_older_clis_fail_what_they_really_lack(probe: Callable[..., CLIResult]) -> None:
-    checked = 0
-    for cli in os.environ[OLD_CLIS_ENV].split(os.pathsep):
-        version = compat.cli_version(cli)
-        if version not in KNOWN_GAPS:
-            continue
-        result = probe("--cli", cli)
-        assert result.returncode == 1
-        assert failing(result) == KNOWN_GAPS[version], version
-        checked += 1
-    assert checked, f"none of {os.environ[OLD_CLIS_ENV]} is one of {sorted(KNOWN_GAPS)}"
+def test_without_cli_the_probe_uses_claude_on_path_and_the_workers_cli(tmp_path: Path) -> None:
+    workers = os.path.abspath(cli_path({}))  # no FANOUT_CLAUDE_BIN: the bundled CLI
+    assert resolve_clis({"PATH": str(tmp_path)}) == (workers, workers)
+    claude = write_shim(tmp_path, "claude", "#!/bin/sh\nexit 0\n")
+    assert resolve_clis({"PATH": str(tmp_path)}) == (str(claude), workers)
+    assert resolve_clis({"PATH": ""}, str(claude)) == (str(claude), str(claude))
+    assert resolve_clis({"PATH": ""}, str(tmp_path / "nowhere")) == (None, None)
