@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -79,9 +79,11 @@ PLANNED: Final = {
 }
 SESSION_TIMEOUT_S: Final = 60.0
 WAKE_WAIT_S: Final = 10.0
-# The worker's model answers only once the Conductor tries to end its turn (so the worker is
-# still at work when its file is read and when Stop is first reached), or after this.
-WORKER_HOLD_S: Final = 20.0
+# W3, the worker that claims a file, works until the Conductor ends its turn (it is still at
+# work when its file is read and when Stop is first reached): it waits for this file, at most
+# HOLD_S.
+RELEASE_FILE: Final = "probe-release"
+HOLD_S: Final = 30
 # An interactive session wakes by the same rule (an async hook may wake a session that is
 # interactive or has streaming input); the TUI itself is driven in tmux by the e2e tests.
 REWAKE_OK: Final = "a streaming-input session was woken with the hook's words"
@@ -95,7 +97,9 @@ class Script:
     """Every session's model: told apart by markers, recording what the checks need."""
 
     project: Path
-    release_worker: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        (self.project / RELEASE_FILE).touch()
 
     def __call__(self, request: Request) -> Reply:
         if request.is_side_call:
@@ -108,7 +112,6 @@ class Script:
             return structured_output(PLANNED)
         first = request.first_user_text()
         if WORKER_MARK in first:
-            self.release_worker.wait(WORKER_HOLD_S)
             return Reply([Text(WORKER_ANSWER)], usage=WORKER_USAGE)
         if TURNS_MARK in first or BUDGET_MARK in first:
             return Reply([ToolUse("Read", {"file_path": "notes.txt"})], usage=BIG_USAGE)
@@ -134,7 +137,7 @@ class Script:
             return Reply([ToolUse("Bash", {"command": wait, "description": "wait for W2"})])
         if done == 2:
             return Reply([ToolUse("Read", {"file_path": str(self.project / "original.txt")})])
-        self.release_worker.set()
+        self.release()
         return Reply([Text(TURN_OVER)])
 
 
@@ -178,32 +181,38 @@ PROBE_PLAN: Final = {
     "version": 1,
     "name": "fanout doctor --probe",
     "tasks": [
-        {
-            "id": "W1",
-            "kind": "claude",
-            "prompt": f"{WORKER_MARK} Say the word.",
-            "claims": ["claimed.txt"],
-            "max_turns": 3,
-        },
+        {"id": "W1", "kind": "claude", "prompt": f"{WORKER_MARK} Say the word.", "max_turns": 3},
         {
             "id": "W2",
             "kind": "shell",
             "argv": ["sh", "-c", f'printf {ARTIFACT_TEXT} > "$FANOUT_OUT_DIR/artifact.txt"'],
             "replaces": {"original.txt": "artifact.txt"},
         },
+        {
+            "id": "W3",
+            "kind": "shell",
+            "argv": [
+                "sh",
+                "-c",
+                f"i=0; until [ -e {RELEASE_FILE} ] || [ $i -ge {HOLD_S * 10} ]; do "
+                "i=$((i+1)); sleep 0.1; done",
+            ],
+            "claims": ["claimed.txt"],
+        },
     ],
 }
 
 
 def conductor_project(scratch: Path) -> Path:
-    """The Conductor's scratch project: fanout installed, a plan with a claude worker W1 that
-    claims ``claimed.txt`` and a shell worker W2 whose artifact replaces ``original.txt``."""
+    """The Conductor's scratch project: fanout installed, a plan with a claude worker W1, a
+    shell worker W2 whose artifact replaces ``original.txt`` and one, W3, that claims
+    ``claimed.txt`` until the Conductor ends its turn."""
     project = scratch / "conductor"
     (project / ".claude").mkdir(parents=True)
     (project / "claimed.txt").write_text(CLAIMED_TEXT)
     (project / "original.txt").write_text(ORIGINAL_TEXT)
     (project / PLAN_FILE).write_text(json.dumps(PROBE_PLAN))
-    # One Stop wait long enough for the worker: the turn is blocked once, with the results.
+    # One Stop wait long enough for W3: the turn is blocked once, with the results.
     (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 30\n")
     settings.install(scope="project", project=project)
     return project
@@ -224,7 +233,7 @@ def probe_conductor(
     argv += ["--output-format", "json"]
     proc = _popen(argv, cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     out, err, ended = _finish(proc, SESSION_TIMEOUT_S)
-    script.release_worker.set()
+    script.release()
     runs = list_runs(project)
     run = runs[-1] if runs else None
     if run is not None:
@@ -302,8 +311,8 @@ def _judge_deny(denied: str | None, why_not: str) -> Finding:
         return Finding("deny", False, f"the Read of a claimed file never came back; {why_not}")
     if CLAIMED_TEXT.strip() in denied:
         return Finding("deny", False, "the Read of a file a worker claims ran anyway")
-    if "claimed by worker W1" in denied:
-        return Finding("deny", True, "the model got the reason: claimed by worker W1")
+    if "claimed by worker W3" in denied:
+        return Finding("deny", True, "the model got the reason: claimed by worker W3")
     return Finding("deny", False, f"the Read failed without fanout's reason: {denied[:120]!r}")
 
 

@@ -103,6 +103,13 @@ SHIMS = {
         f'#!/bin/sh\nexec {bundled_cli()} --settings \'{{"disableAllHooks": true}}\' "$@"\n',
         HOOKED,
     ),
+    # Headless workers refused (fanout's worker command line: --tools and stream-json output).
+    "no-workers": (
+        "#!/bin/sh\n"
+        'case " $* " in *" --tools "*stream-json*|*stream-json*" --tools "*) exit 1;; esac\n'
+        f'exec {bundled_cli()} "$@"\n',
+        {"worker", "budgets"},
+    ),
     # A CLI without structured output: --json-schema is dropped.
     "no-json-schema": (
         f"#!{sys.executable}\n"
