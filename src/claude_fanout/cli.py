@@ -93,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
         ".claude/settings.local.json and .claude/settings.json)",
     )
 
+    doctor = sub.add_parser("doctor", help="check that fanout works here, and with which CLI")
+    doctor.add_argument(
+        "--probe", action="store_true", help="also try every Claude Code mechanism, offline"
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument(
+        "--cli", metavar="PATH", help="with --probe: probe this Claude Code executable"
+    )
+
     demo = sub.add_parser("demo", help="run the offline demo in a scratch directory")
     demo.add_argument("--dir", type=Path, help="scratch directory (default: a new temp dir)")
     demo.add_argument(
@@ -469,6 +478,14 @@ def cmd_publish(args: argparse.Namespace, project: Path) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace, project: Path) -> int:
+    from claude_fanout import doctor
+
+    if args.cli and not args.probe:
+        raise UsageError("doctor: --cli names the Claude Code to probe; add --probe")
+    return doctor.command(project, probe=args.probe, as_json=args.json, cli=args.cli)
+
+
 def cmd_demo(args: argparse.Namespace, project: Path) -> int:
     from claude_fanout.demo import run_demo
 
@@ -747,6 +764,7 @@ _COMMANDS = {
     "install": cmd_install,
     "uninstall": cmd_install,
     "demo": cmd_demo,
+    "doctor": cmd_doctor,
     "run": cmd_run,
     "status": cmd_status,
     "wait": cmd_wait,

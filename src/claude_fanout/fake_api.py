@@ -312,14 +312,20 @@ class Request:
                     )
         return out
 
+    def _since_last_answer(self) -> list[dict[str, Any]]:
+        messages = self.messages
+        answers = [n for n, m in enumerate(messages) if m.get("role") == "assistant"]
+        return messages[answers[-1] + 1 :] if answers else messages
+
+    def newest_text(self) -> str:
+        """Every text the model is being told now (after its last answer), however framed."""
+        return "\n".join(text for message in self._since_last_answer() for text in _texts(message))
+
     def fanout_texts(self, *, newest: bool = False) -> list[str]:
         """fanout's messages to the model in this request, wherever the CLI put them and however
         it framed them (:func:`fanout_text`); each distinct message once, oldest first. With
         ``newest``, only those after the model's last answer (what it is being told now)."""
-        messages = self.messages
-        if newest:
-            answers = [n for n, m in enumerate(messages) if m.get("role") == "assistant"]
-            messages = messages[answers[-1] + 1 :] if answers else messages
+        messages = self._since_last_answer() if newest else self.messages
         found = (
             fanout_text(text)
             for message in messages

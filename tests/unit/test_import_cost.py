@@ -8,6 +8,7 @@ import sys
 STDLIB_ONLY = [
     "claude_fanout",
     "claude_fanout.config",
+    "claude_fanout.doctor",  # plain `fanout doctor` stays well under a second
     "claude_fanout.hooks.prompt",
     "claude_fanout.plan",
     "claude_fanout.planner",
