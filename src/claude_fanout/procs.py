@@ -3,6 +3,11 @@
 A pid alone never identifies a process: pids come back within seconds on a busy machine. Every
 liveness check here pairs the pid with the process's start time. Stdlib only at import time;
 psutil is loaded lazily, and only where /proc is missing (macOS). Windows support belongs here.
+
+Linux-only paths (``/proc`` reads here, inotify in ``store/watch.py``) are taken only where
+:func:`linux_paths` says so. ``FANOUT_PORTABLE=1`` in the environment turns them off, so a
+Linux machine runs the code macOS runs (psutil, polling); children inherit it, so one variable
+switches the hooks, the supervisor and its watchdog alike.
 """
 
 from __future__ import annotations
@@ -17,7 +22,14 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+PORTABLE_ENV = "FANOUT_PORTABLE"
+_HAS_PROC = os.path.isdir("/proc/self")
+
+
+def linux_paths() -> bool:
+    """Whether to take the Linux-only paths: ``/proc`` is there and ``FANOUT_PORTABLE`` is unset
+    (or ``0``). Read at each call, so a test can switch a process it has already imported."""
+    return _HAS_PROC and os.environ.get(PORTABLE_ENV, "0") in ("", "0")
 
 
 def _proc_stat(pid: int) -> list[str] | None:
@@ -37,7 +49,7 @@ def process_start_time(pid: int) -> float | None:
     """
     if pid <= 0:
         return None
-    if os.path.isdir("/proc/self"):
+    if linux_paths():
         fields = _proc_stat(pid)
         if fields is None or fields[0] in ("Z", "X"):
             return None
@@ -64,7 +76,7 @@ _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish", "busybox"})
 
 
 def process_name(pid: int) -> str | None:
-    if os.path.isdir("/proc/self"):
+    if linux_paths():
         try:
             with open(f"/proc/{pid}/comm", "rb") as handle:
                 return handle.read().decode("utf-8", "replace").strip()
@@ -115,7 +127,7 @@ def groups_with_env(name: str, value: str) -> set[int]:
     Linux only (``/proc/<pid>/environ``); elsewhere an empty set. This is how the watchdog finds
     workers the supervisor started but died before telling it about.
     """
-    if not os.path.isdir("/proc/self"):
+    if not linux_paths():
         return set()
     needle = f"{name}={value}".encode()
     found: set[int] = set()
@@ -139,7 +151,7 @@ def groups_in_session(sid: int) -> set[int]:
     Session membership is inherited at fork, before exec: a worker caught between the two
     already belongs to its supervisor's session, though its environment is not yet its own.
     """
-    if not os.path.isdir("/proc/self"):
+    if not linux_paths():
         return set()
     found: set[int] = set()
     for entry in os.listdir("/proc"):
@@ -152,7 +164,7 @@ def groups_in_session(sid: int) -> set[int]:
 
 
 def parent_pid(pid: int) -> int | None:
-    if os.path.isdir("/proc/self"):
+    if linux_paths():
         fields = _proc_stat(pid)
         return int(fields[1]) if fields else None
     try:
