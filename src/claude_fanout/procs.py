@@ -19,8 +19,10 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
+
+    import psutil
 
 PORTABLE_ENV = "FANOUT_PORTABLE"
 _HAS_PROC = os.path.isdir("/proc/self")
@@ -124,14 +126,15 @@ def find_conductor(start_pid: int | None = None) -> tuple[int, float] | None:
 def groups_with_env(name: str, value: str) -> set[int]:
     """Process groups of this user's live processes whose environment has ``name=value``.
 
-    Linux only (``/proc/<pid>/environ``); elsewhere an empty set. This is how the watchdog finds
-    workers the supervisor started but died before telling it about.
+    This is how the watchdog finds workers the supervisor started but died before telling it
+    about. Linux: ``/proc/<pid>/environ``; elsewhere psutil (macOS reads another process's
+    environment too, as long as it is the same user's).
     """
+    me = os.getpid()
     if not linux_paths():
-        return set()
+        return _portable_groups(lambda proc: proc.environ().get(name) == value, skip=me)
     needle = f"{name}={value}".encode()
     found: set[int] = set()
-    me = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
@@ -146,13 +149,13 @@ def groups_with_env(name: str, value: str) -> set[int]:
 
 
 def groups_in_session(sid: int) -> set[int]:
-    """Process groups of the live processes in session ``sid`` (Linux; elsewhere empty).
+    """Process groups of the live processes in session ``sid``.
 
     Session membership is inherited at fork, before exec: a worker caught between the two
     already belongs to its supervisor's session, though its environment is not yet its own.
     """
     if not linux_paths():
-        return set()
+        return _portable_groups(lambda proc: os.getsid(proc.pid) == sid)
     found: set[int] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -160,6 +163,22 @@ def groups_in_session(sid: int) -> set[int]:
         fields = _proc_stat(int(entry))
         if fields and fields[0] not in ("Z", "X") and fields[3] == str(sid):
             found.add(int(fields[2]))
+    return found
+
+
+def _portable_groups(match: Callable[[psutil.Process], bool], *, skip: int = 0) -> set[int]:
+    """Process groups of the live processes ``match`` accepts (psutil; not the hook path)."""
+    import psutil
+
+    found: set[int] = set()
+    for proc in psutil.process_iter():
+        if proc.pid == skip:
+            continue
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and match(proc):
+                found.add(os.getpgid(proc.pid))
+        except (psutil.Error, OSError):
+            continue  # gone meanwhile, or not ours to read
     return found
 
 

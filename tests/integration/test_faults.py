@@ -379,6 +379,7 @@ class OrphanedWorkers(AssertionError):
     """Workers outlived their SIGKILLed supervisor and its watchdog."""
 
 
+@pytest.mark.portable
 @pytest.mark.timeout(90)
 @pytest.mark.soak_timeout
 def test_supervisor_sigkilled_while_starting_workers_orphans_nothing(

@@ -151,9 +151,9 @@ def test_each_path_answers_the_same_questions(
     else:
         monkeypatch.delenv(procs.PORTABLE_ENV, raising=False)
     assert out["conductor"] == [os.getpid(), procs.process_start_time(os.getpid())]
-    if not portable:  # the watchdog's scans: the child's group by its environment and session
-        assert out["env_groups"] == [out["child"]]
-        assert set(out["session_groups"]) == {out["child"], out["own_group"]}
+    # The watchdog's scans: the child's group by its environment and by its session.
+    assert out["env_groups"] == [out["child"]]
+    assert set(out["session_groups"]) == {out["child"], out["own_group"]}
     assert out["changed"] is True and out["waited_s"] < 2.0
     assert out["unchanged"] is False
     seen = out["seen"]
