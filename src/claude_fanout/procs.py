@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import subprocess
     from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
+    from types import ModuleType
 
     import psutil
 
@@ -32,6 +33,32 @@ def linux_paths() -> bool:
     """Whether to take the Linux-only paths: ``/proc`` is there and ``FANOUT_PORTABLE`` is unset
     (or ``0``). Read at each call, so a test can switch a process it has already imported."""
     return _HAS_PROC and os.environ.get(PORTABLE_ENV, "0") in ("", "0")
+
+
+def _psutil() -> ModuleType:
+    """psutil, for the portable path. A hook runs as ``python -I -S``: only this package's parent
+    directory is on sys.path, and where psutil is not beside it (an editable install, or a
+    distribution's split of packages) this interpreter's site-packages are appended: its venv's
+    if it runs in one (without site, ``sys.prefix`` names the base interpreter, not the venv)."""
+    try:
+        import psutil
+    except ImportError:
+        import site
+        import sys
+
+        bin_dir = os.path.dirname(os.path.abspath(sys.executable))
+        venvs = [
+            root
+            for root in (os.path.dirname(bin_dir), bin_dir)
+            if os.path.isfile(os.path.join(root, "pyvenv.cfg"))
+        ]
+        prefixes = venvs[:1] or [sys.prefix]
+        missing = [path for path in site.getsitepackages(prefixes) if path not in sys.path]
+        if not missing:
+            raise
+        sys.path.extend(missing)
+        import psutil
+    return psutil
 
 
 def _proc_stat(pid: int) -> list[str] | None:
@@ -57,8 +84,7 @@ def process_start_time(pid: int) -> float | None:
             return None
         return float(fields[19])
     try:
-        import psutil
-
+        psutil = _psutil()
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
@@ -85,9 +111,7 @@ def process_name(pid: int) -> str | None:
         except OSError:
             return None
     try:
-        import psutil
-
-        return str(psutil.Process(pid).name())
+        return str(_psutil().Process(pid).name())
     except Exception:  # noqa: BLE001
         return None
 
@@ -168,7 +192,10 @@ def groups_in_session(sid: int) -> set[int]:
 
 def _portable_groups(match: Callable[[psutil.Process], bool], *, skip: int = 0) -> set[int]:
     """Process groups of the live processes ``match`` accepts (psutil; not the hook path)."""
-    import psutil
+    try:
+        psutil = _psutil()
+    except ImportError:
+        return set()  # the watchdog still stops every group it was told about
 
     found: set[int] = set()
     for proc in psutil.process_iter():
@@ -187,9 +214,7 @@ def parent_pid(pid: int) -> int | None:
         fields = _proc_stat(pid)
         return int(fields[1]) if fields else None
     try:
-        import psutil
-
-        return int(psutil.Process(pid).ppid())
+        return int(_psutil().Process(pid).ppid())
     except Exception:  # noqa: BLE001
         return None
 

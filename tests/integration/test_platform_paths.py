@@ -1,6 +1,7 @@
 """A run on either platform path (see the ``portable`` marker in tests/conftest.py): the
-supervisor and its watchdog take the path of the process that started them, and the watchdog's
-process scans find a worker that left the supervisor's session."""
+supervisor and its watchdog take the path of the process that started them, the watchdog's
+process scans find a worker that left the supervisor's session, and a hook run as Claude Code
+runs it (``python -I -S``, no site-packages) tells a live run from a lost one."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +19,16 @@ import psutil
 import pytest
 
 from claude_fanout import defaults, procs
+from claude_fanout import settings as fanout_settings
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run
 from claude_fanout.states import RunState
 from claude_fanout.store.eventlog import read_events
+from claude_fanout.store.files import write_json_atomic
 from claude_fanout.store.state import observe
-from tests.helpers import processes_under, wait_until
+from tests.helpers import FakeRun, processes_under, wait_until
+
+SESSION = "3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 
 # A worker that forks a grandchild into a session of its own: neither its group nor its
 # session is the supervisor's, only the run's FANOUT_RUN_DIR in its environment is.
@@ -124,3 +131,47 @@ def test_the_watchdog_stops_a_worker_that_left_the_session_on_either_path(
         for proc in processes_under(project):
             with contextlib.suppress(psutil.Error):
                 proc.kill()
+
+
+@pytest.mark.portable
+def test_an_installed_hook_tells_a_live_run_from_a_lost_one_on_either_path(
+    project: Path, code_paths: str
+) -> None:
+    # The command `fanout install` writes runs `python -I -S`: site-packages is not on sys.path,
+    # only this package's parent directory is (in a checkout, src/, which has no psutil).
+    (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 0\n")
+    live = FakeRun(project, "20261130-000000-000-abcd", {"W1": {}}, SESSION)
+    live.start("W1")
+    command = fanout_settings.hook_command(
+        "Stop", python=sys.executable, entry=fanout_settings.default_entry()
+    )
+    payload = {
+        "session_id": SESSION,
+        "cwd": str(project),
+        "hook_event_name": "Stop",
+        "stop_hook_active": False,
+    }
+
+    def stop() -> str:
+        proc = subprocess.run(
+            ["sh", "-c", command],
+            input=json.dumps(payload).encode(),
+            capture_output=True,
+            cwd=project,
+            env={**os.environ, "CLAUDE_PROJECT_DIR": str(project)},
+            timeout=30,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        answer = json.loads(proc.stdout)
+        assert answer["decision"] == "block", answer
+        return str(answer["reason"])
+
+    # Its supervisor (this process) is alive: the run is in progress, not lost.
+    assert "lost" not in stop()
+    # Its supervisor gone (a pid that names no process): the same hook reports the run lost.
+    write_json_atomic(
+        live.path / "supervisor.json",
+        {"pid": 2**22 + 7, "start_time": 1.0, "heartbeat": time.time()},
+    )
+    assert "lost" in stop()

@@ -49,6 +49,7 @@ def audit(event, args):
 
 
 sys.addaudithook(audit)
+sys.path.insert(0, sys.argv[3])  # as the hook entry script does under -I -S
 
 from claude_fanout import procs
 from claude_fanout.store import watch
@@ -65,13 +66,17 @@ child = subprocess.Popen(
     [sys.executable, "-c", "import time; time.sleep(60)"],
     env={**os.environ, "PROBE_MARK": sys.argv[2]},
     process_group=0,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
 )
-out["child"] = child.pid
-out["env_groups"] = sorted(procs.groups_with_env("PROBE_MARK", sys.argv[2]))
-out["session_groups"] = sorted(procs.groups_in_session(os.getsid(0)))
-out["own_group"] = os.getpgid(0)
-child.kill()
-child.wait()
+try:
+    out["child"] = child.pid
+    out["env_groups"] = sorted(procs.groups_with_env("PROBE_MARK", sys.argv[2]))
+    out["session_groups"] = sorted(procs.groups_in_session(os.getsid(0)))
+    out["own_group"] = os.getpgid(0)
+finally:
+    child.kill()
+    child.wait()
 out["dead_child_alive"] = procs.is_alive(child.pid, out["start_time"])
 # A change to a watched file ends the wait; without one, the wait runs out.
 target = sys.argv[1]
@@ -83,6 +88,10 @@ out["waited_s"] = time.monotonic() - began
 timer.join()
 out["unchanged"] = watch.wait_for_change([target], 0.2)
 out["seen"] = json.loads(json.dumps(seen))  # what follows is the test's, not fanout's
+out["psutil_imported"] = "psutil" in sys.modules
+import site
+
+site.main()  # what -S left out, for the test's own psutil
 import psutil
 
 out["psutil_create_time"] = psutil.Process(me).create_time()
@@ -96,7 +105,8 @@ print(json.dumps(out))
 
 
 def probe(tmp_path: Path, *, portable: bool) -> dict[str, Any]:
-    """Run the probe as a hook runs (under ``sh -c``, its own session); its findings."""
+    """Run the probe as a hook runs (``python -I -S`` under ``sh -c``, without site-packages on
+    sys.path, in a session of its own); its findings."""
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
     target = tmp_path / "watched"
@@ -104,7 +114,10 @@ def probe(tmp_path: Path, *, portable: bool) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in (procs.PORTABLE_ENV, "CLAUDE_PID")}
     if portable:
         env[procs.PORTABLE_ENV] = "1"
-    command = f'"{sys.executable}" "{script}" "{target}" {tmp_path.name}; true'
+    package_parent = Path(procs.__file__).resolve().parents[1]
+    command = (
+        f'"{sys.executable}" -I -S "{script}" "{target}" {tmp_path.name} "{package_parent}"; true'
+    )
     proc = subprocess.run(
         ["sh", "-c", command],
         env=env,
@@ -137,6 +150,8 @@ def test_each_path_answers_the_same_questions(
         pytest.skip("the native paths are Linux's")
     out = probe(tmp_path, portable=portable)
     assert out["linux_paths"] is not portable
+    # psutil only on the portable path: found even without site-packages on sys.path.
+    assert out["psutil_imported"] is portable
     # The start time identifies the process: psutil's creation time on the portable path,
     # /proc/<pid>/stat's clock ticks since boot on Linux.
     expected = out["psutil_create_time"] if portable else float(out["stat_ticks"])
