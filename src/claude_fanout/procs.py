@@ -2,7 +2,7 @@
 
 A pid alone never identifies a process: pids come back within seconds on a busy machine. Every
 liveness check here pairs the pid with the process's start time. Stdlib only at import time;
-psutil is loaded lazily, and only where /proc is missing (macOS). Windows support belongs here.
+psutil is loaded lazily, and only on the portable path (macOS). Windows support belongs here.
 
 Linux-only paths (``/proc`` reads here, inotify in ``store/watch.py``) are taken only where
 :func:`linux_paths` says so. ``FANOUT_PORTABLE=1`` in the environment turns them off, so a
@@ -196,7 +196,6 @@ def _portable_groups(match: Callable[[psutil.Process], bool], *, skip: int = 0) 
         psutil = _psutil()
     except ImportError:
         return set()  # the watchdog still stops every group it was told about
-
     found: set[int] = set()
     for proc in psutil.process_iter():
         if proc.pid == skip:
