@@ -401,3 +401,15 @@ def signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
+
+
+# -- reaping (scheduler)
+
+
+def reap_pid(pid: int) -> bool:
+    """Non-blocking: True once child ``pid`` has ended and is reaped (or is no child of ours)."""
+    try:
+        reaped, _status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return reaped != 0

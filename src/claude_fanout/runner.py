@@ -97,7 +97,7 @@ def resume_run(run: RunDir, *, env: Mapping[str, str] | None = None) -> StartedR
 def _launch(run: RunDir, env: Mapping[str, str] | None) -> StartedRun:
     offset = os.path.getsize(run.events_path)
     proc = procs.spawn_detached(
-        [sys.executable, "-m", "claude_fanout.supervisor", str(run.path)],
+        [sys.executable, "-m", "claude_fanout.runtime", str(run.path)],
         cwd=run.project,
         env=os.environ if env is None else env,
         stderr_path=run.supervisor_log_path,

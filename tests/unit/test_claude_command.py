@@ -18,7 +18,8 @@ from claude_fanout.executors.claude import (
     render_lines,
     worker_env,
 )
-from claude_fanout.supervisor import _with_setup, rate_limit_backoff_s
+from claude_fanout.git.writers import with_setup
+from claude_fanout.runtime.scheduler import rate_limit_backoff_s
 
 STREAMS = Path(__file__).parents[1] / "fixtures" / "streams"
 
@@ -199,7 +200,7 @@ def test_rate_limit_backoff_grows_and_is_jittered() -> None:
 def test_the_setup_wrapper_runs_the_setup_then_becomes_the_worker(tmp_path: Path) -> None:
     import subprocess
 
-    argv = _with_setup("echo set-up-ran; touch made", ["sh", "-c", "cat; echo worker-ran"])
+    argv = with_setup("echo set-up-ran; touch made", ["sh", "-c", "cat; echo worker-ran"])
     proc = subprocess.run(
         argv, cwd=tmp_path, input="prompt-text", capture_output=True, text=True, check=False
     )
@@ -208,7 +209,7 @@ def test_the_setup_wrapper_runs_the_setup_then_becomes_the_worker(tmp_path: Path
     assert proc.stderr == "set-up-ran\n"  # set-up output is the log's, not the stream's
     assert (tmp_path / "made").exists()
     failed = subprocess.run(
-        _with_setup("exit 3", ["echo", "never"]), capture_output=True, text=True, check=False
+        with_setup("exit 3", ["echo", "never"]), capture_output=True, text=True, check=False
     )
     assert (failed.returncode, failed.stdout) == (97, "")
     assert "the worktree setup command failed (exit 3)" in failed.stderr

@@ -18,7 +18,7 @@ STDLIB_ONLY = [
     "claude_fanout.store.eventlog",
     "claude_fanout.store.rundir",
     "claude_fanout.store.state",
-    "claude_fanout.supervisor",
+    "claude_fanout.runtime.scheduler",
     "claude_fanout.watchdog",
 ]
 

@@ -55,9 +55,17 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple
 
-from claude_fanout.store.files import write_atomic
+from claude_fanout import defaults
+from claude_fanout.errors import FanoutError
+from claude_fanout.plan import TaskKind
+from claude_fanout.states import EventType, TaskState
+from claude_fanout.store.files import open_private, write_atomic
+
+if TYPE_CHECKING:
+    from claude_fanout.executors.base import Command, Exit, RunContext, Verdict
+    from claude_fanout.plan import Task
 
 __all__ = [
     "CLAUDE_BIN_ENV",
@@ -637,3 +645,143 @@ def run_claude_task(
     if not outcome.ok:
         print(f"fanout claude worker failed: {outcome.reason}", file=sys.stderr, flush=True)
     return 0 if outcome.ok else 1
+
+
+# -- the executor protocol (executors.base) ------------------------------------------------------
+
+
+class ClaudeExecutor:
+    """Starts a worker as ``claude -p`` (the prompt on stdin, the stream to ``stream.jsonl``),
+    renders its stream into its log while it runs, and judges its exit by its result."""
+
+    kind: ClassVar[TaskKind] = TaskKind.CLAUDE
+    claude_session: ClassVar[bool] = True
+
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
+        # Per task: the CLI command line of its current attempt (what it was allowed is read back
+        # from it) and how far its stream has been rendered into its log.
+        self._argv: dict[str, tuple[str, ...]] = {}
+        self._rendered: dict[str, int] = {}
+
+    def environment(self, base: Mapping[str, str]) -> dict[str, str]:
+        return worker_env(base)
+
+    def command(self, task: Task, env: Mapping[str, str]) -> Command:
+        """A writer runs in its worktree (made on its first attempt); the budgets are the
+        tighter of the task's and what is left of the run's."""
+        from claude_fanout.executors.base import Command
+        from claude_fanout.git import writers
+
+        ctx = self.context
+        run = ctx.run
+        cwd, worktree = run.project, None
+        if task.write:
+            worktree, cwd = writers.worktree_for(
+                run, task, ctx.worktrees, commit_of=ctx.commit_of, emit=ctx.emit
+            )
+        max_turns, max_cost = ctx.budget.task_limits(
+            max_turns=task.max_turns, max_cost_usd=task.max_cost_usd
+        )
+        argv = command(
+            cli=cli_path(env),
+            tools=task.granted_tools,
+            permission_mode=task.permission_mode,
+            max_turns=max_turns,
+            max_budget_usd=max_cost,
+            model=task.model,
+            sources=setting_sources(env),
+        )
+        self._argv[task.id] = tuple(argv)
+        self._rendered[task.id] = 0
+        launch = Command(argv=argv, cwd=cwd, worktree=worktree, made_at=time.time())
+        try:
+            launch.stdin_fd = prompt_file(task.prompt)
+            launch.stdout_fd = open_private(
+                run.stream_path(task.id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            )
+        except BaseException:
+            launch.close()
+            raise
+        if task.write and ctx.config.worktree_setup:
+            launch.argv = writers.with_setup(ctx.config.worktree_setup, argv)
+        return launch
+
+    def follow(self, task: Task) -> None:
+        """Append what the worker's stream gained (whole lines) to its log, readably."""
+        run = self.context.run
+        offset = self._rendered.get(task.id, 0)
+        try:
+            with run.stream_path(task.id).open("rb") as handle:
+                handle.seek(offset)
+                data = handle.read(defaults.STREAM_READ_MAX)
+        except OSError:
+            return
+        end = data.rfind(b"\n")
+        if end < 0:
+            if len(data) >= defaults.STREAM_READ_MAX:  # one giant line: skip it
+                self._rendered[task.id] = offset + len(data)
+            return
+        self._rendered[task.id] = offset + end + 1
+        lines = render_lines(data[: end + 1])
+        if not lines:
+            return
+        fd = open_private(run.log_path(task.id), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, "".join(line + "\n" for line in lines).encode("utf-8", "replace"))
+        finally:
+            os.close(fd)
+
+    def judge(self, task: Task, attempt: int, command: Command, exit: Exit) -> Verdict:
+        """Read the finished worker's stream: its result files, its usage record, and the outcome
+        its result means (over budget, rate limited, failed, or done and committed)."""
+        from claude_fanout.executors.base import Verdict
+        from claude_fanout.git import writers
+
+        ctx = self.context
+        run = ctx.run
+        self.follow(task)
+        self._rendered[task.id] = 0
+        result = collect(
+            stream_path=run.stream_path(task.id),
+            out_dir=run.out_dir(task.id),
+            argv=self._argv.get(task.id, ()),
+            cwd=command.cwd,
+            exit_code=exit.exit_code,
+            signum=exit.signum,
+            stderr=stderr_tail(run.log_path(task.id)),
+            started_at=command.made_at,
+            wall_s=exit.wall_s,
+        )
+        if result.usage:
+            ctx.budget.add(result.usage)
+            ctx.emit(
+                EventType.TASK_USAGE,
+                task=task.id,
+                attempt=attempt,
+                **result.usage,
+                model=result.meta.get("model"),
+                subtype=result.meta.get("subtype"),
+                duration_ms=result.meta.get("duration_ms"),
+            )
+        setup_failed = (
+            exit.exit_code == writers.SETUP_FAILED_EXIT and result.meta.get("subtype") is None
+        )
+        if setup_failed and task.write and ctx.config.worktree_setup:
+            tail = stderr_tail(run.log_path(task.id))
+            setup_line = next((ln for ln in reversed(tail) if "worktree setup" in ln), "")
+            return Verdict(TaskState.FAILED, setup_line.removeprefix("fanout: ") or "setup failed")
+        if result.over_budget:
+            return Verdict(TaskState.OVER_BUDGET, result.reason)
+        if result.rate_limited:
+            return Verdict(
+                TaskState.FAILED, f"rate limited by the API: {result.reason}", rate_limited=True
+            )
+        if not result.ok:
+            return Verdict(TaskState.FAILED, result.reason)
+        if task.write and command.worktree is not None:
+            try:
+                writers.commit_worktree(run, task, ctx.worktrees, emit=ctx.emit)
+            except FanoutError as exc:
+                return Verdict(TaskState.FAILED, f"cannot commit its worktree: {exc}")
+        return Verdict(TaskState.SUCCEEDED)
