@@ -17,14 +17,15 @@ child's exit (SIGCHLD) or a cancel wakes it at once. What the scheduler did goes
 
 from __future__ import annotations
 
-import math
+import contextlib
 import os
 import random
 import selectors
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import TextIO
 
@@ -37,12 +38,12 @@ from claude_fanout.executors.registry import executors_for
 from claude_fanout.git import writers
 from claude_fanout.plan import Plan, TaskKind, topological_order
 from claude_fanout.runtime.limits import LEASES_DIR, ProjectLimits, RunBudget
+from claude_fanout.runtime.records import RunRecords
 from claude_fanout.runtime.task_run import Ended, ProcessSeam, Seams, TaskRun
 from claude_fanout.states import EventType, RunState, TaskState
 from claude_fanout.store import active
-from claude_fanout.store.files import write_json_atomic
 from claude_fanout.store.rundir import RunDir
-from claude_fanout.store.state import RunStatus, fold_tail, load_status, save_snapshot
+from claude_fanout.store.state import RunStatus, load_status
 
 
 def rate_limit_backoff_s(retry: int, base_s: float, *, rng: random.Random | None = None) -> float:
@@ -117,13 +118,13 @@ class Scheduler:
         self._log_to = log_to
         self._pid = os.getpid()
         self._start_time = procs.process_start_time(self._pid)
-        self._status = RunStatus(run_id=run.run_id)
-        self._dirty = True
+        self._records = RunRecords(
+            run, pid=self._pid, start_time=self._start_time, clock=clock, wall=wall
+        )
+        self._emit = self._records.emit
         self._cancel_reason: str | None = None
         self._cancelling = False
-        self._watchdog_pid: int | None = None
         self._watchdog_fd: int | None = None
-        self._last_heartbeat = -math.inf
         self._conductor = ConductorWatch(procs, self._config.conductor_grace_s)
         self._limits = ProjectLimits(run.path.parent / LEASES_DIR, self._config, wall=wall)
         self.budget = RunBudget(plan, self._config)
@@ -133,7 +134,7 @@ class Scheduler:
             config=self._config,
             budget=self.budget,
             emit=self._emit,
-            commit_of=self._commit_of,
+            commit_of=self._records.commit_of,
         )
         kinds = executors if executors is not None else executors_for(self.context)
         seams = Seams(
@@ -148,63 +149,49 @@ class Scheduler:
 
     def _say(self, message: str) -> None:
         """One line of the supervisor's own log."""
-        stream = self._log_to or sys.stderr
-        try:
-            stream.write(f"supervisor[{self._pid}]: {message}\n")
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+        with contextlib.suppress(OSError, ValueError):
+            (self._log_to or sys.stderr).write(f"supervisor[{self._pid}]: {message}\n")
+            (self._log_to or sys.stderr).flush()
 
     # -- the loop ------------------------------------------------------------------------------
 
     def serve(self) -> RunState:
         """Run the DAG to completion (or cancellation); returns the run's final state."""
-        self._heartbeat(force=True)
-        self._watchdog_pid, self._watchdog_fd = watchdog.start(
+        self._records.heartbeat(force=True)
+        self._records.watchdog_pid, self._watchdog_fd = watchdog.start(
             self.run.log, self.run.supervisor_path, str(self.run.path)
         )
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self._on_cancel_signal)
-        signal.signal(signal.SIGCHLD, lambda _s, _f: None)
-        selector = selectors.DefaultSelector()
-        selector.register(wake_r, selectors.EVENT_READ)
         try:
-            self.begin()
-            while not self.step():
-                if selector.select(max(0.0, self.next_wakeup() - self._clock())):
-                    _drain(wake_r)
-            return self.end()
+            with _wakeups(self._on_cancel_signal) as wait:
+                self.begin()
+                while not self.step():
+                    wait(max(0.0, self.next_wakeup() - self._clock()))
+                return self.end()
         finally:
-            signal.set_wakeup_fd(-1)
-            selector.close()
-            os.close(wake_r)
-            os.close(wake_w)
             self._stop_watchdog()
 
     def begin(self) -> None:
         """Announce this supervisor and take over what the log already says."""
-        self._heartbeat(force=True)
+        self._records.heartbeat(force=True)
         self._emit(
             EventType.SUPERVISOR_STARTED,
             pid=self._pid,
             start_time=self._start_time,
-            watchdog_pid=self._watchdog_pid,
+            watchdog_pid=self._records.watchdog_pid,
         )
         self._say(
             f"serving run {self.run.run_id}: {len(self._tasks)} tasks, "
-            f"max_parallel {self.plan.max_parallel}, watchdog pid {self._watchdog_pid}"
+            f"max_parallel {self.plan.max_parallel}, watchdog pid {self._records.watchdog_pid}"
         )
         self._adopt(load_status(self.run))
 
     def step(self) -> bool:
         """One pass of the loop; True once every task reached a final state."""
         now = self._clock()
-        if self._cancel_reason is None and self._status.conductor:
-            self._cancel_reason = self._conductor.gone(now, self._status, self._refresh)
+        if self._cancel_reason is None and self._records.status.conductor:
+            self._cancel_reason = self._conductor.gone(
+                now, self._records.status, self._records.refresh
+            )
         if self._cancel_reason is not None and not self._cancelling:
             self._begin_cancel(now, self._cancel_reason)
         for task_run in self._running():
@@ -220,8 +207,8 @@ class Scheduler:
             self._start_ready(now)
         if all(task_run.state.terminal for task_run in self._tasks.values()):
             return True
-        self._heartbeat()
-        self._flush()
+        self._records.heartbeat()
+        self._records.flush()
         return False
 
     def next_wakeup(self) -> float:
@@ -242,19 +229,24 @@ class Scheduler:
     def end(self) -> RunState:
         """Merge back, record the run's end; returns its final state."""
         final = self._final_state()
-        self._merge_back()
-        counts = self._counts()
+        base = self.context.worktrees.base
+        if not self._cancelling and self._config.merge_auto and base is not None:
+            _merge_back(self.run, self.plan, self._records, base, self._say)
+        counts = Counter(str(task_run.state) for task_run in self._tasks.values())
         self._emit(
-            EventType.RUN_FINISHED, state=str(final), reason=self._cancel_reason, counts=counts
+            EventType.RUN_FINISHED,
+            state=str(final),
+            reason=self._cancel_reason,
+            counts=dict(counts),
         )
-        self._flush()
+        self._records.flush()
         self._say(
             f"run {self.run.run_id} {final}"
             + (f" ({self._cancel_reason})" if self._cancel_reason else "")
             + ": "
             + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         )
-        if not self._conductor.alive(self._status):
+        if not self._conductor.alive(self._records.status):
             # Nobody will collect the results through the hooks: stop serving this run.
             active.clear(self.run.project, self.run.run_id)
         return final
@@ -269,7 +261,7 @@ class Scheduler:
     def _adopt(self, recorded: RunStatus) -> None:
         """Finished tasks are not run again; a cancel requested before we were listening is
         honoured now; worktrees an earlier supervisor made are reused."""
-        self._status = recorded
+        self._records.status = recorded
         self.budget.add(recorded.usage or {})
         self.context.worktrees = writers.adopt_worktrees(self.run, self._tasks.keys())
         for task_id, task_run in self._tasks.items():
@@ -383,43 +375,6 @@ class Scheduler:
             return RunState.SUCCEEDED
         return RunState.FAILED
 
-    def _counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for task_run in self._tasks.values():
-            counts[task_run.state] = counts.get(task_run.state, 0) + 1
-        return counts
-
-    def _merge_back(self) -> None:
-        """Merge the writers' branches into the working tree, in plan order, once the run is
-        done (``merge.auto``); a branch that would conflict is left alone and reported."""
-        base = self.context.worktrees.base
-        if self._cancelling or not self._config.merge_auto or base is None:
-            return
-        self._refresh()
-        branches = [
-            (task.id, seen.branch)
-            for task in self.plan.tasks
-            if (seen := self._status.tasks.get(task.id)) is not None
-            and seen.state is TaskState.SUCCEEDED
-            and seen.commit
-            and seen.branch
-        ]
-        if not branches:
-            return
-        from claude_fanout import merge
-
-        try:
-            # After a resume: what an earlier merge applied (and the person may have undone
-            # since) is not applied again.
-            settled = merge.settled_tasks(self._status.merge)
-            report = merge.merge_run(self.run.project, base, branches, settled=settled)
-        except (FanoutError, OSError) as exc:
-            self._emit(EventType.RUN_MERGED, error=str(exc), base=base)
-            self._say(f"merge-back failed: {exc}")
-            return
-        self._emit(EventType.RUN_MERGED, **report.to_dict())
-        self._say(f"merged back {len(branches)} writer branch(es)")
-
     # -- signals and the watchdog --------------------------------------------------------------
 
     def _on_cancel_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -430,48 +385,71 @@ class Scheduler:
         if self._watchdog_fd is not None:
             os.close(self._watchdog_fd)
             self._watchdog_fd = None
-        if self._watchdog_pid is not None:
+        pid, self._records.watchdog_pid = self._records.watchdog_pid, None
+        if pid is not None:
             deadline = time.monotonic() + 5.0
-            while time.monotonic() < deadline and not self._procs.reap_pid(self._watchdog_pid):
+            while time.monotonic() < deadline and not self._procs.reap_pid(pid):
                 time.sleep(0.005)
-            self._watchdog_pid = None
 
-    # -- records -------------------------------------------------------------------------------
 
-    def _emit(self, type_: str, **fields: object) -> None:
-        self.run.log.append(type_, **fields)
-        self._dirty = True
+def _merge_back(
+    run: RunDir, plan: Plan, records: RunRecords, base: str, say: Callable[[str], None]
+) -> None:
+    """Merge the writers' branches into the working tree, in plan order; a branch that would
+    conflict is left alone and reported."""
+    status = records.refresh()
+    branches = [
+        (task.id, seen.branch)
+        for task in plan.tasks
+        if (seen := status.tasks.get(task.id)) is not None
+        and seen.state is TaskState.SUCCEEDED
+        and seen.commit
+        and seen.branch
+    ]
+    if not branches:
+        return
+    from claude_fanout import merge
 
-    def _refresh(self) -> RunStatus:
-        self._status = fold_tail(self.run, self._status)
-        return self._status
+    try:
+        # After a resume: what an earlier merge applied (and the person may have undone
+        # since) is not applied again.
+        settled = merge.settled_tasks(status.merge)
+        report = merge.merge_run(run.project, base, branches, settled=settled)
+    except (FanoutError, OSError) as exc:
+        records.emit(EventType.RUN_MERGED, error=str(exc), base=base)
+        say(f"merge-back failed: {exc}")
+        return
+    records.emit(EventType.RUN_MERGED, **report.to_dict())
+    say(f"merged back {len(branches)} writer branch(es)")
 
-    def _commit_of(self, task_id: str) -> str | None:
-        seen = self._refresh().tasks.get(task_id)
-        return seen.commit if seen is not None else None
 
-    def _flush(self) -> None:
-        """Fold what the log gained into the snapshot (written only when something changed)."""
-        if not self._dirty:
-            return
-        save_snapshot(self.run, self._refresh())
-        self._dirty = False
+@contextlib.contextmanager
+def _wakeups(
+    on_cancel: Callable[[int, FrameType | None], None],
+) -> Iterator[Callable[[float], None]]:
+    """A wait (seconds) that a signal ends early: a child's exit (SIGCHLD) or a cancel
+    (SIGTERM, SIGINT, SIGHUP: ``on_cancel``, which only sets a flag)."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_cancel)
+    signal.signal(signal.SIGCHLD, lambda _s, _f: None)
+    selector = selectors.DefaultSelector()
+    selector.register(wake_r, selectors.EVENT_READ)
 
-    def _heartbeat(self, *, force: bool = False) -> None:
-        now = self._clock()
-        if not force and now - self._last_heartbeat < defaults.HEARTBEAT_INTERVAL_S:
-            return
-        self._last_heartbeat = now
-        write_json_atomic(
-            self.run.supervisor_path,
-            {
-                "pid": self._pid,
-                "start_time": self._start_time,
-                "watchdog_pid": self._watchdog_pid,
-                "heartbeat": self._wall(),
-                "run_id": self.run.run_id,
-            },
-        )
+    def wait(timeout: float) -> None:
+        if selector.select(timeout):
+            _drain(wake_r)
+
+    try:
+        yield wait
+    finally:
+        signal.set_wakeup_fd(-1)
+        selector.close()
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 def _drain(fd: int) -> None:
