@@ -213,7 +213,9 @@ def to_plan_dict(output: object, *, instruction: str, max_tasks: int) -> dict[st
     tasks = output["tasks"]
     if not tasks:
         reason = output.get("reason")
-        why = f": {one_line(reason, _LINE_MAX)}" if isinstance(reason, str) and reason.strip() else ""
+        why = (
+            f": {one_line(reason, _LINE_MAX)}" if isinstance(reason, str) and reason.strip() else ""
+        )
         raise PlannerError(f"the planner found nothing to fan out{why}")
     if len(tasks) > max_tasks:
         raise PlannerError(

@@ -15,10 +15,13 @@ if TYPE_CHECKING:
 
 
 class UsageError(FanoutError):
+    """Arguments that cannot work together (exit code 2, like a bad plan)."""
+
     exit_code = 2
 
 
 def plan_of(run: RunDir) -> Plan | None:
+    """The run's plan; None when it no longer parses (the run is still shown, without it)."""
     try:
         return load_plan(run.plan_path, project=run.project)
     except FanoutError:
@@ -26,6 +29,7 @@ def plan_of(run: RunDir) -> Plan | None:
 
 
 def run_summary(run: RunDir, status: RunStatus) -> dict[str, Any]:
+    """One run in the stable shape ``fanout runs --json`` prints (and ``status --json`` extends)."""
     end = status.finished if status.state.terminal else time.time()
     begin = status.started or status.created
     return {
