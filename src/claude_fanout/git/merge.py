@@ -11,10 +11,10 @@ person has undone its change since (or edited over it), it reads "undone" and st
 (``fanout merge RUN TASK`` names it to apply it again). Naming tasks merges exactly those, in the
 order given.
 
-Files are written as a temporary file in the same directory, then renamed over the target; a path
-whose directory in the working tree is a symlink (or a file) is a conflict, never written through.
-Content is compared as the bytes git stores: clean/smudge filters and eol conversion are not
-applied (a project that relies on them gets conflicts to resolve by hand).
+Files are read and written through ``entries.WorkingTree``: a path whose directory in the working
+tree is a symlink (or a file) is a conflict, never written through. Content is compared as the
+bytes git stores: clean/smudge filters and eol conversion are not applied (a project that relies
+on them gets conflicts to resolve by hand).
 """
 
 from __future__ import annotations

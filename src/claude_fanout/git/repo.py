@@ -197,16 +197,21 @@ def unignored(root: Path, paths: Sequence[Path]) -> list[str]:
             rel = Path(os.path.realpath(path)).relative_to(os.path.realpath(root))
             if rel.parts:
                 relative.append(rel.as_posix())
+    ignored = ignored_paths(root, relative)
+    return [rel for rel in relative if rel not in ignored]
+
+
+def ignored_paths(root: Path, relative: Sequence[str]) -> set[str]:
+    """Which of the ``relative`` paths (inside ``root``) git ignores."""
     if not relative:
-        return []
+        return set()
     proc = run_git(
         ["check-ignore", "-z", "--stdin"],
         cwd=root,
         input=b"".join(os.fsencode(p) + b"\0" for p in relative),
         ok=(0, 1),
     )
-    ignored = set(split_z(proc.stdout))
-    return [rel for rel in relative if rel not in ignored]
+    return set(split_z(proc.stdout))
 
 
 def make_parents(root: Path, parts: Sequence[str]) -> Path | None:

@@ -21,6 +21,7 @@ from claude_fanout import defaults
 from claude_fanout.git.repo import (
     GIT_SLOW_TIMEOUT_S,
     GitError,
+    ignored_paths,
     inside,
     make_parents,
     repo_root,
@@ -176,13 +177,7 @@ def copy_included(source: str | os.PathLike[str], worktree: str | os.PathLike[st
     candidates = [p for p in split_z(listed.stdout) if not p.endswith("/")]
     if not candidates:
         return []
-    checked = run_git(
-        ["check-ignore", "-z", "--stdin"],
-        cwd=src_root,
-        input=b"".join(os.fsencode(p) + b"\0" for p in candidates),
-        ok=(0, 1),
-    )
-    ignored = set(split_z(checked.stdout))
+    ignored = ignored_paths(src_root, candidates)
     copied = []
     for rel in candidates:
         if rel in ignored and _copy_one(src_root, dst_root, rel):
