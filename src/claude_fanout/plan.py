@@ -442,9 +442,9 @@ def _claude_task(raw: Mapping[str, Any], common: dict[str, Any]) -> Task:
 def _check_writer_id(task_id: str) -> None:
     """A writer works on git branch ``fanout/<RUN>/<ID>``, so its id must be a valid part of a
     branch name (the id rule alone lets ``a..b`` and ``fix.lock`` through)."""
-    from claude_fanout import worktree
+    from claude_fanout.git import worktrees
 
-    problem = worktree.branch_name_problem(worktree.branch_name("RUN", task_id))
+    problem = worktrees.branch_name_problem(worktrees.branch_name("RUN", task_id))
     if problem is None:
         return
     fixed = re.sub(r"\.{2,}", ".", task_id).rstrip(".")

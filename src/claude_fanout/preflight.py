@@ -35,11 +35,11 @@ def check_runnable(plan: Plan, *, project: Path, env: Mapping[str, str] | None =
             _check_program(task, project=project, env={**inherited, **task.env})
     writer = next((task for task in plan.tasks if task.write), None)
     if writer is not None:
-        from claude_fanout import worktree
+        from claude_fanout.git import repo
 
         try:
-            worktree.repo_root(project)
-        except worktree.GitError as exc:
+            repo.repo_root(project)
+        except repo.GitError as exc:
             raise PlanError(str(exc), task=writer.id, field="write") from None
 
 
