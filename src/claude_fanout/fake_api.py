@@ -37,6 +37,8 @@ from types import TracebackType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from claude_fanout.text import first_line
+
 __all__ = [
     "ErrorReply",
     "Exchange",
@@ -851,15 +853,10 @@ class EditThenReport:
         if len(done) == 1:
             edit = {"file_path": path, "old_string": found["old"], "new_string": found["new"]}
             return self._reply([ToolUse("Edit", edit)])
-        return self._reply([Text(f"EDITED {found['path']}: {_one_line(done[-1][1])}")])
+        return self._reply([Text(f"EDITED {found['path']}: {first_line(done[-1][1], 120)}")])
 
     def _reply(self, content: Sequence[Text | ToolUse]) -> Reply:
         return Reply(list(content), usage=self.usage, delay_s=self.delay_s)
-
-
-def _one_line(text: str, limit: int = 120) -> str:
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    return line[:limit]
 
 
 def read_then_summarize(*, delay_s: float = 0.0, usage: Usage | None = None) -> ReadThenSummarize:

@@ -21,6 +21,7 @@ from claude_fanout.plan import Task
 from claude_fanout.states import EventType
 from claude_fanout.store.files import make_ignored_dir, make_private_dir, open_private
 from claude_fanout.store.rundir import RunDir
+from claude_fanout.store.state import RunStatus
 
 Emit = Callable[..., None]
 
@@ -37,21 +38,17 @@ class Worktrees:
     trees: dict[str, tuple[Path, str]] = field(default_factory=dict)
 
 
-def adopt_worktrees(run: RunDir, task_ids: Collection[str]) -> Worktrees:
+def adopt_worktrees(status: RunStatus, task_ids: Collection[str]) -> Worktrees:
     """The worktrees an earlier supervisor of this run made (``fanout resume``), to reuse."""
-    from claude_fanout.store.eventlog import read_events
-
     found = Worktrees()
-    for event in read_events(run.events_path).events:
-        if event.get("type") != EventType.WORKTREE_CREATED:
+    for task_id in task_ids:
+        seen = status.tasks.get(task_id)
+        if seen is None or seen.worktree is None or seen.branch is None or seen.base is None:
             continue
-        task, path, branch, base = (event.get(k) for k in ("task", "path", "branch", "base"))
-        if not all(isinstance(v, str) for v in (task, path, branch, base)):
-            continue
-        assert isinstance(task, str) and isinstance(path, str) and isinstance(branch, str)
-        if task in task_ids and Path(path).is_dir():
-            found.trees[task] = (Path(path), branch)
-            found.base = str(base)
+        if Path(seen.worktree).is_dir():
+            found.trees[task_id] = (Path(seen.worktree), seen.branch)
+            # One snapshot per run: every writer's worktree was made from it.
+            found.base = seen.base
     return found
 
 
@@ -65,12 +62,13 @@ def worktree_for(
 ) -> tuple[Path, Path]:
     """(the writer's worktree, its working directory in there), made on its first attempt.
     ``commit_of(task_id)`` is what a finished dependency committed (None: nothing)."""
-    from claude_fanout import worktree
+    from claude_fanout.git import snapshot
+    from claude_fanout.git import worktrees as trees
 
     project = run.project
     if task.id not in worktrees.trees:
         if worktrees.base is None:
-            worktrees.base = worktree.snapshot(project)
+            worktrees.base = snapshot.snapshot(project)
             make_ignored_dir(run.worktrees_dir.parent.parent, what="writers' worktrees")
         base = worktrees.base
         dep_branches = [
@@ -79,15 +77,15 @@ def worktree_for(
             if dep in worktrees.trees and commit_of(dep)
         ]
         if dep_branches:
-            base = worktree.base_with_deps(project, base, dep_branches)
-        path = worktree.create(
+            base = snapshot.base_with_deps(project, base, dep_branches)
+        path = trees.create(
             project,
             worktrees_dir=run.worktrees_dir,
             run_id=run.run_id,
             task_id=task.id,
             base=base,
         )
-        branch = worktree.branch_name(run.run_id, task.id)
+        branch = trees.branch_name(run.run_id, task.id)
         worktrees.trees[task.id] = (path, branch)
         emit(
             EventType.WORKTREE_CREATED,
@@ -98,17 +96,18 @@ def worktree_for(
             start=base,
         )
     path, _branch = worktrees.trees[task.id]
-    return path, worktree.worktree_cwd(project, path)
+    return path, trees.worktree_cwd(project, path)
 
 
 def commit_worktree(run: RunDir, task: Task, worktrees: Worktrees, *, emit: Emit) -> None:
     """Commit a writer's changes on its branch and publish previews of the files it changed."""
-    from claude_fanout import worktree
+    from claude_fanout.git import repo
+    from claude_fanout.git import worktrees as trees
 
     path, branch = worktrees.trees[task.id]
-    sha = worktree.commit(path, f"fanout {run.run_id}/{task.id}\n\n{task.prompt[:2000]}")
+    sha = trees.commit(path, f"fanout {run.run_id}/{task.id}\n\n{task.prompt[:2000]}")
     base = worktrees.base
-    files = worktree.changed_files(run.project, base or "HEAD", sha) if sha else []
+    files = repo.changed_files(run.project, base or "HEAD", sha) if sha else []
     emit(EventType.WORKTREE_COMMITTED, task=task.id, branch=branch, commit=sha, files=files)
     if sha and base:
         publish_previews(run, task, sha, files, base=base, emit=emit)
@@ -119,9 +118,9 @@ def publish_previews(
 ) -> None:
     """Copy each file the writer changed (where the working tree still holds ``base``'s version)
     into its ``changes/`` and publish a ``replace`` directive pointing there."""
-    from claude_fanout import worktree
+    from claude_fanout.git import repo
 
-    root = worktree.repo_root(run.project)
+    root = repo.repo_root(run.project)
     project_rel = Path(os.path.realpath(run.project)).relative_to(os.path.realpath(root))
     changes = run.out_dir(task.id) / "changes"
     for rel in files[: defaults.MAX_PREVIEW_FILES]:
@@ -166,9 +165,9 @@ def _write_preview(changes: Path, in_project: Path, data: bytes) -> bool:
 
 def git_show(root: Path, rev: str, path: str) -> bytes | None:
     """The bytes of ``path`` at ``rev``; None when it does not exist there."""
-    from claude_fanout import worktree
+    from claude_fanout.git import repo
 
-    proc = worktree.run_git(["cat-file", "blob", f"{rev}:{path}"], cwd=root, ok=(0, 128))
+    proc = repo.run_git(["cat-file", "blob", f"{rev}:{path}"], cwd=root, ok=(0, 128))
     return proc.stdout if proc.returncode == 0 else None
 
 

@@ -263,7 +263,7 @@ class Scheduler:
         honoured now; worktrees an earlier supervisor made are reused."""
         self._records.status = recorded
         self.budget.add(recorded.usage or {})
-        self.context.worktrees = writers.adopt_worktrees(self.run, self._tasks.keys())
+        self.context.worktrees = writers.adopt_worktrees(recorded, self._tasks.keys())
         for task_id, task_run in self._tasks.items():
             seen = recorded.tasks.get(task_id)
             if seen is None:
@@ -408,7 +408,7 @@ def _merge_back(
     ]
     if not branches:
         return
-    from claude_fanout import merge
+    from claude_fanout.git import merge
 
     try:
         # After a resume: what an earlier merge applied (and the person may have undone
