@@ -27,8 +27,9 @@ from claude_fanout.runner import (
     start_run,
     wait_run,
 )
+from claude_fanout.runtime.control import observe, request_cancel
 from claude_fanout.store.rundir import RunDir, find_project, list_runs, resolve_run
-from claude_fanout.store.state import RunStatus, observe, request_cancel
+from claude_fanout.store.state import RunStatus
 
 if TYPE_CHECKING:
     from claude_fanout.merge import MergeReport

@@ -341,7 +341,7 @@ def _judge_stop(seen: _Conversation, *, released: bool, why_not: str) -> Finding
 def _settle(run: Any) -> None:
     """Let the probe's run end by itself; cancel it if it does not."""
     from claude_fanout.runner import wait_run
-    from claude_fanout.store.state import request_cancel
+    from claude_fanout.runtime.control import request_cancel
 
     status = wait_run(run, timeout_s=10)
     if not status.state.terminal:

@@ -24,9 +24,9 @@ from claude_fanout import settings
 from claude_fanout.demo import FINAL_MARK, is_worker
 from claude_fanout.executors.claude import cli_path
 from claude_fanout.fake_api import Reply, Request, Text, cli_env
+from claude_fanout.runtime.control import observe
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
-from claude_fanout.store.state import observe
 from tests.e2e.conftest import StartFake
 from tests.helpers import processes_under, wait_until
 

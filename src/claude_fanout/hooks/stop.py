@@ -28,6 +28,7 @@ from claude_fanout.hooks import delivery
 from claude_fanout.hooks.context import is_interactive
 from claude_fanout.states import EventType
 from claude_fanout.store import active, layout
+from claude_fanout.store.cursor import Cursor
 from claude_fanout.store.eventlog import EventLog
 from claude_fanout.store.files import make_private_dir, write_json_atomic
 from claude_fanout.store.watch import wait_for_change
@@ -167,7 +168,7 @@ def _final(ctx: HookContext, runs: list[tuple[str, RunStatus]], config: Config) 
     message = report.Message(config.inject_max_chars, ending=report.DONE)
     room = message.room(len(runs))
     for path, status in runs:
-        with delivery.Cursor(path, ctx.session_id) as cursor:
+        with Cursor(path, ctx.session_id) as cursor:
             if cursor.data.get("final"):
                 continue
             fresh, notices = delivery.news(status, cursor)

@@ -62,7 +62,8 @@ def out_dir(run: StrPath, task_id: str) -> str:
 
 
 def session_cursor(run: StrPath, session_id: str) -> str:
-    return join(run, SESSIONS, session_id)
+    """A Conductor session's delivery cursor for the run (``store.cursor``)."""
+    return join(run, SESSIONS, session_id + ".json")
 
 
 def find_project(start: StrPath) -> str:

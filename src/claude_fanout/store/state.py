@@ -1,18 +1,20 @@
 """A run's state, folded from its event log, and the ``state.json`` snapshot that caches the fold.
 
 The fold is a pure function of the events, so the snapshot is only a cache: a reader loads it and
-folds the tail after its offset. Reading a run's state therefore costs the same at 10 events and
-at 100,000. Stdlib only: hooks read state.
+folds the tail after its offset, and any process holding a fold publishes it when it is further
+along than the snapshot (the supervisor as it goes, a reader that folded a long tail). Reading a
+run's state therefore costs the same at 10 events and at 100,000, whoever appended them. No
+process control here (liveness and signals: ``runtime.control``). Stdlib only: hooks read state.
 """
 
 from __future__ import annotations
 
-import time
+import os
 
-from claude_fanout import defaults, procs
+from claude_fanout import defaults
 from claude_fanout.states import EventType, RunState, TaskState
 from claude_fanout.store import layout
-from claude_fanout.store.eventlog import EventLog, read_events
+from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.files import read_json, write_json_atomic
 
 # Hook path: plain classes, not dataclasses (whose import alone costs a hook 8 ms).
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from claude_fanout.store.eventlog import Event
     from claude_fanout.store.files import StrPath
 
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 SNAPSHOT_VERSION = 2
 _MAX_ERRORS = 20
 _MAX_NOTICES = 50
@@ -481,65 +485,68 @@ def load_snapshot(run: StrPath) -> RunStatus:
 
 
 def load_status(run: StrPath) -> RunStatus:
-    """The run's recorded state: snapshot plus the log's tail. Liveness is judged elsewhere."""
-    return fold_tail(run, load_snapshot(run))
+    """The run's recorded state: the snapshot plus the log's tail. Liveness is judged elsewhere.
 
-
-def save_snapshot(run: StrPath, status: RunStatus) -> None:
-    write_json_atomic(layout.join(run, layout.STATE), status.to_dict())
-
-
-def observe(run: StrPath, *, now: float | None = None) -> RunStatus:
-    """The run's state as recorded, corrected for a supervisor that is gone or frozen.
-
-    A run whose supervisor died reads ``lost`` (and its running tasks ``lost``) even before the
-    watchdog has written so; nothing waits on a run that cannot finish.
+    Whoever appended the tail (the supervisor, a worker's ``fanout publish``, a hook's own
+    record), a reader that folds ``SNAPSHOT_TAIL_BYTES`` or more of it publishes what it now holds
+    as the snapshot, so the next reader starts there: a reader's cost stays flat in the log's
+    length. The published status is the plain fold; callers correct their own copy afterwards.
     """
-    status = load_status(run)
-    if status.state.terminal:
-        return status
-    wall = time.time() if now is None else now
-    info = supervisor_info(run)
-    if info is None:
-        created = status.created or wall
-        if wall - created > defaults.SUPERVISOR_START_TIMEOUT_S:
-            mark_lost(status, "the supervisor never started", wall)
-        return status
-    pid, start_time = info.get("pid"), info.get("start_time")
-    if not isinstance(pid, int) or not procs.is_alive(pid, start_time):
-        mark_lost(status, f"the supervisor (pid {pid}) is gone", wall)
-        return status
-    heartbeat = info.get("heartbeat")
-    if isinstance(heartbeat, int | float) and wall - heartbeat > defaults.HEARTBEAT_STALE_S:
-        mark_lost(
-            status,
-            f"the supervisor (pid {pid}) has not heartbeat for {wall - heartbeat:.0f}s",
-            wall,
-        )
+    snapshot = load_snapshot(run)
+    start = snapshot.offset
+    status = fold_tail(run, snapshot)
+    folded = status.offset - (start if status is snapshot else 0)
+    if folded >= defaults.SNAPSHOT_TAIL_BYTES:
+        publish_snapshot(run, status)
     return status
 
 
-def request_cancel(run: StrPath, *, by: str) -> bool:
-    """Record the request and signal the supervisor; False if no live supervisor got it.
-
-    The record comes first: a supervisor still starting up reads it before running anything.
-    Never waits, so SessionEnd (which Claude Code gives 1.5 s) can call it.
-    """
-    EventLog(layout.join(run, layout.EVENTS)).append(EventType.CANCEL_REQUESTED, by=by)
-    info = supervisor_info(run)
-    if info is None:
-        return False
-    pid, start_time = info.get("pid"), info.get("start_time")
-    if not isinstance(pid, int) or not isinstance(start_time, int | float):
-        return False
-    import signal
-
-    return procs.signal_process(pid, float(start_time), signal.SIGTERM)
+def unfolded_bytes(run: StrPath, offset: int) -> int:
+    """How many bytes of the run's log lie past ``offset`` (all of it if the log is shorter)."""
+    size = _log_size(run)
+    return size - offset if size >= offset else size
 
 
-def supervisor_info(run: StrPath) -> dict[str, Any] | None:
+def _log_size(run: StrPath) -> int:
     try:
-        data = read_json(layout.join(run, layout.SUPERVISOR))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        return os.stat(layout.join(run, layout.EVENTS)).st_size
+    except OSError:
+        return 0
+
+
+def save_snapshot(run: StrPath, status: RunStatus) -> None:
+    """Write ``status`` as the snapshot, unconditionally (``publish_snapshot`` compares first)."""
+    write_json_atomic(layout.join(run, layout.STATE), status.to_dict())
+
+
+def publish_snapshot(run: StrPath, status: RunStatus) -> bool:
+    """Make ``status`` (a plain fold of the log up to ``status.offset``) the run's snapshot unless
+    the one there is as far along already; True when the snapshot now reaches ``status.offset``.
+
+    The snapshot is only a cache of the fold up to its offset, so any process holding such a pair
+    may publish it: the supervisor, and any reader that folded a long tail. Publishers take an
+    exclusive ``flock`` on the run directory and compare offsets under it, so the snapshot never
+    moves back. One that finds the lock taken returns False at once (hooks never wait on it);
+    a write that fails (a read-only store) returns False too: the snapshot stays a valid cache.
+    """
+    import fcntl
+
+    try:
+        fd = os.open(os.fspath(run), os.O_RDONLY | _DIRECTORY | _CLOEXEC)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        published = load_snapshot(run).offset
+        # One past the log's end belongs to another log (the log never shrinks): replace it.
+        if status.offset <= published <= _log_size(run):
+            return True
+        save_snapshot(run, status)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # releases the lock
