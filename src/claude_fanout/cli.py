@@ -28,7 +28,8 @@ from claude_fanout.runner import (
     wait_run,
 )
 from claude_fanout.runtime.control import observe, request_cancel
-from claude_fanout.store.rundir import RunDir, find_project, list_runs, resolve_run
+from claude_fanout.store import layout
+from claude_fanout.store.rundir import RunDir, list_runs, resolve_run
 from claude_fanout.store.state import RunStatus
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         try:
-            project = args.project.resolve() if args.project else find_project()
+            project = args.project.resolve() if args.project else Path(layout.find_project())
             handler = _COMMANDS[args.command]
             return handler(args, project)
         except FanoutError as exc:

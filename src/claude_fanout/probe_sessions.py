@@ -35,6 +35,7 @@ from claude_fanout.fake_api import (
     structured_output,
 )
 from claude_fanout.planner import PLANNER_MARK
+from claude_fanout.store import layout
 
 __all__ = [
     "Finding",
@@ -356,7 +357,7 @@ def _worker_check(run: Any, events: list[dict[str, Any]]) -> Finding:
         return Finding("worker", False, "the run never started its claude worker W1")
     try:
         meta = json.loads((run.out_dir("W1") / "meta.json").read_text())
-        answer = (run.out_dir("W1") / "result.md").read_text()
+        answer = (run.out_dir("W1") / layout.RESULT).read_text()
     except (OSError, ValueError):
         return Finding("worker", False, "worker W1 left no meta.json / result.md")
     usage = meta.get("usage") or {}

@@ -57,6 +57,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
+from claude_fanout.store import layout
 from claude_fanout.store.files import write_atomic
 
 __all__ = [
@@ -485,7 +486,7 @@ def collect(
     if not text.endswith("\n"):
         text += "\n"
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_dir / "result.md", text.encode("utf-8", "replace"))
+    write_atomic(out_dir / layout.RESULT, text.encode("utf-8", "replace"))
     write_atomic(out_dir / "meta.json", (json.dumps(meta, indent=2, default=str) + "\n").encode())
     return Outcome(ok, over_budget, rate_limited, reason, usage_of(result), meta)
 

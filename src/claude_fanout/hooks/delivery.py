@@ -63,13 +63,13 @@ def artifact(run_path: str, task_id: str) -> str | None:
     Nothing is followed through a symlink: a worker that replaced its ``out/`` (or a result)
     with a link to another file must not get that file's content into the Conductor's context.
     """
-    worker = layout.join(run_path, layout.WORKERS, task_id)
+    worker = layout.worker_dir(run_path, task_id)
     out = layout.out_dir(run_path, task_id)
-    for name in ("result.md", "result.json"):
+    for name in (layout.RESULT, layout.RESULT_JSON):
         candidate = os.path.join(out, name)
         if _plain_file(candidate, worker, out):
             return candidate
-    log = os.path.join(worker, "log")
+    log = os.path.join(worker, layout.WORKER_LOG)
     return log if _plain_file(log, worker) else None
 
 
