@@ -62,7 +62,8 @@ from claude_fanout.states import EventType
 from claude_fanout.store import active, layout
 from claude_fanout.store.eventlog import EventLog, encode
 from claude_fanout.store.files import make_private_dir, open_private, write_json_atomic
-from claude_fanout.store.state import RunStatus, fold_tail, save_snapshot
+from claude_fanout.store.state import fold_tail, save_snapshot
+from claude_fanout.store.status import RunStatus
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(os.path.dirname(HERE), "tests", "fixtures", "hooks")

@@ -30,7 +30,7 @@ from claude_fanout.runner import (
 from claude_fanout.runtime.control import observe, request_cancel
 from claude_fanout.store import layout
 from claude_fanout.store.rundir import RunDir, list_runs, resolve_run
-from claude_fanout.store.state import RunStatus
+from claude_fanout.store.status import RunStatus
 
 if TYPE_CHECKING:
     from claude_fanout.merge import MergeReport

@@ -24,7 +24,7 @@ from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.files import write_atomic
 from claude_fanout.store.rundir import RunDir, create_run
-from claude_fanout.store.state import RunStatus
+from claude_fanout.store.status import RunStatus
 
 if TYPE_CHECKING:
     from claude_fanout.store.eventlog import Event

@@ -43,13 +43,8 @@ from claude_fanout.store.files import (
     write_json_atomic,
 )
 from claude_fanout.store.rundir import RunDir
-from claude_fanout.store.state import (
-    RunStatus,
-    fold_tail,
-    load_status,
-    publish_snapshot,
-    unfolded_bytes,
-)
+from claude_fanout.store.state import fold_tail, load_status, publish_snapshot, unfolded_bytes
+from claude_fanout.store.status import RunStatus
 
 DEPTH_ENV = "FANOUT_DEPTH"
 

@@ -24,7 +24,7 @@ from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run, wait_run
 from claude_fanout.states import RunState, TaskState
 from claude_fanout.store.eventlog import read_events
-from claude_fanout.store.state import RunStatus
+from claude_fanout.store.status import RunStatus
 from tests.e2e.conftest import StartFake
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

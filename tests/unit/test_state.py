@@ -18,9 +18,6 @@ from claude_fanout.states import EventType, RunState, TaskState
 from claude_fanout.store.eventlog import EventLog, encode
 from claude_fanout.store.rundir import RunDir
 from claude_fanout.store.state import (
-    SNAPSHOT_VERSION,
-    RunStatus,
-    TaskStatus,
     fold,
     fold_tail,
     load_snapshot,
@@ -29,6 +26,7 @@ from claude_fanout.store.state import (
     publish_snapshot,
     save_snapshot,
 )
+from claude_fanout.store.status import SNAPSHOT_VERSION, RunStatus, TaskStatus
 
 property_settings = settings(
     derandomize=True,

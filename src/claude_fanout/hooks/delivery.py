@@ -19,7 +19,7 @@ from claude_fanout.store.cursor import Cursor
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from claude_fanout.hooks.context import HookContext
-    from claude_fanout.store.state import RunStatus
+    from claude_fanout.store.status import RunStatus
 
     # (run path, status, tasks newly finished, new notices)
     News = tuple[str, RunStatus, list[str], list[str]]

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from claude_fanout.hooks.context import HookContext
-    from claude_fanout.store.state import RunStatus
+    from claude_fanout.store.status import RunStatus
 
 # Liveness (a supervisor dying writes nothing until its watchdog notices) is re-checked at
 # least this often while waiting.

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from claude_fanout.config import Config
     from claude_fanout.hooks.context import HookContext
-    from claude_fanout.store.state import RunStatus
+    from claude_fanout.store.status import RunStatus
 
 # Liveness (a supervisor dying writes nothing until its watchdog notices) is re-checked at
 # least this often while waiting.

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from claude_fanout.store.files import StrPath
-    from claude_fanout.store.state import RunStatus
+    from claude_fanout.store.status import RunStatus
 
 
 def observe(run: StrPath, *, now: float | None = None) -> RunStatus:
