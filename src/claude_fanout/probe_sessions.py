@@ -1,7 +1,8 @@
 """How ``fanout doctor --probe`` tries each Claude Code mechanism: the sessions and their model.
 
 One scripted model (:class:`Script`) serves every session through one
-:class:`~claude_fanout.fake_api.FakeMessagesAPI`, telling them apart by markers in their prompts.
+:class:`~claude_fanout.testing.fake_api.FakeMessagesAPI`, telling them apart by markers in
+their prompts.
 Each ``probe_*`` function runs its session(s) against the CLI under test and returns
 findings, judged from what the fake received and what the CLI and fanout recorded.
 """
@@ -21,20 +22,12 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 from claude_fanout import settings
-from claude_fanout.demo import FINAL_MARK
 from claude_fanout.executors import claude as claude_executor
-from claude_fanout.fake_api import (
-    FakeMessagesAPI,
-    Reply,
-    Request,
-    Text,
-    ToolUse,
-    Usage,
-    cli_env,
-    side_call_reply,
-    structured_output,
-)
 from claude_fanout.planner import PLANNER_MARK
+from claude_fanout.testing.fake_api import FakeMessagesAPI, cli_env
+from claude_fanout.testing.models import FINAL_MARK, side_call_reply, structured_output
+from claude_fanout.testing.replies import Reply, Text, ToolUse, Usage
+from claude_fanout.testing.requests import Request
 
 __all__ = [
     "Finding",

@@ -13,22 +13,15 @@ from typing import Any
 
 import pytest
 
-from claude_fanout.fake_api import (
-    ErrorReply,
-    FakeMessagesAPI,
-    Handler,
-    Reply,
-    Request,
-    Text,
-    ToolUse,
-    Usage,
-    bundled_cli,
-    cli_env,
+from claude_fanout.testing.fake_api import FakeMessagesAPI, bundled_cli, cli_env
+from claude_fanout.testing.models import (
     find_paths,
     read_then_summarize,
     scripted,
     summarize_read_output,
 )
+from claude_fanout.testing.replies import ErrorReply, Handler, Reply, Text, ToolUse, Usage
+from claude_fanout.testing.requests import Request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(20)]
 

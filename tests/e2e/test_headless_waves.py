@@ -21,12 +21,14 @@ from pathlib import Path
 import pytest
 
 from claude_fanout import settings
-from claude_fanout.demo import FINAL_MARK, is_worker
 from claude_fanout.executors.claude import cli_path
-from claude_fanout.fake_api import Reply, Request, Text, cli_env
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
 from claude_fanout.store.state import observe
+from claude_fanout.testing.fake_api import cli_env
+from claude_fanout.testing.models import FINAL_MARK, is_worker
+from claude_fanout.testing.replies import Reply, Text
+from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
 from tests.helpers import processes_under, wait_until
 

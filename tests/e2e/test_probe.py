@@ -14,8 +14,8 @@ import pytest
 
 from claude_fanout import compat, settings
 from claude_fanout.executors.claude import cli_path
-from claude_fanout.fake_api import bundled_cli
 from claude_fanout.probe import MECHANISMS, resolve_clis
+from claude_fanout.testing.fake_api import bundled_cli
 from tests.helpers import CLIResult
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

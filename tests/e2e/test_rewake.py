@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from claude_fanout import settings
-from claude_fanout.demo import FINAL_MARK, is_worker
-from claude_fanout.fake_api import ReadThenSummarize, Reply, Request, Text
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
+from claude_fanout.testing.models import FINAL_MARK, ReadThenSummarize, is_worker
+from claude_fanout.testing.replies import Reply, Text
+from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
 from tests.e2e.tmux_claude import TmuxClaude
 from tests.helpers import processes_under, wait_until

@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 
 from claude_fanout import settings, usage
-from claude_fanout.demo import FINAL_MARK, is_worker
-from claude_fanout.fake_api import Reply, Request, Text, bundled_cli, cli_env
 from claude_fanout.hooks.framing import clean
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
+from claude_fanout.testing.fake_api import bundled_cli, cli_env
+from claude_fanout.testing.models import FINAL_MARK, is_worker
+from claude_fanout.testing.replies import Reply, Text
+from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
 from tests.fences import ANY_TAG, read_fenced
 from tests.helpers import processes_under, wait_until

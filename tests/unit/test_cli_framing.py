@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_fanout.demo import FINAL_MARK
-from claude_fanout.fake_api import Request, fanout_text
+from claude_fanout.testing.models import FINAL_MARK
+from claude_fanout.testing.requests import Request, fanout_text
 from tests.fences import ANY_TAG, read_fenced
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "framing"

@@ -450,7 +450,7 @@ def test_the_bundled_cli_is_found_without_the_sdk_on_sys_path(tmp_path: Path) ->
         bundled
     )
     # Under the hook's `python -I -S`, as `fanout install` writes it: the real wheel is found.
-    from claude_fanout.fake_api import bundled_cli
+    from claude_fanout.testing.fake_api import bundled_cli
 
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); from claude_fanout.planner import find_cli;"
