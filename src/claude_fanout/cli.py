@@ -406,10 +406,10 @@ def cmd_runs(args: argparse.Namespace, project: Path) -> int:
 
 
 def cmd_install(args: argparse.Namespace, project: Path) -> int:
-    from claude_fanout import settings
+    from claude_fanout import install
 
     if args.command == "uninstall":
-        report = settings.uninstall(scope=args.scope, project=project)
+        report = install.uninstall(scope=args.scope, project=project)
         if not report.changed:
             print("fanout: nothing of fanout's to remove")
         for path in report.written:
@@ -419,7 +419,7 @@ def cmd_install(args: argparse.Namespace, project: Path) -> int:
         for note in report.notes:
             print(f"note: {note}")
         return 0
-    report = settings.install(scope=args.scope, project=project)
+    report = install.install(scope=args.scope, project=project)
     where = f"{report.settings} ({report.sharing})"
     if report.settings in report.written:
         print(f"fanout hooks installed into {where}")

@@ -28,7 +28,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from claude_fanout import settings
+from claude_fanout import install
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import RunDir, list_runs
 from claude_fanout.store.state import load_status
@@ -89,7 +89,7 @@ def make_project(scratch: Path) -> Path:
     _git(project, "init", "-q", "-b", "main")
     # As in a real repository: the hooks go to settings.local.json, which git ignores; the
     # /fanout command is committed with the rest; the run store keeps itself out of git.
-    settings.install(project=project)
+    install.install(project=project)
     _git(project, "add", "-A")
     _git(project, "commit", "-qm", "the shop")
     return project

@@ -2,7 +2,7 @@
 
 The CLI under test runs offline: a scripted fake of the Messages API on 127.0.0.1
 (:mod:`claude_fanout.testing.fake_api`), a scratch HOME and a scratch project, with fanout's hooks
-installed there by :func:`claude_fanout.settings.install`. Nothing of the user's is read or
+installed there by :func:`claude_fanout.install.install`. Nothing of the user's is read or
 written. Six CLI sessions run at once (:mod:`claude_fanout.probe_sessions`), each showing
 what it alone can:
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from claude_fanout import settings
+from claude_fanout import install
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
@@ -64,7 +64,7 @@ def fanout_project(project: Path) -> Path:
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(text)
     # The default: hooks in .claude/settings.local.json, the file Claude Code reads as "local".
-    settings.install(project=project)
+    install.install(project=project)
     return project
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_fanout import settings
+from claude_fanout import install
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
 from claude_fanout.testing.models import FINAL_MARK, ReadThenSummarize, is_worker
@@ -50,7 +50,7 @@ class Conductor:
 @pytest.fixture
 def session(project: Path, claude_home: Path) -> Iterator[dict[str, object]]:
     (project / "src").mkdir()
-    settings.install(scope="project", project=project)
+    install.install(scope="project", project=project)
     holder: dict[str, object] = {}
     yield holder
     tui = holder.get("tui")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_fanout import settings, usage
+from claude_fanout import install, usage
 from claude_fanout.hooks.framing import clean
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
@@ -45,7 +45,7 @@ def test_a_hostile_result_reaches_the_model_inside_its_fence(
     (project / "src").mkdir()
     (project / "src" / "a.py").write_text("alpha = 1\n")
     (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 60\n")
-    settings.install(scope="project", project=project)
+    install.install(scope="project", project=project)
 
     def handle(request: Request) -> Reply:
         if request.is_side_call:
