@@ -1,6 +1,6 @@
 """The claude worker's command line and what is read back from its stream.
 
-The streams in tests/fixtures/streams were recorded from the real CLI (record.py there).
+The streams in tests/fixtures/streams were recorded from the real CLI (tools/record_streams.py).
 """
 
 from __future__ import annotations
