@@ -395,7 +395,7 @@ def test_close_frees_the_port_and_joins_the_thread() -> None:
     with FakeMessagesAPI(lambda _r: Reply([Text("x")])) as api:
         port = int(api.base_url.rsplit(":", 1)[1])
         assert api.base_url == f"http://127.0.0.1:{port}"
-        thread = api._thread
+        thread = api.server_thread
         assert thread is not None
         assert thread.is_alive()
     assert not thread.is_alive()

@@ -327,6 +327,11 @@ class FakeMessagesAPI:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle
+    @property
+    def server_thread(self) -> threading.Thread | None:
+        """The thread serving requests while the fake is started; None once closed."""
+        return self._thread
+
     def start(self) -> FakeMessagesAPI:
         if self._server is not None:
             raise RuntimeError("FakeMessagesAPI already started")
