@@ -28,10 +28,10 @@ from claude_fanout.runner import (
     wait_run,
 )
 from claude_fanout.store.rundir import RunDir, find_project, list_runs, resolve_run
-from claude_fanout.store.state import RunStatus, observe, request_cancel
+from claude_fanout.store.state import RunStatus, TaskStatus, observe, request_cancel
 
 if TYPE_CHECKING:
-    from claude_fanout.merge import MergeReport
+    from claude_fanout.git.merge import MergeReport
     from claude_fanout.store.eventlog import Event
 
 
@@ -499,10 +499,11 @@ class UsageError(FanoutError):
 def cmd_merge(args: argparse.Namespace, project: Path) -> int:
     """Predict, merge what applies cleanly into the working tree, report the rest, record it.
     With task ids: exactly those, in that order, whatever earlier merges did."""
-    from claude_fanout import merge
+    from claude_fanout.git import merge
 
     run = resolve_run(project, args.run)
-    writers = _run_worktrees(run)
+    status = observe(run)
+    writers = {task_id: task for task_id, task in status.tasks.items() if task.branch}
     if not writers:
         raise FanoutError(
             f"run {run.run_id} made no worktrees (no task with write: true): nothing to merge"
@@ -510,9 +511,7 @@ def cmd_merge(args: argparse.Namespace, project: Path) -> int:
     plan = _plan_of(run)
     order = [t for t in plan.ids if t in writers] if plan else []
     order += [t for t in writers if t not in order]
-    bases = [writers[t]["created"].get("base") for t in order]
-    base = merge.run_base(project, [b for b in bases if isinstance(b, str)])
-    status = observe(run)
+    base = merge.run_base(project, [b for t in order if (b := writers[t].base) is not None])
     running = {
         t
         for t in order
@@ -524,19 +523,19 @@ def cmd_merge(args: argparse.Namespace, project: Path) -> int:
         order = chosen
     branches, unchanged, skipped = [], [], []
     for task in order:
-        committed = writers[task].get("committed")
-        if committed is None:
+        writer = writers[task]
+        if not writer.committed:
             skipped.append(task)
-        elif not committed.get("commit"):
+        elif not writer.commit:
             unchanged.append(task)
         else:
-            branches.append((task, _branch_of(writers[task])))
+            branches.append((task, str(writer.branch)))
     settled = merge.settled_tasks(status.merge)
     # Named tasks merge whatever earlier merges did; what those applied only explains conflicts.
     context = [
-        (task, _branch_of(writers[task]))
-        for task in (writers if chosen else ())
-        if task in settled and task not in chosen and writers[task].get("committed")
+        (task, str(writer.branch))
+        for task, writer in (writers.items() if chosen else ())
+        if task in settled and task not in chosen and writer.committed
     ]
     report = merge.merge_run(
         project,
@@ -554,16 +553,11 @@ def cmd_merge(args: argparse.Namespace, project: Path) -> int:
     return 0 if report.clean else EXIT_NOT_MERGED
 
 
-def _branch_of(worktree: dict[str, Any]) -> str:
-    committed = worktree.get("committed") or {}
-    return str(committed.get("branch") or worktree["branch"])
-
-
 def _check_chosen(
     run: RunDir,
     chosen: list[str],
     writers: list[str],
-    worktrees: dict[str, dict[str, Any]],
+    worktrees: dict[str, TaskStatus],
     running: set[str],
 ) -> None:
     """``fanout merge RUN TASK...``: each a writer of the run, with a committed change, once."""
@@ -574,7 +568,7 @@ def _check_chosen(
             raise UsageError(
                 f"merge: run {run.run_id} has no writer '{task}' (writers: {', '.join(writers)})"
             )
-        if worktrees[task].get("committed") is None:
+        if not worktrees[task].committed:
             if task in running:
                 raise UsageError(f"merge: task {task} is still running; merge it once it is done")
             raise UsageError(
@@ -583,26 +577,10 @@ def _check_chosen(
             )
 
 
-def _run_worktrees(run: RunDir) -> dict[str, dict[str, Any]]:
-    """task -> {"branch", "path", "created": event, "committed": event or absent}."""
-    from claude_fanout.store.eventlog import read_events
-
-    found: dict[str, dict[str, Any]] = {}
-    for event in read_events(run.events_path).events:
-        task = event.get("task")
-        if not isinstance(task, str):
-            continue
-        if event["type"] == "worktree_created" and isinstance(event.get("branch"), str):
-            found[task] = {"branch": event["branch"], "path": event.get("path"), "created": event}
-        elif event["type"] == "worktree_committed" and task in found:
-            found[task]["committed"] = event
-    return found
-
-
 def _print_merge(
     run: RunDir, report: MergeReport, order: list[str], *, running: set[str], chosen: bool
 ) -> None:
-    from claude_fanout import merge
+    from claude_fanout.git import merge
 
     short = report.base[:12]
     verb = "would merge" if report.dry_run else "merged"
@@ -678,7 +656,7 @@ def cmd_gc(args: argparse.Namespace, project: Path) -> int:
     """Remove finished runs: worktrees, fanout/<RUN>/* branches, then the run directory."""
     import shutil
 
-    from claude_fanout import worktree
+    from claude_fanout.git import repo, worktrees
     from claude_fanout.store import active
 
     if not args.runs and not args.all_finished:
@@ -689,9 +667,9 @@ def cmd_gc(args: argparse.Namespace, project: Path) -> int:
     named = bool(args.runs)
     runs = [resolve_run(project, r) for r in args.runs] if named else list_runs(project)
     try:
-        worktree.repo_root(project)
+        repo.repo_root(project)
         has_git = True
-    except worktree.NotAGitRepoError:
+    except repo.NotAGitRepoError:
         has_git = False
     refused = removed_runs = kept = 0
     for run in runs:
@@ -705,7 +683,7 @@ def cmd_gc(args: argparse.Namespace, project: Path) -> int:
                 )
                 refused += 1
             continue
-        unmerged = _unmerged(project, run, status) if has_git else {}
+        unmerged = _unmerged(project, status) if has_git else {}
         if unmerged and not args.force:
             tasks = " ".join(unmerged)
             print(
@@ -716,12 +694,12 @@ def cmd_gc(args: argparse.Namespace, project: Path) -> int:
             )
             kept += 1
             continue
-        paths = [str(i["path"]) for i in _run_worktrees(run).values() if isinstance(i["path"], str)]
-        removed = [p for p in paths if has_git and worktree.remove_worktree(project, p)]
+        paths = [task.worktree for task in status.tasks.values() if task.worktree is not None]
+        removed = [p for p in paths if has_git and worktrees.remove_worktree(project, p)]
         if has_git:  # and any other worktree inside the run directory
             for where in (run.path, run.worktrees_dir):
-                removed += [str(p) for p in worktree.remove_run_worktrees(project, where)]
-        branches = worktree.delete_run_branches(project, run.run_id) if has_git else []
+                removed += [str(p) for p in worktrees.remove_run_worktrees(project, where)]
+        branches = worktrees.delete_run_branches(project, run.run_id) if has_git else []
         for parent in dict.fromkeys(Path(p).parent for p in paths):
             with contextlib.suppress(OSError):
                 parent.rmdir()  # the run's worktrees directory, once empty
@@ -741,18 +719,15 @@ def cmd_gc(args: argparse.Namespace, project: Path) -> int:
     return 1 if refused or (named and kept) else 0
 
 
-def _unmerged(project: Path, run: RunDir, status: RunStatus) -> dict[str, str]:
-    """Writers whose committed change no merge put into the working tree, and whose branch is
-    still there: task -> what happened to it (``W2 conflicts with W1 in src/a.py``)."""
-    from claude_fanout import merge, worktree
+def _unmerged(project: Path, status: RunStatus) -> dict[str, str]:
+    """Writers whose committed change is not in the working tree: task -> what happened to it
+    (``W2 conflicts with W1 in src/a.py``)."""
+    from claude_fanout.git import merge
 
-    settled = merge.settled_tasks(status.merge)
     collisions = dict(_collisions(status.merge or {}))
-    branches = set(worktree.run_branches(project, run.run_id))
     return {
         task_id: collisions.get(task_id, f"{task_id} was never merged")
-        for task_id, task in status.tasks.items()
-        if task.commit and task.branch in branches and task_id not in settled
+        for task_id in merge.unmerged_writers(project, status)
     }
 
 

@@ -468,20 +468,21 @@ def _run_checks(project: Path) -> list[Check]:
 
 
 def _leftover_checks(project: Path, states: Mapping[str, str]) -> list[Check]:
-    from claude_fanout import worktree
+    from claude_fanout.git import repo
+    from claude_fanout.git.worktrees import BRANCH_PREFIX, list_worktrees
 
     try:
-        root = worktree.repo_root(project)
-        worktrees = worktree.list_worktrees(root)
-        refs = worktree.run_git(
+        root = repo.repo_root(project)
+        worktrees = list_worktrees(root)
+        refs = repo.run_git(
             [
                 "for-each-ref",
                 "--format=%(refname:strip=2)",
-                f"refs/heads/{worktree.BRANCH_PREFIX}/",
+                f"refs/heads/{BRANCH_PREFIX}/",
             ],
             cwd=root,
         )
-    except (worktree.GitError, OSError):  # not a git repository, or no git at all
+    except (repo.GitError, OSError):  # not a git repository, or no git at all
         return []
     base = os.path.realpath(project / defaults.WORKTREES_DIR)
     finished: Counter[str] = Counter()

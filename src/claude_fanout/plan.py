@@ -415,9 +415,9 @@ def _parse_task(raw: object, *, index: int, project: Path) -> Task:
 def _check_writer_id(task_id: str) -> None:
     """A writer works on git branch ``fanout/<RUN>/<ID>``, so its id must be a valid part of a
     branch name (the id rule alone lets ``a..b`` and ``fix.lock`` through)."""
-    from claude_fanout import worktree
+    from claude_fanout.git import worktrees
 
-    problem = worktree.branch_name_problem(worktree.branch_name("RUN", task_id))
+    problem = worktrees.branch_name_problem(worktrees.branch_name("RUN", task_id))
     if problem is None:
         return
     fixed = re.sub(r"\.{2,}", ".", task_id).rstrip(".")
@@ -446,11 +446,11 @@ def check_runnable(plan: Plan, *, project: Path, env: Mapping[str, str] | None =
             _check_program(task, project=project, env={**inherited, **task.env})
     writer = next((task for task in plan.tasks if task.write), None)
     if writer is not None:
-        from claude_fanout import worktree
+        from claude_fanout.git import repo
 
         try:
-            worktree.repo_root(project)
-        except worktree.GitError as exc:
+            repo.repo_root(project)
+        except repo.GitError as exc:
             raise PlanError(str(exc), task=writer.id, field="write") from None
 
 
