@@ -200,7 +200,15 @@ def _task_usage(status: RunStatus, task: TaskStatus, event: Event, ts: float | N
 
 
 def _worktree_created(status: RunStatus, task: TaskStatus, event: Event, ts: float | None) -> None:
-    task.branch = _text(event.get("branch")) or task.branch
+    """A writer got a worktree: a new one holds nothing committed yet."""
+    branch = _text(event.get("branch"))
+    if branch is None:
+        return
+    task.branch = branch
+    task.worktree = _text(event.get("path"))
+    task.base = _text(event.get("base"))
+    task.commit = None
+    task.committed = False
 
 
 def _worktree_committed(
@@ -208,6 +216,7 @@ def _worktree_committed(
 ) -> None:
     task.branch = _text(event.get("branch")) or task.branch
     task.commit = _text(event.get("commit"))
+    task.committed = True
 
 
 # What each record does to the run; the records about one task are ignored for an unknown task.

@@ -13,7 +13,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 # Usage counters summed per task (over its attempts) and per run, as ``task_usage`` reports them.
 USAGE_KEYS = (
     "input_tokens",
@@ -32,9 +32,11 @@ class TaskStatus:
 
     __slots__ = (
         "attempt",
+        "base",
         "branch",
         "claims",
         "commit",
+        "committed",
         "ended",
         "exit_code",
         "id",
@@ -45,6 +47,7 @@ class TaskStatus:
         "started",
         "state",
         "usage",
+        "worktree",
     )
 
     def __init__(
@@ -63,6 +66,9 @@ class TaskStatus:
         usage: dict[str, float] | None = None,
         branch: str | None = None,
         commit: str | None = None,
+        worktree: str | None = None,
+        base: str | None = None,
+        committed: bool = False,
     ) -> None:
         self.id = id
         self.state = state
@@ -80,6 +86,11 @@ class TaskStatus:
         # Writers: the worktree branch and the commit holding the task's changes.
         self.branch = branch
         self.commit = commit
+        # Writers: the worktree's path, the run's snapshot it was made from, and whether the
+        # task's work was committed (``commit`` None then means it changed nothing).
+        self.worktree = worktree
+        self.base = base
+        self.committed = committed
 
     @property
     def duration_s(self) -> float | None:
