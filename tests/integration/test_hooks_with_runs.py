@@ -18,11 +18,10 @@ from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run, wait_run
 from claude_fanout.runtime.control import observe, request_cancel
 from claude_fanout.states import RunState, TaskState
-from claude_fanout.store import state
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.state import load_snapshot
 from tests.fences import read_fenced
-from tests.helpers import wait_until
+from tests.helpers import count_bytes_folded, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 SESSION = "0e9b3f7c-4d5e-4f60-8a71-9b2c3d4e5f60"
@@ -213,15 +212,7 @@ def test_records_others_append_to_a_live_run_cost_the_hooks_nothing(
         # The supervisor wrote none of those lines, yet it folds them into state.json.
         wait_until(lambda: load_snapshot(run).offset == size, timeout=5)
 
-        folded: list[int] = []
-        real = state.read_events
-
-        def counting(path: Any, offset: int = 0) -> Any:
-            result = real(path, offset)
-            folded.append(result.offset - offset)
-            return result
-
-        monkeypatch.setattr(state, "read_events", counting)
+        folded = count_bytes_folded(monkeypatch)
         told = hook(project, "PostToolUse", tool_name="Bash", tool_input={"command": "ls"})
         hook(project, "PreToolUse", tool_name="Read", tool_input={"file_path": str(project)})
 

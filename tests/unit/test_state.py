@@ -27,6 +27,7 @@ from claude_fanout.store.state import (
     save_snapshot,
 )
 from claude_fanout.store.status import SNAPSHOT_VERSION, RunStatus, TaskStatus
+from tests.helpers import count_bytes_folded
 
 property_settings = settings(
     derandomize=True,
@@ -620,18 +621,7 @@ def foreign_notices(n: int) -> list[dict[str, Any]]:
 @pytest.fixture
 def bytes_folded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Bytes of the log each ``load_status`` read past its snapshot, one entry per read."""
-    from claude_fanout.store import state
-
-    reads: list[int] = []
-    real = state.read_events
-
-    def counting(path: Any, offset: int = 0) -> Any:
-        result = real(path, offset)
-        reads.append(result.offset - offset)
-        return result
-
-    monkeypatch.setattr(state, "read_events", counting)
-    return reads
+    return count_bytes_folded(monkeypatch)
 
 
 def test_a_long_tail_others_appended_is_folded_once_then_never_again(
