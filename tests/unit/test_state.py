@@ -703,6 +703,19 @@ def test_publish_snapshot_never_waits_for_another_publisher(run: RunDir) -> None
     assert load_snapshot(run) == status
 
 
+def test_publish_snapshot_never_writes_through_a_symlinked_run_dir(
+    run: RunDir, tmp_path: Path
+) -> None:
+    ends = write_log(run, FAILED_RUN)
+    status = folded(FAILED_RUN, run_id=run.run_id)
+    status.offset = ends[-1]
+    link = tmp_path / "link"
+    link.symlink_to(run.path, target_is_directory=True)
+
+    assert publish_snapshot(str(link), status) is False
+    assert not run.state_path.exists()
+
+
 # --- properties ----------------------------------------------------------------------------------
 
 TASK_IDS = ["A", "B", "C"]

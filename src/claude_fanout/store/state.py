@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from claude_fanout.store.eventlog import Event
     from claude_fanout.store.files import StrPath
 
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# The run directory is opened only to lock it: never through a symlink.
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+_DIR_FLAGS |= getattr(os, "O_CLOEXEC", 0)
 _MAX_ERRORS = 20
 _MAX_NOTICES = 50
 
@@ -415,11 +416,12 @@ def publish_snapshot(run: StrPath, status: RunStatus) -> bool:
     exclusive ``flock`` on the run directory and compare offsets under it, so the snapshot never
     moves back. One that finds the lock taken returns False at once (hooks never wait on it);
     a write that fails (a read-only store) returns False too: the snapshot stays a valid cache.
+    A run directory that is a symlink is never locked nor written through (False).
     """
     import fcntl
 
     try:
-        fd = os.open(os.fspath(run), os.O_RDONLY | _DIRECTORY | _CLOEXEC)
+        fd = os.open(os.fspath(run), _DIR_FLAGS)
     except OSError:
         return False
     try:
