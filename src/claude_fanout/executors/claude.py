@@ -61,6 +61,7 @@ from claude_fanout import defaults
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import TaskKind
 from claude_fanout.states import EventType, TaskState
+from claude_fanout.store import layout
 from claude_fanout.store.files import open_private, write_atomic
 from claude_fanout.text import first_line
 
@@ -490,7 +491,7 @@ def collect(
     if not text.endswith("\n"):
         text += "\n"
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_dir / "result.md", text.encode("utf-8", "replace"))
+    write_atomic(out_dir / layout.RESULT, text.encode("utf-8", "replace"))
     write_atomic(out_dir / "meta.json", (json.dumps(meta, indent=2, default=str) + "\n").encode())
     return Outcome(ok, over_budget, rate_limited, reason, usage_of(result), meta)
 

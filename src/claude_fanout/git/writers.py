@@ -21,7 +21,7 @@ from claude_fanout.plan import Task
 from claude_fanout.states import EventType
 from claude_fanout.store.files import make_ignored_dir, make_private_dir, open_private
 from claude_fanout.store.rundir import RunDir
-from claude_fanout.store.state import RunStatus
+from claude_fanout.store.status import RunStatus
 
 Emit = Callable[..., None]
 

@@ -1,7 +1,7 @@
 """What a run's supervisor writes about the run: events, the state snapshot, its heartbeat.
 
 Events go to ``events.jsonl`` as they happen; the snapshot (``state.json``) is the fold of the
-log, rewritten only when the supervisor recorded something since the last write; the heartbeat
+log, rewritten when the log grew past it (the supervisor's records or anyone else's); the heartbeat
 (``supervisor.json``) says who supervises the run and that it is alive.
 """
 
@@ -13,7 +13,8 @@ from collections.abc import Callable
 from claude_fanout import defaults
 from claude_fanout.store.files import write_json_atomic
 from claude_fanout.store.rundir import RunDir
-from claude_fanout.store.state import RunStatus, fold_tail, save_snapshot
+from claude_fanout.store.state import fold_tail, publish_snapshot, unfolded_bytes
+from claude_fanout.store.status import RunStatus
 
 
 class RunRecords:
@@ -52,11 +53,11 @@ class RunRecords:
         return seen.commit if seen is not None else None
 
     def flush(self) -> None:
-        """Fold what the log gained into the snapshot (written only when something changed)."""
-        if not self._dirty:
+        """Fold what the log gained into the snapshot: after the supervisor's own records, and
+        whenever others' (workers' notices and claims, hooks' records) grew the log past it."""
+        if not self._dirty and not unfolded_bytes(self._run, self.status.offset):
             return
-        save_snapshot(self._run, self.refresh())
-        self._dirty = False
+        self._dirty = not publish_snapshot(self._run, self.refresh())
 
     def heartbeat(self, *, force: bool = False) -> None:
         now = self._clock()

@@ -43,7 +43,8 @@ from claude_fanout.runtime.task_run import Ended, ProcessSeam, Seams, TaskRun
 from claude_fanout.states import EventType, RunState, TaskState
 from claude_fanout.store import active
 from claude_fanout.store.rundir import RunDir
-from claude_fanout.store.state import RunStatus, load_status
+from claude_fanout.store.state import load_status
+from claude_fanout.store.status import RunStatus
 
 
 def rate_limit_backoff_s(retry: int, base_s: float, *, rng: random.Random | None = None) -> float:
