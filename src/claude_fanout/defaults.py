@@ -70,3 +70,12 @@ PLANNER_MAX_TURNS = 12
 
 # `fanout status` / `runs` into a pipe or a file: the width tables may take (nothing is cut).
 PIPED_OUTPUT_WIDTH = 10_000
+
+# `/fanout <instruction> -- <paths>`: the most files one request may fan out to.
+MAX_FANOUT_FILES = 64
+# While the Stop and Rewake hooks wait (woken by the runs' logs), liveness (a supervisor dying
+# writes nothing until its watchdog notices) is re-checked at least this often.
+STOP_RECHECK_S = 1.0
+REWAKE_RECHECK_S = 2.0
+# The most a hook reads of its payload on stdin; a bigger one is ignored (the hook does nothing).
+HOOK_PAYLOAD_MAX_BYTES = 16 * 1024 * 1024

@@ -8,10 +8,14 @@ import sys
 STDLIB_ONLY = [
     "claude_fanout",
     "claude_fanout.config",
+    "claude_fanout.depth",
     "claude_fanout.doctor",  # plain `fanout doctor` stays well under a second
+    "claude_fanout.hooks.answers",
     "claude_fanout.hooks.prompt",
+    "claude_fanout.hooks.report",
     "claude_fanout.plan",
     "claude_fanout.planner",
+    "claude_fanout.planning",
     "claude_fanout.procs",
     "claude_fanout.runner",
     "claude_fanout.states",

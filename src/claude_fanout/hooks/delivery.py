@@ -5,8 +5,10 @@ the log offset read so far, the final state already reported per task, whether t
 summary was delivered, and the Stop hook's budget. It is read and rewritten under an exclusive
 ``flock``, so hooks Claude Code runs in parallel never report one result twice.
 
-The text that tells it is ``report.py`` (worker output fenced as data, sizes capped), imported
-only once there is news: a tool call with nothing new pays for neither.
+The text that tells it is ``report.py`` (worker output fenced as data, sizes capped), which
+imports this module, never the other way round; hooks import it only once there is news, so a
+tool call with nothing new pays for neither. The few plain lines a hook with no news still needs
+(``progress``, ``name``, ``relative``) are here for that reason.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import re
 
 from claude_fanout.states import TaskState
-from claude_fanout.store import layout
+from claude_fanout.store import active, layout
 from claude_fanout.store.files import make_private_dir, open_private
 
 TYPE_CHECKING = False
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 
     # (run path, status, tasks newly finished, new notices)
     News = tuple[str, RunStatus, list[str], list[str]]
+    # The same, and whether the run is done (its final delivery).
+    Final = tuple[str, RunStatus, list[str], list[str], bool]
 
 
 class Cursor:
@@ -171,13 +175,13 @@ def peek_told(run_path: str, session_id: str) -> dict[str, str]:
     return told if isinstance(told, dict) else {}
 
 
-def collect_news(ctx: HookContext) -> list[News]:
-    """(run path, status, finished tasks, notices) of each of this session's runs with news it
-    has not been told; marks them told."""
+def collect_news(ctx: HookContext, runs: list[tuple[str, RunStatus]]) -> list[News]:
+    """(run path, status, finished tasks, notices) of each of ``runs`` (this session's) with
+    news the session has not been told; marks them told."""
     if ctx.session_id is None:
         return []
     found = []
-    for run_path, status in ctx.session_runs():
+    for run_path, status in runs:
         with Cursor(run_path, ctx.session_id) as cursor:
             finished, notices = news(status, cursor)
         if finished or notices:
@@ -185,21 +189,25 @@ def collect_news(ctx: HookContext) -> list[News]:
     return found
 
 
-def tell_news(ctx: HookContext, *, limit: int | None = None) -> str:
-    """Results and notices of this session's runs it has not been told yet (marking them told).
-
-    ``limit`` defaults to ``inject.max_chars``, read only once there is news: a tool call with
-    nothing new does not pay for loading the configuration (nor for the fence's module).
-    """
-    found = collect_news(ctx)
-    if not found:
-        return ""
-    if limit is None:
-        from claude_fanout.config import load_config
-
-        limit = load_config(ctx.project).inject_max_chars
-    from claude_fanout.hooks import report
-
-    message = report.Message(limit)
-    report.add_news(message, found, project=ctx.project, now=ctx.now)
-    return message.render()
+def take_final(ctx: HookContext, runs: list[tuple[str, RunStatus]]) -> tuple[list[Final], bool]:
+    """What the session has not been told of ``runs``, each finished run's final delivery
+    included (taken once: marked delivered, and the run no longer served); and whether every
+    run not yet finally delivered is done."""
+    assert ctx.session_id is not None
+    pending: list[Final] = []
+    all_done = True
+    for path, status in runs:
+        with Cursor(path, ctx.session_id) as cursor:
+            if cursor.data.get("final"):
+                continue
+            fresh, notices = news(status, cursor)
+            done = status.state.terminal
+            if done:
+                cursor.data["final"] = True
+        all_done = all_done and done
+        if fresh or notices or done:
+            pending.append((path, status, fresh, notices, done))
+    for _path, status, _fresh, _notices, done in pending:
+        if done:
+            active.clear(ctx.project, status.run_id)
+    return pending, all_done

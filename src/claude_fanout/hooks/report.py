@@ -22,7 +22,10 @@ from claude_fanout.store.files import open_private
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from claude_fanout.hooks.context import HookContext
     from claude_fanout.hooks.delivery import News
+    from claude_fanout.plan import Plan
+    from claude_fanout.store.rundir import RunDir
     from claude_fanout.store.state import RunStatus, TaskStatus
 
 _EXCERPT_LINES = 8
@@ -41,6 +44,10 @@ _MAX_FILES = 4
 DONE = (
     "All of this session's fanout workers are done. Merge their results now into your answer "
     "to the request that started them; read the result files for more than these excerpts."
+)
+ATTENTION = (
+    "A worker needs your attention (above); the others are still at work and fanout will wake "
+    "you again when they are done."
 )
 
 
@@ -445,3 +452,102 @@ def add_news(message: Message, found: list[News], *, project: str, now: float) -
                 fence=message.fence,
             )
         )
+
+
+def news_message(found: list[News], *, limit: int, project: str, now: float) -> str:
+    """What finished and what workers published since the session last heard (PostToolUse)."""
+    message = Message(limit)
+    add_news(message, found, project=project, now=now)
+    return message.render()
+
+
+def final_delivery(ctx: HookContext, runs: list[tuple[str, RunStatus]], limit: int) -> str:
+    """The one final delivery, for the Stop hook (every run done) and the Rewake hook: each run
+    that is done, once, with every result (excerpts only for results this session has not seen);
+    a run still at work only with its news. '' when there is nothing to tell."""
+    from claude_fanout.hooks.delivery import take_final
+
+    pending, all_done = take_final(ctx, runs)
+    if not pending:
+        return ""
+    message = Message(limit, ending=DONE if all_done else ATTENTION)
+    room = message.room(len(pending))
+    for path, status, fresh, notices, done in pending:
+        if done:
+            section = final_section(
+                path, status, fresh, notices, project=ctx.project, budget=room, fence=message.fence
+            )
+        else:
+            section = news_section(
+                path,
+                status,
+                fresh,
+                notices,
+                project=ctx.project,
+                now=ctx.now,
+                budget=room,
+                fence=message.fence,
+            )
+        message.add(section)
+    return message.render()
+
+
+# -- what the UserPromptSubmit hook says ----------------------------------------------------------
+
+
+def not_started(problem: object, *, next_step: str = "") -> str:
+    text = f"[fanout] Nothing was started: {problem}"
+    return f"{text}\n{next_step}" if next_step else text
+
+
+def started(plan: Plan, run: RunDir, *, project: str, mode: str, origin: str | None) -> str:
+    """What the Conductor is told when its request started a run: the workers, where their
+    results will be, and how they come back. ``origin`` (a trigger or the planner made the
+    plan) adds how each worker was set up: the Conductor did not write those tasks itself."""
+    if origin is None:
+        lines = [
+            f"[fanout] Started run {run.run_id}: {len(plan.tasks)} worker(s) in parallel, at "
+            f"most {plan.max_parallel} at once."
+        ]
+    else:
+        lines = [
+            f"[fanout] {origin}.",
+            f"[fanout] Started run {run.run_id}: {len(plan.tasks)} worker(s), at most "
+            f"{plan.max_parallel} at once.",
+        ]
+    for task in plan.tasks:
+        result = os.path.relpath(run.out_dir(task.id) / "result.md", project)
+        owns = f" on {', '.join(task.claims)}" if task.claims else ""
+        if origin is None:
+            lines.append(f"- {task.id} ({task.kind}){owns}: result at {result}")
+            continue
+        label = str(task.kind)
+        if task.kind == "claude":
+            label += ", edits files in its own worktree" if task.write else ", read-only"
+            extra = [t for t in task.tools if t not in ("Read", "Grep", "Glob")]
+            if extra:
+                label += f", may use {', '.join(extra)}"
+        after = f", after {', '.join(task.deps)}" if task.deps else ""
+        lines.append(f"- {task.id} ({label}){owns}{after}: result at {result}")
+        if task.kind == "claude":
+            # The first paragraph: what the task is, without the note every worker gets.
+            lines.append(f"  task: {_brief(task.prompt.strip().split(chr(10) * 2, 1)[0])}")
+    when = (
+        "after your next tool calls, and when they are all done even if you have ended your turn "
+        "(fanout wakes you with them)"
+        if mode == "rewake"
+        else "after your next tool calls, and when you try to stop (fanout holds your turn "
+        "until the workers are done)"
+    )
+    lines.append(
+        "Files a running worker claims are off-limits to you until it finishes (such tool calls "
+        f"are denied). fanout delivers each result to you by itself: {when}. Do not redo the "
+        "workers' work; merge their results once they arrive. Status any time: fanout status "
+        + run.run_id
+    )
+    return "\n".join(lines)
+
+
+def _brief(text: str, limit: int = 160) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "\u2026"
