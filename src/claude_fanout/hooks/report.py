@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 
-from claude_fanout import usage
+from claude_fanout import defaults, usage
 from claude_fanout.hooks.delivery import artifact, name, progress, relative
 from claude_fanout.hooks.framing import Fence, one_line
 from claude_fanout.states import TaskState
@@ -28,17 +28,6 @@ if TYPE_CHECKING:
     from claude_fanout.store.rundir import RunDir
     from claude_fanout.store.state import RunStatus, TaskStatus
 
-_EXCERPT_LINES = 8
-_LINE_CHARS = 200
-_EXCERPT_CHARS = 700
-# Below this many characters an excerpt is not worth its frame: the path alone is given.
-_MIN_EXCERPT = 120
-_READ_BYTES = 8192
-_NOTICE_CHARS = 300
-_REASON_CHARS = 200
-# Merge-back: conflicts listed one by one, files named per conflict.
-_MAX_CONFLICTS = 6
-_MAX_FILES = 4
 # fanout's own standing instruction, never the user's word: Claude Code (2.1.332) tells the model
 # that hook output carries no message or approval from the user.
 DONE = (
@@ -52,10 +41,11 @@ ATTENTION = (
 
 
 def excerpt(
-    path: str, *, from_end: bool = False, max_chars: int = _EXCERPT_CHARS
+    path: str, *, from_end: bool = False, max_chars: int = defaults.EXCERPT_CHARS
 ) -> tuple[str, int]:
-    """The first (or, for a log, last) lines of a file, at most ``_EXCERPT_LINES`` lines of
-    ``_LINE_CHARS`` and ``max_chars`` in all; and how many bytes of the file it leaves out
+    """The first (or, for a log, last) lines of a file, at most ``EXCERPT_LINES`` lines of
+    ``EXCERPT_LINE_CHARS`` (defaults.py) and ``max_chars`` in all; and how many bytes of the
+    file it leaves out
     (0: the excerpt is the whole text). Raw worker text: it goes into a fence, which cleans it.
     """
     try:
@@ -64,20 +54,20 @@ def excerpt(
         return "", 0
     with os.fdopen(fd, "rb") as handle:
         size = handle.seek(0, os.SEEK_END)
-        handle.seek(max(0, size - _READ_BYTES) if from_end else 0)
-        raw = handle.read(_READ_BYTES)
+        handle.seek(max(0, size - defaults.EXCERPT_READ_BYTES) if from_end else 0)
+        raw = handle.read(defaults.EXCERPT_READ_BYTES)
     lines = [
         line
         for line in raw.decode("utf-8", "replace").strip().splitlines()
         if not line.startswith("--- fanout: ")  # the supervisor's per-attempt header
     ]
-    picked = lines[-_EXCERPT_LINES:] if from_end else lines[:_EXCERPT_LINES]
-    joined = "\n".join(line[:_LINE_CHARS] for line in picked)
+    picked = lines[-defaults.EXCERPT_LINES :] if from_end else lines[: defaults.EXCERPT_LINES]
+    joined = "\n".join(line[: defaults.EXCERPT_LINE_CHARS] for line in picked)
     text = joined[-max_chars:] if from_end else joined[:max_chars]
     whole = (
         len(raw) == size
         and len(picked) == len(lines)
-        and all(len(line) <= _LINE_CHARS for line in picked)
+        and all(len(line) <= defaults.EXCERPT_LINE_CHARS for line in picked)
         and len(joined) <= max_chars
     )
     return text, 0 if whole else max(1, size - len(text.encode()))
@@ -86,7 +76,7 @@ def excerpt(
 # -- lines fanout writes about tasks and runs ---------------------------------------------------
 
 
-def quoted(value: object, limit: int = _REASON_CHARS) -> str:
+def quoted(value: object, limit: int = defaults.REASON_CHARS) -> str:
     """Free text a worker may have shaped (a failure's reason, a file name), on fanout's own line:
     one line, cleaned, cut, and quoted, so it reads as a value and not as fanout speaking."""
     text = one_line(str(value))
@@ -165,8 +155,8 @@ def describe(
             sharing = 1 + sum(1 for t in later if excerpts_for is None or t in excerpts_for)
             # What later tasks' own lines will need is kept back before sharing out the rest.
             share = (budget - used - 100 * (len(later) + 1 - sharing)) // sharing
-            room = min(_EXCERPT_CHARS, share - len(line) - 2 * len(fence.tag) - 120)
-            if room >= _MIN_EXCERPT:
+            room = min(defaults.EXCERPT_CHARS, share - len(line) - 2 * len(fence.tag) - 120)
+            if room >= defaults.EXCERPT_MIN_CHARS:
                 text, more = excerpt(path, from_end=path.endswith(os.sep + "log"), max_chars=room)
                 if text:
                     body = "\n" + fence.block(text, task=task_id)
@@ -187,7 +177,9 @@ def notice_lines(notices: list[str], fence: Fence, *, budget: int | None = None)
     lines: list[str] = []
     used = 0
     for i, note in enumerate(notices, 1):
-        text = note if len(note) <= _NOTICE_CHARS else note[: _NOTICE_CHARS - 1] + "…"
+        text = (
+            note if len(note) <= defaults.NOTICE_CHARS else note[: defaults.NOTICE_CHARS - 1] + "…"
+        )
         line = fence.inline(text, notice=str(i))
         if budget is not None and used + len(line) > budget:
             lines.append(f"({len(notices) - i + 1} more notice(s) not shown.)")
@@ -239,7 +231,7 @@ def merge_lines(status: RunStatus) -> list[str]:
     raw = merge.get("conflicts")
     conflicts = [c for c in raw if isinstance(c, dict)] if isinstance(raw, list) else []
     base = merge.get("base")
-    for conflict in conflicts[:_MAX_CONFLICTS]:
+    for conflict in conflicts[: defaults.MERGE_MAX_CONFLICTS]:
         task = name(conflict.get("task"))
         where = name(conflict.get("branch") or branch(task))
         others = conflict.get("with")
@@ -251,9 +243,9 @@ def merge_lines(status: RunStatus) -> list[str]:
         )
         files = conflict.get("files")
         files = [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
-        shown = ", ".join(quoted(f, 120) for f in files[:_MAX_FILES])
-        if len(files) > _MAX_FILES:
-            shown += f" and {len(files) - _MAX_FILES} more"
+        shown = ", ".join(quoted(f, 120) for f in files[: defaults.MERGE_MAX_FILES])
+        if len(files) > defaults.MERGE_MAX_FILES:
+            shown += f" and {len(files) - defaults.MERGE_MAX_FILES} more"
         see = (
             f"git diff {name(base)[:12]} {where}" if isinstance(base, str) else f"git show {where}"
         )
@@ -261,10 +253,12 @@ def merge_lines(status: RunStatus) -> list[str]:
             f"NOT merged, conflicts with {who or 'your working tree'}: {task} ({where}) in "
             f"{shown or 'its files'}; see it: `{see}`."
         )
-    if len(conflicts) > _MAX_CONFLICTS:
-        lines.append(f"… and {len(conflicts) - _MAX_CONFLICTS} more conflicting branch(es).")
+    if len(conflicts) > defaults.MERGE_MAX_CONFLICTS:
+        lines.append(
+            f"… and {len(conflicts) - defaults.MERGE_MAX_CONFLICTS} more conflicting branch(es)."
+        )
     if conflicts:
-        chosen = " ".join(name(c.get("task")) for c in conflicts[:_MAX_CONFLICTS])
+        chosen = " ".join(name(c.get("task")) for c in conflicts[: defaults.MERGE_MAX_CONFLICTS])
         lines.append(
             f"Resolve or undo the overlap in your files, then `fanout merge {rid} {chosen}` "
             "applies those changes to your working tree (never a commit, HEAD or the index)."
