@@ -104,9 +104,9 @@ def _news_and_progress(
     if not found:
         # Progress only, no worker text: no fence needed (nor its modules' import).
         return "\n".join([*waiting, ending])
-    from claude_fanout.hooks import report
+    from claude_fanout.hooks import framing, report
 
-    message = report.Message(config.inject_max_chars, ending=ending)
+    message = framing.Message(config.inject_max_chars, ending=ending)
     report.add_news(message, found, project=ctx.project, now=ctx.now)
     for line in waiting:
         message.add(line)
