@@ -19,6 +19,8 @@ from claude_fanout.hooks.framing import Fence, Message, one_line
 from claude_fanout.states import TaskState
 from claude_fanout.store import layout
 from claude_fanout.store.files import open_private
+from claude_fanout.text import cut, duration
+from claude_fanout.text import one_line as plain_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,19 +81,7 @@ def excerpt(
 def quoted(value: object, limit: int = defaults.REASON_CHARS) -> str:
     """Free text a worker may have shaped (a failure's reason, a file name), on fanout's own line:
     one line, cleaned, cut, and quoted, so it reads as a value and not as fanout speaking."""
-    text = one_line(str(value))
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return json.dumps(text, ensure_ascii=False)
-
-
-def seconds(value: float) -> str:
-    if value < 10:
-        return f"{value:.1f}s"
-    if value < 60:
-        return f"{value:.0f}s"
-    minutes, secs = divmod(int(value), 60)
-    return f"{minutes}m{secs:02d}s"
+    return json.dumps(cut(one_line(str(value)), limit), ensure_ascii=False)
 
 
 def task_line(task: TaskStatus) -> str:
@@ -104,7 +94,7 @@ def task_line(task: TaskStatus) -> str:
         line = f"{tid} {task.state}"
     facts = []
     if task.duration_s is not None:
-        facts.append(f"in {seconds(task.duration_s)}")
+        facts.append(f"in {duration(task.duration_s)}")
     spent = usage.brief(task.usage)
     if spent:
         facts.append(spent)
@@ -460,7 +450,8 @@ def started(plan: Plan, run: RunDir, *, project: str, mode: str, origin: str | N
         lines.append(f"- {task.id} ({label}){owns}{after}: result at {result}")
         if task.kind == "claude":
             # The first paragraph: what the task is, without the note every worker gets.
-            lines.append(f"  task: {_brief(task.prompt.strip().split(chr(10) * 2, 1)[0])}")
+            first = task.prompt.strip().split(chr(10) * 2, 1)[0]
+            lines.append(f"  task: {plain_line(first, 160)}")
     when = (
         "after your next tool calls, and when they are all done even if you have ended your turn "
         "(fanout wakes you with them)"
@@ -475,8 +466,3 @@ def started(plan: Plan, run: RunDir, *, project: str, mode: str, origin: str | N
         + run.run_id
     )
     return "\n".join(lines)
-
-
-def _brief(text: str, limit: int = 160) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "\u2026"
