@@ -1,5 +1,5 @@
-"""Where a plan comes from when a `/fanout` request names no paths: a trigger's template, or
-Claude, asked headless to split the request.
+"""The Claude planner: a `/fanout <instruction>` that names no paths and matches no trigger is
+split into a plan by Claude, asked headless (``planning.py`` decides when).
 
 The planner is one ``claude -p`` session with structured output (``--output-format json
 --json-schema SCHEMA``). What Claude Code 2.1.330 does with that, recorded against the fake
@@ -22,18 +22,18 @@ Messages API (``tests/e2e/test_planner.py``):
 The session may look at the project (Read, Grep, Glob; nothing else is offered), with
 ``--permission-mode dontAsk``, ``--strict-mcp-config``, the project's setting sources only and
 no session saved. Its environment is the hook's without the parent session's markers, and with
-``FANOUT_DEPTH`` at the hooks' depth limit, so fanout's own hooks stay quiet inside it. It runs
-in a session of its own, stopped with its whole process group at ``planner.timeout_s``.
+``FANOUT_DEPTH`` at the hooks' depth limit (``depth.py``), so fanout's own hooks stay quiet
+inside it. It runs in a session of its own, stopped with its whole process group at
+``planner.timeout_s``.
 
 Everything here is standard library, and the hook imports this module only for a `/fanout`
-request that needs it (or a prompt a trigger matched).
+request that needs the planner.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import time
 
 from claude_fanout import defaults
@@ -42,10 +42,10 @@ from claude_fanout.text import one_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Mapping
     from typing import Any
 
-    from claude_fanout.config import Config, Trigger
+    from claude_fanout.config import Config
     from claude_fanout.plan import Plan
 
 PLANNER_TOOLS = ("Read", "Grep", "Glob")
@@ -62,15 +62,10 @@ NEXT_STEP = (
 _ID_PATTERN = "^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 _TASK_KEYS = frozenset({"id", "prompt", "claims", "deps", "write", "tools"})
 _LINE_MAX = 300
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 class PlannerError(FanoutError):
     """The planner gave no usable plan; the message says what failed (one line)."""
-
-
-class TriggerError(FanoutError):
-    """A trigger matched but its plan template cannot be used (one line, naming the trigger)."""
 
 
 class Planned:
@@ -344,21 +339,15 @@ def planner_argv(
     return argv
 
 
-def planner_env(base: Mapping[str, str]) -> dict[str, str]:
+def planner_env(base: Mapping[str, str], *, limit: int | None = None) -> dict[str, str]:
     """``base`` without the parent session's markers, one level deeper than the Conductor and
-    at least at the hooks' depth limit (so its fanout hooks do nothing)."""
+    at least at the hooks' depth limit (``limit``, default: the one ``base`` carries), so its
+    fanout hooks do nothing."""
+    from claude_fanout import depth
     from claude_fanout.executors.claude import worker_env
 
     env = worker_env(base)
-    try:
-        depth = int(base.get("FANOUT_DEPTH", "0") or "0")
-    except ValueError:
-        depth = 0
-    try:
-        limit = int(base.get("FANOUT_MAX_DEPTH", defaults.MAX_DEPTH))
-    except ValueError:
-        limit = defaults.MAX_DEPTH
-    env["FANOUT_DEPTH"] = str(max(depth + 1, limit, 1))
+    env.update(depth.quiet_env(base, limit=depth.max_depth(base) if limit is None else limit))
     return env
 
 
@@ -389,7 +378,7 @@ def run_planner(
         code, out, err = procs.run_bounded(
             argv,
             cwd=project,
-            env=planner_env(base),
+            env=planner_env(base, limit=config.max_depth),
             stdin=instruction.encode("utf-8"),
             timeout_s=config.planner_timeout_s,
         )
@@ -458,83 +447,3 @@ def _failure(code: int, result: Mapping[str, Any] | None, stderr: bytes) -> str:
         hint = "; Claude could not produce a plan in the required shape"
     head = f"{what}, {subtype})" if isinstance(subtype, str) else f"{what})"
     return f"{head}: {one_line(detail, _LINE_MAX) or 'no detail'}{hint}"
-
-
-def clean_text(text: str) -> str:
-    """``text`` as valid Unicode: a prompt's JSON may carry UTF-16 surrogates (``"\\ud83d"``),
-    which no file, pipe or argument can hold. Pairs are joined, lone ones become U+FFFD."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return text
-
-
-# -- triggers ----------------------------------------------------------------------------------
-
-
-def match_trigger(
-    triggers: Sequence[Trigger], text: str, *, fanout: bool
-) -> tuple[int, Trigger, re.Match[str]] | None:
-    """The first trigger whose pattern is found in ``text`` (1-based number, trigger, match).
-
-    ``fanout``: ``text`` is the instruction of a `/fanout` request; otherwise it is a plain
-    prompt, which only ``scope = "all"`` triggers see.
-    """
-    for number, trigger in enumerate(triggers, 1):
-        if not fanout and trigger.scope != "all":
-            continue
-        found = re.search(trigger.pattern, text)
-        if found is not None:
-            return number, trigger, found
-    return None
-
-
-def substitute(template: str, values: Mapping[str, str]) -> str:
-    """``{name}`` replaced by ``values[name]``; any other brace is left as it is."""
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
-
-
-def plan_from_trigger(
-    number: int, trigger: Trigger, match: re.Match[str], *, text: str, project: str
-) -> Plan:
-    """The trigger's plan template, filled in from the match and validated like any plan."""
-    from pathlib import Path
-
-    from claude_fanout.errors import PlanError
-    from claude_fanout.plan import parse_plan
-
-    where = f"[[triggers]] #{number} (plan {trigger.plan})"
-    path = os.path.join(project, trigger.plan)
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(defaults.MAX_PLAN_BYTES + 1)
-        if len(raw) > defaults.MAX_PLAN_BYTES:
-            raise TriggerError(f"{where}: the plan file is over {defaults.MAX_PLAN_BYTES} bytes")
-        data = json.loads(raw.decode("utf-8"))
-    except FileNotFoundError:
-        raise TriggerError(
-            f"{where}: no plan file at {path}; fix triggers.plan in .claude/fanout.toml"
-        ) from None
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise TriggerError(f"{where}: the plan file is not valid JSON ({exc})") from None
-    except OSError as exc:
-        raise TriggerError(f"{where}: cannot read {path}: {exc.strerror}") from None
-    values = {name: value or "" for name, value in match.groupdict().items()}
-    values["prompt"] = text
-    tasks = data.get("tasks") if isinstance(data, dict) else None
-    if isinstance(tasks, list):
-        for task in tasks:
-            if not isinstance(task, dict):
-                continue
-            if isinstance(task.get("prompt"), str):
-                task["prompt"] = substitute(task["prompt"], values)
-            claims = task.get("claims")
-            if isinstance(claims, list):
-                task["claims"] = [
-                    substitute(c, values) if isinstance(c, str) else c for c in claims
-                ]
-    try:
-        return parse_plan(data, project=Path(project))
-    except PlanError as exc:
-        raise TriggerError(f"{where}: {exc}") from None

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from claude_fanout import defaults, procs, watchdog
+from claude_fanout import defaults, depth, procs, watchdog
 from claude_fanout.config import Config, load_config
 from claude_fanout.errors import FanoutError
 from claude_fanout.executors import claude
@@ -45,8 +45,6 @@ from claude_fanout.store.files import (
 from claude_fanout.store.rundir import RunDir
 from claude_fanout.store.state import fold_tail, load_status, publish_snapshot, unfolded_bytes
 from claude_fanout.store.status import RunStatus
-
-DEPTH_ENV = "FANOUT_DEPTH"
 
 
 @dataclass
@@ -504,17 +502,13 @@ class Supervisor:
         if task.kind is TaskKind.CLAUDE:
             env = claude.worker_env(env)
         env.update(task.env)
-        try:
-            depth = int(os.environ.get(DEPTH_ENV, "0"))
-        except ValueError:
-            depth = 0
         env.update(
             FANOUT_RUN_ID=self.run.run_id,
             FANOUT_RUN_DIR=str(self.run.path),
             FANOUT_TASK_ID=task.id,
             FANOUT_OUT_DIR=str(self.run.out_dir(task.id)),
             FANOUT_PROJECT=str(self.run.project),
-            **{DEPTH_ENV: str(depth + 1)},
+            **depth.child_env(os.environ, limit=self._config.max_depth),
         )
         return env
 

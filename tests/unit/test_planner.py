@@ -30,13 +30,12 @@ from claude_fanout.planner import (
     PLANNER_TOOLS,
     PlannerError,
     find_cli,
-    match_trigger,
     plan_schema,
     planner_env,
     run_planner,
-    substitute,
     to_plan_dict,
 )
+from claude_fanout.planning import match_trigger, substitute
 from claude_fanout.runner import wait_run
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs

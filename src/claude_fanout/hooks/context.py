@@ -24,7 +24,6 @@ class HookContext:
         "cwd",
         "event",
         "now",
-        "only_delivery",
         "payload",
         "project",
         "session_id",
@@ -46,8 +45,6 @@ class HookContext:
         self.session_id = session_id
         self.now = time.time() if now is None else now
         self._runs: list[tuple[str, RunStatus]] | None = None
-        # When set, session_runs() keeps only the runs delivered that way ("block", "rewake").
-        self.only_delivery: str | None = None
 
     @classmethod
     def from_payload(cls, event: str, payload: dict[str, Any]) -> HookContext | None:
@@ -86,15 +83,16 @@ class HookContext:
             self._runs = found
         return self._runs
 
-    def session_runs(self) -> list[tuple[str, RunStatus]]:
-        """The active runs this session asked for (its results go nowhere else)."""
+    def session_runs(self, *, delivery: str | None = None) -> list[tuple[str, RunStatus]]:
+        """The active runs this session asked for (its results go nowhere else); with
+        ``delivery``, only those whose results come back that way ("block" or "rewake")."""
         if self.session_id is None:
             return []
         return [
             (path, status)
             for path, status in self.runs()
             if (status.conductor or {}).get("session_id") == self.session_id
-            and (self.only_delivery is None or (status.delivery or "block") == self.only_delivery)
+            and (delivery is None or (status.delivery or "block") == delivery)
         ]
 
     def session_run_paths(self) -> list[str]:
