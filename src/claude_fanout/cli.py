@@ -27,6 +27,7 @@ from claude_fanout.runner import (
     start_run,
     wait_run,
 )
+from claude_fanout.states import RunState
 from claude_fanout.store.rundir import RunDir, find_project, list_runs, resolve_run
 from claude_fanout.store.state import RunStatus, observe, request_cancel
 
@@ -281,9 +282,22 @@ def _follow(started: StartedRun, *, detach: bool, verb: str) -> int:
     return final_exit_code(status)
 
 
+def _observe(run: RunDir, command: str) -> RunStatus:
+    return _sweep_if_lost(run, observe(run), command)
+
+
+def _sweep_if_lost(run: RunDir, status: RunStatus, command: str) -> RunStatus:
+    """A run found lost has what it left running stopped (once per lost supervisor)."""
+    if status.state is RunState.LOST:
+        from claude_fanout.runtime.watchdog import sweep_lost
+
+        sweep_lost(run.path, reason=status.reason, by=f"fanout {command} (pid {os.getpid()})")
+    return status
+
+
 def cmd_status(args: argparse.Namespace, project: Path) -> int:
     run = resolve_run(project, args.run)
-    status = observe(run)
+    status = _observe(run, "status")
     plan = _plan_of(run)
     if args.json:
         print(json.dumps(status_json(run, plan, status), indent=2))
@@ -294,14 +308,14 @@ def cmd_status(args: argparse.Namespace, project: Path) -> int:
 
 def cmd_wait(args: argparse.Namespace, project: Path) -> int:
     run = resolve_run(project, args.run)
-    status = wait_run(run, timeout_s=args.timeout)
+    status = _sweep_if_lost(run, wait_run(run, timeout_s=args.timeout), "wait")
     _print_status(run, _plan_of(run), status)
     return final_exit_code(status)
 
 
 def cmd_cancel(args: argparse.Namespace, project: Path) -> int:
     run = resolve_run(project, args.run)
-    status = observe(run)
+    status = _observe(run, "cancel")
     if status.state.terminal:
         print(f"run {run.run_id} already {status.state}: nothing to cancel")
         return 0
@@ -695,7 +709,7 @@ def cmd_gc(args: argparse.Namespace, project: Path) -> int:
         has_git = False
     refused = removed_runs = kept = 0
     for run in runs:
-        status = observe(run)
+        status = _observe(run, "gc")
         if not status.state.terminal:
             if named:
                 print(

@@ -28,7 +28,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from claude_fanout import settings
+from claude_fanout import procs, settings
 from claude_fanout.fake_api import (
     EditThenReport,
     FakeMessagesAPI,
@@ -243,7 +243,7 @@ def _run(
 ) -> int:
     console.print(f'\n  $ claude -p "{prompt}"\n')
     started = time.monotonic()
-    proc = subprocess.Popen(
+    proc = procs.spawn_attached(
         [
             str(bundled_cli()),
             "-p",
@@ -263,14 +263,13 @@ def _run(
     known = {run.run_id for run in list_runs(project)}
     narrator = _Narrator(console, project, api, started, known)
     try:
-        while proc.poll() is None:
+        while procs.reap(proc) is None:
             narrator.step()
             time.sleep(0.05)
-        out, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    except BaseException:
+        procs.finish(proc, 0)  # killed and reaped
+        raise
+    out, err, _ = procs.finish(proc, 10)
     narrator.step()
     wall = time.monotonic() - started
     try:

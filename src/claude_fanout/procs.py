@@ -1,8 +1,14 @@
-"""The one place that spawns, signals, waits for and identifies processes (the platform seam).
+"""The one place that spawns, forks, signals, waits for and identifies processes (the platform
+seam): nothing else in the package calls ``os.fork``, ``os.kill``, ``os.killpg``, ``os.waitpid``
+or ``subprocess.Popen`` (``tests/unit/test_process_seam.py`` holds that).
 
 A pid alone never identifies a process: pids come back within seconds on a busy machine. Every
 liveness check here pairs the pid with the process's start time. Stdlib only at import time;
 psutil is loaded lazily, and only on the portable path (macOS). Windows support belongs here.
+
+A child that must not outlive its parent (a run's workers, a CLI the caller waits for) is started
+with Linux's parent-death signal armed (:func:`die_with_parent`); where the OS has none, the next
+fanout process that finds the run lost stops what is left (``runtime/watchdog.sweep_lost``).
 
 Linux-only paths (``/proc`` reads here, inotify in ``store/watch.py``) are taken only where
 :func:`linux_paths` says so. ``FANOUT_PORTABLE=1`` in the environment turns them off, so a
@@ -22,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
     from types import ModuleType
+    from typing import IO, Any, AnyStr
 
     import psutil
 
@@ -218,6 +225,89 @@ def parent_pid(pid: int) -> int | None:
         return None
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_prctl: Callable[..., int] | None = None
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, resolved once in the parent: the child between fork and exec must not
+    load libraries (the dynamic loader takes locks another thread may have held at the fork)."""
+    global _prctl  # noqa: PLW0603 - one lookup per process
+    if _prctl is None:
+        try:
+            import ctypes
+
+            function = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            return None
+        function.restype = ctypes.c_int
+        function.argtypes = [ctypes.c_int, *[ctypes.c_ulong] * 4]
+        _prctl = function
+    return _prctl
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when this process dies, or None where
+    the OS offers no such thing (off Linux, and under ``FANOUT_PORTABLE``).
+
+    Linux's ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child exits, not the
+    process: armed only from the main thread, whose exit is the process's. It survives exec
+    (not of a set-uid program) and is not inherited by the child's own children: what a worker
+    starts is found by its session and environment instead (``runtime/watchdog.sweep_lost``).
+    """
+    import threading
+
+    if not linux_paths() or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = _load_prctl()
+    if prctl is None:
+        return None
+    import signal
+
+    parent = os.getpid()
+
+    def arm() -> None:  # pragma: no cover - runs in the child, between fork and exec
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        # The parent may have died before the signal was armed: then nobody will send it.
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return arm
+
+
+def fork(child: Callable[[], None], *, new_group: bool = True) -> int:
+    """Fork a copy of this process that runs ``child`` and exits (status 1 if it raised, never
+    unwinding into the caller's code); returns the copy's pid. ``new_group``: the copy leads a
+    process group of its own, so a killpg aimed at the caller's group spares it."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked child, measured by integration tests
+        code = 0
+        try:
+            if new_group:
+                os.setpgid(0, 0)
+            child()
+        except BaseException:  # noqa: BLE001 - a forked child must never unwind into the parent's code
+            code = 1
+        os._exit(code)
+    return pid
+
+
+def wait_exited(pid: int, *, timeout_s: float, poll_s: float = 0.005) -> bool:
+    """Reap this process's child ``pid``, waiting at most ``timeout_s``; True once it is reaped
+    (or is not ours to wait for), False if it is still running."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if done:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
+
+
 def spawn_detached(
     argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], stderr_path: Path | None = None
 ) -> subprocess.Popen[bytes]:
@@ -263,7 +353,8 @@ def spawn_in_group(
     ``stdin_fd`` (default: nothing) and ``stdout_fd`` (default: ``output_fd``) are for a worker
     whose input and output are data, such as a ``claude`` CLI's prompt and stream. Its own group
     lets a timeout or cancel reach everything the worker started (killpg), and keeps a Ctrl-C in
-    the caller's terminal from reaching it directly.
+    the caller's terminal from reaching it directly. It dies with the caller where the OS allows
+    (:func:`die_with_parent`): a worker never outlives a SIGKILLed supervisor by much.
     """
     import subprocess
 
@@ -276,7 +367,55 @@ def spawn_in_group(
         stderr=output_fd,
         close_fds=True,
         process_group=0,
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 - armed from the main thread only
     )
+
+
+def spawn_attached(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path,
+    env: Mapping[str, str],
+    stdin: int | IO[Any] | None,
+    stdout: int | IO[Any] | None,
+    stderr: int | IO[Any] | None,
+    text: bool = False,
+) -> subprocess.Popen[Any]:
+    """Start ``argv`` as a child the caller waits for (:func:`finish`): in the caller's process
+    group, so a Ctrl-C reaches both, and killed with the caller where the OS allows
+    (:func:`die_with_parent`), so a killed ``fanout`` command leaves no Claude session running.
+    ``stdin``/``stdout``/``stderr`` are what ``subprocess`` takes (a descriptor, a file, PIPE)."""
+    import subprocess
+
+    return subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        text=text,
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 - armed from the main thread only
+    )
+
+
+def finish(proc: subprocess.Popen[AnyStr], timeout_s: float | None) -> tuple[Any, Any, bool]:
+    """Wait for ``proc`` (reading its pipes, if any) at most ``timeout_s``; SIGKILL it when the
+    time runs out. ``(stdout, stderr, ended)``: ``ended`` is False when it had to be killed.
+    Either way it is reaped."""
+    import subprocess
+
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return out, err, False
+    finally:
+        if proc.poll() is None:  # interrupted (KeyboardInterrupt): never leave it running
+            proc.kill()
+            proc.wait()
+    return out, err, True
 
 
 def run_bounded(
@@ -307,6 +446,7 @@ def run_bounded(
         stderr=subprocess.PIPE,
         close_fds=True,
         start_new_session=True,
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 - armed from the main thread only
     )
     out = err = b""
     expired = False
@@ -379,7 +519,7 @@ def stop_groups(pgids: Sequence[int], *, grace_s: float, poll_s: float = 0.02) -
     return live
 
 
-def reap(proc: subprocess.Popen[bytes]) -> int | None:
+def reap(proc: subprocess.Popen[Any]) -> int | None:
     """Non-blocking: the exit status if ``proc`` has ended (reaping it), else None."""
     try:
         return proc.poll()

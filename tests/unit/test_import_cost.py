@@ -19,7 +19,7 @@ STDLIB_ONLY = [
     "claude_fanout.store.rundir",
     "claude_fanout.store.state",
     "claude_fanout.supervisor",
-    "claude_fanout.watchdog",
+    "claude_fanout.runtime.watchdog",
 ]
 
 

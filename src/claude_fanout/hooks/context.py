@@ -6,8 +6,9 @@ import os
 import re
 import time
 
+from claude_fanout.states import RunState
 from claude_fanout.store import active, layout
-from claude_fanout.store.state import RunStatus, observe
+from claude_fanout.store.state import RunStatus, observe, supervisor_info
 
 # Session ids name files in the run store: anything else is not a session id we serve.
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
@@ -77,6 +78,8 @@ class HookContext:
                 if not _safe_dir(path):
                     continue  # a link or someone else's: never read, never written
                 status = observe(path, now=self.now)
+                if status.state is RunState.LOST:
+                    _sweep_lost(path, status, self.event)
                 if status.state.terminal and not _deliverable(status):
                     # Finished, and no live Conductor session to hand it to: stop serving it.
                     active.clear(self.project, run_id)
@@ -134,6 +137,20 @@ def _deliverable(status: RunStatus) -> bool:
         and isinstance(pid, int)
         and procs.is_alive(pid, start_time)
     )
+
+
+def _sweep_lost(path: str, status: RunStatus, event: str) -> None:
+    """Stop what a lost run left running (its supervisor and watchdog died together); once per
+    lost supervisor, so a hook pays for it only the first time it meets the run. Fails open."""
+    try:
+        pid = (supervisor_info(path) or {}).get("pid")
+        if not isinstance(pid, int) or os.path.exists(layout.lost_claim(path, pid)):
+            return  # recorded already (by its watchdog, or an earlier sweep): the common case
+        from claude_fanout.runtime.watchdog import sweep_lost
+
+        sweep_lost(path, reason=status.reason, by=f"the {event} hook (pid {os.getpid()})")
+    except Exception:  # noqa: BLE001, S110 - a hook never fails for want of a cleanup
+        pass
 
 
 def _safe_dir(path: str) -> bool:
