@@ -501,22 +501,33 @@ def signal_process(pid: int, start_time: float | None, sig: int) -> bool:
     return True
 
 
-def stop_groups(pgids: Sequence[int], *, grace_s: float, poll_s: float = 0.02) -> list[int]:
-    """SIGTERM every group, wait up to ``grace_s`` for them to go, SIGKILL the rest.
+def stop_groups(
+    pgids: Sequence[int], *, grace_s: float, settle_s: float = 0.0, poll_s: float = 0.02
+) -> list[int]:
+    """SIGTERM every group, wait up to ``grace_s`` for them to go, SIGKILL the rest, then wait
+    up to ``settle_s`` for those to be gone (a SIGKILLed process exits when it is next
+    scheduled, not at the kill: a caller that reports "nothing left" waits for it).
 
     Returns the groups that needed SIGKILL. Blocking; the supervisor's own loop does this
-    incrementally instead, this is for the last-resort paths (watchdog, gc).
+    incrementally instead, this is for the last-resort paths (watchdog, the sweep of a lost run).
     """
     import signal
 
     live = [pgid for pgid in pgids if signal_group(pgid, signal.SIGTERM)]
-    deadline = time.monotonic() + grace_s
-    while live and time.monotonic() < deadline:
-        time.sleep(poll_s)
-        live = [pgid for pgid in live if group_alive(pgid)]
-    for pgid in live:
+    killed = _await_groups(live, grace_s, poll_s)
+    for pgid in killed:
         signal_group(pgid, signal.SIGKILL)
-    return live
+    _await_groups(killed, settle_s, poll_s)
+    return killed
+
+
+def _await_groups(pgids: list[int], timeout_s: float, poll_s: float) -> list[int]:
+    """The groups of ``pgids`` still there after at most ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while pgids and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        pgids = [pgid for pgid in pgids if group_alive(pgid)]
+    return pgids
 
 
 def reap(proc: subprocess.Popen[Any]) -> int | None:

@@ -169,7 +169,8 @@ def sweep_lost(
     naming the groups stopped and who swept (``by``). Once per lost supervisor: returns the
     groups stopped, or None when someone else records this loss (the watchdog, another sweep).
 
-    Bounded: two scans of the process table and at most ``grace_s`` between SIGTERM and SIGKILL.
+    Bounded: two scans of the process table, at most ``grace_s`` between SIGTERM and SIGKILL
+    and as long again for the killed to be gone.
     Call it only for a run that reads lost (``store.state.observe``).
     """
     info = supervisor_info(run)
@@ -199,5 +200,5 @@ def sweep_lost(
         stopped_groups=sorted(groups),
         swept_by=by,
     )
-    procs.stop_groups(sorted(groups), grace_s=grace_s)
+    procs.stop_groups(sorted(groups), grace_s=grace_s, settle_s=grace_s)
     return sorted(groups)
