@@ -11,13 +11,12 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from claude_fanout import defaults
+from claude_fanout import defaults, procs
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import Plan, load_plan
 from claude_fanout.runner import (
@@ -275,8 +274,7 @@ def _follow(started: StartedRun, *, detach: bool, verb: str) -> int:
         return 130
     finally:
         # Reap the supervisor we started; if it outlives us, init adopts and reaps it.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            started.supervisor.wait(timeout=defaults.KILL_GRACE_S + 5)
+        procs.wait_child(started.supervisor, timeout_s=defaults.KILL_GRACE_S + 5)
     _print_status(run, plan, status)
     print(run.run_id)
     return final_exit_code(status)

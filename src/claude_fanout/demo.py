@@ -185,7 +185,7 @@ def make_project(scratch: Path) -> Path:
 def _git(project: Path, *args: str) -> str:
     ident = ["-c", "user.name=fanout demo", "-c", "user.email=demo@fanout.invalid"]
     return subprocess.run(
-        ["git", *ident, *args], cwd=project, capture_output=True, text=True, check=True
+        ["git", *ident, *args], cwd=project, capture_output=True, text=True, check=True, timeout=60
     ).stdout
 
 

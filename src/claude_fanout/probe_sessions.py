@@ -510,11 +510,7 @@ def probe_rewake(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding]
         pass
     finally:
         proc.stdin.close()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        procs.wait_child(proc, timeout_s=5, kill=True)
         reader.join(timeout=5)
         err = proc.stderr.read() if proc.stderr else ""
         if proc.stderr:

@@ -161,22 +161,64 @@ def groups_with_env(name: str, value: str) -> set[int]:
     about. Linux: ``/proc/<pid>/environ``; elsewhere psutil (macOS reads another process's
     environment too, as long as it is the same user's).
     """
-    me = os.getpid()
-    if not linux_paths():
-        return _portable_groups(lambda proc: proc.environ().get(name) == value, skip=me)
-    needle = f"{name}={value}".encode()
     found: set[int] = set()
+    for pid, seen in processes_with_env(name).items():
+        if seen == value:
+            try:
+                found.add(os.getpgid(pid))
+            except OSError:
+                continue  # gone meanwhile
+    return found
+
+
+def processes_with_env(name: str) -> dict[int, str]:
+    """pid -> the value of ``name`` for this user's live processes that have it in their
+    environment (this process left out)."""
+    me = os.getpid()
+    found: dict[int, str] = {}
+    if not linux_paths():
+        try:
+            psutil = _psutil()
+        except ImportError:
+            return found  # the watchdog still stops every group it was told about
+        for proc in psutil.process_iter():
+            try:
+                if proc.pid != me and proc.status() != psutil.STATUS_ZOMBIE:
+                    value = proc.environ().get(name)
+                    if value is not None:
+                        found[proc.pid] = value
+            except (psutil.Error, OSError):
+                continue  # gone meanwhile, or not ours to read
+        return found
+    prefix = os.fsencode(name) + b"="
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
         try:
             with open(f"/proc/{entry}/environ", "rb") as handle:
                 environ = handle.read()
-            if needle in environ.split(b"\0"):
-                found.add(os.getpgid(int(entry)))
         except OSError:
             continue
+        for item in environ.split(b"\0"):
+            if item.startswith(prefix):
+                found[int(entry)] = os.fsdecode(item[len(prefix) :])
+                break
     return found
+
+
+def command_line(pid: int) -> str | None:
+    """``pid``'s command line, words joined by spaces; None when it cannot be read."""
+    if linux_paths():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                words = handle.read().split(b"\0")
+        except OSError:
+            return None
+        return " ".join(os.fsdecode(word) for word in words if word)
+    try:
+        return " ".join(_psutil().Process(pid).cmdline())
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def groups_in_session(sid: int) -> set[int]:
@@ -197,16 +239,14 @@ def groups_in_session(sid: int) -> set[int]:
     return found
 
 
-def _portable_groups(match: Callable[[psutil.Process], bool], *, skip: int = 0) -> set[int]:
-    """Process groups of the live processes ``match`` accepts (psutil; not the hook path)."""
+def _portable_groups(match: Callable[[psutil.Process], bool]) -> set[int]:
+    """Process groups of the live processes ``match`` accepts (psutil)."""
     try:
         psutil = _psutil()
     except ImportError:
         return set()  # the watchdog still stops every group it was told about
     found: set[int] = set()
     for proc in psutil.process_iter():
-        if proc.pid == skip:
-            continue
         try:
             if proc.status() != psutil.STATUS_ZOMBIE and match(proc):
                 found.add(os.getpgid(proc.pid))
@@ -292,8 +332,8 @@ def fork(child: Callable[[], None], *, new_group: bool = True) -> int:
     return pid
 
 
-def wait_exited(pid: int, *, timeout_s: float, poll_s: float = 0.005) -> bool:
-    """Reap this process's child ``pid``, waiting at most ``timeout_s``; True once it is reaped
+def reap_forked(pid: int, *, timeout_s: float, poll_s: float = 0.005) -> bool:
+    """Reap the copy :func:`fork` made, waiting at most ``timeout_s``; True once it is reaped
     (or is not ours to wait for), False if it is still running."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -528,6 +568,22 @@ def _await_groups(pgids: list[int], timeout_s: float, poll_s: float) -> list[int
         time.sleep(poll_s)
         pgids = [pgid for pgid in pgids if group_alive(pgid)]
     return pgids
+
+
+def wait_child(
+    proc: subprocess.Popen[Any], *, timeout_s: float | None, kill: bool = False
+) -> int | None:
+    """Wait at most ``timeout_s`` for ``proc`` to end: its returncode, or None if it is still
+    running. ``kill``: then SIGKILL it and reap it instead (wait, kill, wait: bounded)."""
+    import subprocess
+
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        if not kill:
+            return None
+    proc.kill()
+    return proc.wait()
 
 
 def reap(proc: subprocess.Popen[Any]) -> int | None:

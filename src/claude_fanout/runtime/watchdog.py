@@ -68,7 +68,7 @@ def stop(pid: int | None, write_fd: int | None, *, timeout_s: float = 5.0) -> No
     if write_fd is not None:
         os.close(write_fd)
     if pid is not None:
-        procs.wait_exited(pid, timeout_s=timeout_s)
+        procs.reap_forked(pid, timeout_s=timeout_s)
 
 
 def _serve(
