@@ -531,6 +531,39 @@ def test_supervisor_and_watchdog_sigkilled_together_next_observer_stops_the_rest
         kill_all_under(project)
 
 
+@pytest.mark.timeout(60)
+def test_frozen_supervisor_with_its_watchdog_dead_is_killed_by_the_sweep(
+    project: Path, fanout: Callable[..., Any]
+) -> None:
+    """A SIGSTOPped supervisor whose watchdog died: the first `fanout status` after its
+    heartbeat went stale SIGKILLs it (it must never wake and carry on a run called lost) and
+    stops its workers, which are alive because their parent is."""
+    plan = make_plan(project, [{"id": "A", "kind": "shell", "argv": sleeper(300)}])
+    started = start_run(plan, project=project)
+    run_path = started.run.path
+    try:
+        wait_until(lambda: read_pid(run_path / "workers" / "A" / "out" / "child.pid"), timeout=10)
+        info = supervisor_json(run_path)
+        os.kill(info["watchdog_pid"], signal.SIGKILL)
+        wait_until(lambda: not alive(info["watchdog_pid"]), timeout=5)
+        os.kill(started.supervisor.pid, signal.SIGSTOP)
+        # As if HEARTBEAT_STALE_S had passed since: the frozen supervisor writes nothing.
+        stale = {**info, "heartbeat": time.time() - defaults.HEARTBEAT_STALE_S - 5}
+        (run_path / "supervisor.json").write_text(json.dumps(stale))
+        assert worker_pids(run_path) and all(alive(pid) for pid in worker_pids(run_path))
+        result = fanout("status", started.run.run_id)
+        assert result.returncode == 0 and "lost" in result.stdout, result
+        assert started.supervisor.wait(timeout=5) == -signal.SIGKILL
+        assert not any(alive(pid) for pid in worker_pids(run_path))
+        assert not processes_under(project), processes_under(project)
+        lost = [e for e in log_events(run_path) if e["type"] == "supervisor_lost"]
+        assert len(lost) == 1 and "fanout status" in lost[0]["swept_by"], lost
+        assert "heartbeat" in lost[0]["reason"], lost
+    finally:
+        finish_supervisor(started)
+        kill_all_under(project)
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.soak_timeout
 def test_supervisor_sigstopped_is_declared_lost_and_stopped(
