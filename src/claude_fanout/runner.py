@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from claude_fanout import defaults, procs
 from claude_fanout.errors import FanoutError
-from claude_fanout.plan import Plan, check_runnable, load_plan, plan_to_json
+from claude_fanout.plan import Plan, load_plan, plan_to_json
+from claude_fanout.preflight import check_runnable
 from claude_fanout.states import EventType, RunState
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events

@@ -219,7 +219,7 @@ class Supervisor:
         ]
         if not branches:
             return
-        from claude_fanout import merge
+        from claude_fanout.git import merge
 
         try:
             # After a resume: what an earlier merge applied (and the person may have undone
@@ -457,13 +457,13 @@ class Supervisor:
     def _worktree_for(self, slot: _Slot) -> Path:
         """The git worktree a writer runs in (made on its first attempt, from the run's snapshot
         of the working tree plus what the writers it depends on committed); its cwd in there."""
-        from claude_fanout import worktree
+        from claude_fanout.git import snapshot, worktrees
 
         task = slot.task
         project = self.run.project
         if task.id not in self._worktrees:
             if self._base is None:
-                self._base = worktree.snapshot(project)
+                self._base = snapshot.snapshot(project)
                 _ignore_everything(self.run.worktrees_dir.parent.parent)
             base = self._base
             dep_branches = [
@@ -472,15 +472,15 @@ class Supervisor:
                 if dep in self._worktrees and self._status_commit(dep)
             ]
             if dep_branches:
-                base = worktree.base_with_deps(project, base, dep_branches)
-            path = worktree.create(
+                base = snapshot.base_with_deps(project, base, dep_branches)
+            path = worktrees.create(
                 project,
                 worktrees_dir=self.run.worktrees_dir,
                 run_id=self.run.run_id,
                 task_id=task.id,
                 base=base,
             )
-            branch = worktree.branch_name(self.run.run_id, task.id)
+            branch = worktrees.branch_name(self.run.run_id, task.id)
             self._worktrees[task.id] = (path, branch)
             self._emit(
                 EventType.WORKTREE_CREATED,
@@ -492,7 +492,7 @@ class Supervisor:
             )
         path, _branch = self._worktrees[task.id]
         slot.worktree = path
-        return worktree.worktree_cwd(project, path)
+        return worktrees.worktree_cwd(project, path)
 
     def _status_commit(self, task_id: str) -> str | None:
         self._status = fold_tail(self.run, self._status)
@@ -635,13 +635,13 @@ class Supervisor:
         """Commit a writer's changes on its branch; publish ``replace`` directives so that until
         the merge-back the Conductor reads the worker's version of each file it changed (only
         where the working tree still holds the snapshot's version: there, it *is* the merge)."""
-        from claude_fanout import worktree
+        from claude_fanout.git import repo, worktrees
 
         assert slot.worktree is not None
         task = slot.task
         path, branch = self._worktrees[task.id]
-        sha = worktree.commit(path, f"fanout {self.run.run_id}/{task.id}\n\n{task.prompt[:2000]}")
-        files = worktree.changed_files(self.run.project, self._base or "HEAD", sha) if sha else []
+        sha = worktrees.commit(path, f"fanout {self.run.run_id}/{task.id}\n\n{task.prompt[:2000]}")
+        files = repo.changed_files(self.run.project, self._base or "HEAD", sha) if sha else []
         self._emit(
             EventType.WORKTREE_COMMITTED, task=task.id, branch=branch, commit=sha, files=files
         )
@@ -649,9 +649,9 @@ class Supervisor:
             self._publish_previews(task, sha, files)
 
     def _publish_previews(self, task: Task, sha: str, files: list[str]) -> None:
-        from claude_fanout import worktree
+        from claude_fanout.git import repo
 
-        root = worktree.repo_root(self.run.project)
+        root = repo.repo_root(self.run.project)
         project_rel = Path(os.path.realpath(self.run.project)).relative_to(os.path.realpath(root))
         changes = self.run.out_dir(task.id) / "changes"
         for rel in files[: defaults.MAX_PREVIEW_FILES]:
@@ -938,9 +938,9 @@ def _ignore_everything(directory: Path) -> None:
 
 def _git_show(root: Path, rev: str, path: str) -> bytes | None:
     """The bytes of ``path`` at ``rev``; None when it does not exist there."""
-    from claude_fanout import worktree
+    from claude_fanout.git import repo
 
-    proc = worktree.run_git(["cat-file", "blob", f"{rev}:{path}"], cwd=root, ok=(0, 128))
+    proc = repo.run_git(["cat-file", "blob", f"{rev}:{path}"], cwd=root, ok=(0, 128))
     return proc.stdout if proc.returncode == 0 else None
 
 

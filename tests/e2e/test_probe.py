@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from claude_fanout import compat, settings
+from claude_fanout import compat, install
 from claude_fanout.executors.claude import cli_path
-from claude_fanout.fake_api import bundled_cli
 from claude_fanout.probe import MECHANISMS, resolve_clis
+from claude_fanout.testing.fake_api import bundled_cli
 from tests.helpers import CLIResult
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -39,7 +39,7 @@ def probe(
     """`fanout doctor --probe --json` in an installed project, its scratch under tmp_path."""
     home = tmp_path / "home"
     home.mkdir()
-    settings.install(scope="local", project=project, home=home)
+    install.install(scope="local", project=project, home=home)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from claude_fanout import worktree
+from claude_fanout.git import worktrees
 from claude_fanout.store.eventlog import read_events
 
 pytestmark = pytest.mark.timeout(120)
@@ -123,7 +123,7 @@ property_settings = settings(
 def test_branch_name_rules_match_git_check_ref_format(tmp_path: Path, name: str) -> None:
     """The pure-Python rule agrees with ``git check-ref-format --branch`` (outside a repository,
     where git reads the name literally) on every generated name."""
-    assert (worktree.branch_name_problem(name) is None) == git_accepts(name, tmp_path), name
+    assert (worktrees.branch_name_problem(name) is None) == git_accepts(name, tmp_path), name
 
 
 @property_settings
@@ -131,7 +131,7 @@ def test_branch_name_rules_match_git_check_ref_format(tmp_path: Path, name: str)
 def test_ref_name_rules_match_git_check_ref_format(tmp_path: Path, name: str) -> None:
     assume(not name.startswith("-"))  # git would read it as an option
     accepted = git_accepts(name, tmp_path, branch=False)
-    assert (worktree.ref_name_problem(name) is None) == accepted, name
+    assert (worktrees.ref_name_problem(name) is None) == accepted, name
 
 
 @pytest.mark.parametrize(
@@ -140,8 +140,8 @@ def test_ref_name_rules_match_git_check_ref_format(tmp_path: Path, name: str) ->
 def test_a_writer_id_is_accepted_exactly_when_git_accepts_its_branch(
     tmp_path: Path, task_id: str
 ) -> None:
-    branch = worktree.branch_name("20261130-064820-702-0495", task_id)
-    assert (worktree.branch_name_problem(branch) is None) == git_accepts(branch, tmp_path)
+    branch = worktrees.branch_name("20261130-064820-702-0495", task_id)
+    assert (worktrees.branch_name_problem(branch) is None) == git_accepts(branch, tmp_path)
 
 
 def test_resume_checks_the_plan_again_before_it_starts_anything(

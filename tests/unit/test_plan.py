@@ -18,12 +18,12 @@ from claude_fanout.errors import FanoutError, PlanError
 from claude_fanout.plan import (
     Plan,
     TaskKind,
-    check_runnable,
     load_plan,
     parse_plan,
     plan_to_json,
     topological_order,
 )
+from claude_fanout.preflight import check_runnable
 
 property_settings = settings(
     derandomize=True,
