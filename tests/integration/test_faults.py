@@ -532,6 +532,40 @@ def test_supervisor_and_watchdog_sigkilled_together_next_observer_stops_the_rest
 
 
 @pytest.mark.timeout(60)
+def test_resume_of_a_run_lost_with_its_watchdog_stops_its_leftovers_first(
+    project: Path, fanout: Callable[..., Any]
+) -> None:
+    """What a lost run left running must not work beside its successor: `fanout resume` sweeps
+    the run before it starts the new supervisor."""
+    plan = make_plan(project, [{"id": "A", "kind": "shell", "argv": stubborn_parent()}])
+    started = start_run(plan, project=project)
+    run_path = started.run.path
+    try:
+        grandchild = wait_until(
+            lambda: read_pid(run_path / "workers" / "A" / "out" / "child.pid"), timeout=10
+        )
+        info = supervisor_json(run_path)
+        os.kill(info["watchdog_pid"], signal.SIGKILL)
+        os.kill(started.supervisor.pid, signal.SIGKILL)
+        started.supervisor.wait(timeout=5)
+        wait_until(lambda: not alive(info["watchdog_pid"]), timeout=5)
+        assert alive(grandchild)
+        result = fanout("resume", started.run.run_id, "--detach")
+        assert result.returncode == 0, result
+        assert not alive(grandchild)
+        log = log_events(run_path)
+        kinds = [event["type"] for event in log]
+        assert kinds.count("supervisor_lost") == 1
+        assert kinds.index("supervisor_lost") < kinds.index("run_resumed"), kinds
+        lost = next(event for event in log if event["type"] == "supervisor_lost")
+        assert "fanout resume" in lost["swept_by"], lost
+    finally:
+        finish_supervisor(started)
+        fanout("cancel", started.run.run_id)
+        kill_all_under(project)
+
+
+@pytest.mark.timeout(60)
 def test_frozen_supervisor_with_its_watchdog_dead_is_killed_by_the_sweep(
     project: Path, fanout: Callable[..., Any]
 ) -> None:

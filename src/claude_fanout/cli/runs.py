@@ -80,6 +80,7 @@ def cmd_resume(args: argparse.Namespace, project: Path) -> int:
     from claude_fanout.runner import resume_run
 
     run = resolve_run(project, args.run)
+    observe_swept(run, "resume")  # what a lost run left running must not meet its successor
     return _follow(resume_run(run), detach=args.detach, verb="resumed")
 
 
@@ -210,7 +211,7 @@ def _why_no_log(run: RunDir, task_id: str) -> str:
 def cmd_runs(args: argparse.Namespace, project: Path) -> int:
     rows = []
     for run in list_runs(project):
-        status = observe(run)
+        status = observe_swept(run, "runs")
         rows.append(run_summary(run, status))
     if args.json:
         print(json.dumps(rows, indent=2))
