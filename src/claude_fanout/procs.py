@@ -554,20 +554,32 @@ def stop_groups(
     import signal
 
     live = [pgid for pgid in pgids if signal_group(pgid, signal.SIGTERM)]
-    killed = _await_groups(live, grace_s, poll_s)
-    for pgid in killed:
-        signal_group(pgid, signal.SIGKILL)
-    _await_groups(killed, settle_s, poll_s)
-    return killed
-
-
-def _await_groups(pgids: list[int], timeout_s: float, poll_s: float) -> list[int]:
-    """The groups of ``pgids`` still there after at most ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while pgids and time.monotonic() < deadline:
+    deadline = time.monotonic() + grace_s
+    while live and time.monotonic() < deadline:
         time.sleep(poll_s)
-        pgids = [pgid for pgid in pgids if group_alive(pgid)]
-    return pgids
+        live = [pgid for pgid in live if group_alive(pgid)]
+    for pgid in live:
+        signal_group(pgid, signal.SIGKILL)
+    # A group stays signallable while a zombie member waits to be reaped (by init, once its
+    # parent is gone: promptly or not, depending on what init is), so this wait ignores zombies.
+    deadline = time.monotonic() + settle_s
+    left = set(live)
+    while left and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        left = _groups_with_live_members(left)
+    return live
+
+
+def _groups_with_live_members(pgids: set[int]) -> set[int]:
+    """Those of ``pgids`` that still have a member that is not a zombie (one process-table scan)."""
+    if not linux_paths():
+        return _portable_groups(lambda proc: os.getpgid(proc.pid) in pgids)
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        fields = _proc_stat(int(entry)) if entry.isdigit() else None
+        if fields and fields[0] not in ("Z", "X") and int(fields[2]) in pgids:
+            found.add(int(fields[2]))
+    return found
 
 
 def wait_child(
