@@ -14,6 +14,9 @@ PERMISSION_MODE = "dontAsk"
 
 # Between SIGTERM to a worker's process group and SIGKILL.
 KILL_GRACE_S = 3.0
+# The same for what a lost run left running, stopped by the next hook or CLI that finds it lost
+# (shorter: a hook is waiting, SessionEnd's whole budget is 1.5 s).
+SWEEP_GRACE_S = 0.5
 # The supervisor rewrites supervisor.json this often; readers call a run lost when the heartbeat is
 # older than HEARTBEAT_STALE_S (a SIGSTOPped supervisor) or its process is gone.
 HEARTBEAT_INTERVAL_S = 1.0

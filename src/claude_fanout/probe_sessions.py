@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from claude_fanout import install, settings_hooks
+from claude_fanout import install, procs, settings_hooks
 from claude_fanout.executors import claude as claude_executor
 from claude_fanout.planner import PLANNER_MARK
 from claude_fanout.store import layout
@@ -150,19 +150,18 @@ def _session_env(api: FakeMessagesAPI, scratch: Path, name: str) -> dict[str, st
     return {**env, "TMPDIR": str(tmp)}
 
 
-def _popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen(argv, text=True, stderr=subprocess.PIPE, **kwargs)
+def _popen(
+    argv: list[str], *, cwd: Path, env: dict[str, str], stdin: int, stdout: Any
+) -> subprocess.Popen[str]:
+    return procs.spawn_attached(
+        argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _finish(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str, bool]:
     """stdout, stderr and whether it ended by itself within ``timeout`` (else it is killed)."""
-    try:
-        out, err = proc.communicate(timeout=timeout)
-        return out or "", err or "", True
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        return out or "", err or "", False
+    out, err, ended = procs.finish(proc, timeout)
+    return out or "", err or "", ended
 
 
 def _last_line(text: str) -> str:
@@ -382,16 +381,16 @@ def probe_budgets(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding
             cli=cli, tools=["Read"], max_turns=30, max_budget_usd=MAX_BUDGET_USD
         ),
     }
-    procs: dict[str, subprocess.Popen[str]] = {}
+    running: dict[str, subprocess.Popen[str]] = {}
     for n, (mark, argv) in enumerate(runs.items()):
         stdin = claude_executor.prompt_file(f"{mark} Read notes.txt, again and again.")
         try:
             with (cwd / f"{n}.jsonl").open("w") as stream:
-                procs[mark] = _popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=stream)
+                running[mark] = _popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=stream)
         finally:
             os.close(stdin)
     problems: list[str] = []
-    for n, (mark, proc) in enumerate(procs.items()):
+    for n, (mark, proc) in enumerate(running.items()):
         _out, err, ended = _finish(proc, SESSION_TIMEOUT_S)
         outcome = claude_executor.collect(
             stream_path=cwd / f"{n}.jsonl",
@@ -505,11 +504,7 @@ def probe_rewake(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding]
         pass
     finally:
         proc.stdin.close()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        procs.wait_child(proc, timeout_s=5, kill=True)
         reader.join(timeout=5)
         err = proc.stderr.read() if proc.stderr else ""
         if proc.stderr:

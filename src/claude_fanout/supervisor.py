@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from claude_fanout import defaults, depth, procs, watchdog
+from claude_fanout import defaults, depth, procs
 from claude_fanout.config import Config, load_config
 from claude_fanout.errors import FanoutError
 from claude_fanout.executors import claude
 from claude_fanout.plan import Plan, Task, TaskKind, load_plan, topological_order
+from claude_fanout.runtime import watchdog
 from claude_fanout.states import EventType, RunState, TaskState
 from claude_fanout.store import active
 from claude_fanout.store.files import (

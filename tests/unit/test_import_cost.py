@@ -28,7 +28,7 @@ STDLIB_ONLY = [
     "claude_fanout.store.status",
     "claude_fanout.supervisor",
     "claude_fanout.text",  # the hooks' report formats durations and cuts with it
-    "claude_fanout.watchdog",
+    "claude_fanout.runtime.watchdog",
 ]
 
 

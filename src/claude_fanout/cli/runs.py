@@ -3,17 +3,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from claude_fanout import defaults, text
-from claude_fanout.cli.common import console_on, plan_of, run_summary, styled_state
+from claude_fanout import defaults, procs, text
+from claude_fanout.cli.common import (
+    console_on,
+    observe_swept,
+    plan_of,
+    run_summary,
+    styled_state,
+    swept,
+)
 from claude_fanout.cli.render import narrate, print_status, status_json
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import load_plan
@@ -75,6 +80,7 @@ def cmd_resume(args: argparse.Namespace, project: Path) -> int:
     from claude_fanout.runner import resume_run
 
     run = resolve_run(project, args.run)
+    observe_swept(run, "resume")  # what a lost run left running must not meet its successor
     return _follow(resume_run(run), detach=args.detach, verb="resumed")
 
 
@@ -110,8 +116,7 @@ def _follow(started: StartedRun, *, detach: bool, verb: str) -> int:
         return 130
     finally:
         # Reap the supervisor we started; if it outlives us, init adopts and reaps it.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            started.supervisor.wait(timeout=defaults.KILL_GRACE_S + 5)
+        procs.wait_child(started.supervisor, timeout_s=defaults.KILL_GRACE_S + 5)
     print_status(run, plan, status)
     print(run.run_id)
     return final_exit_code(status)
@@ -119,7 +124,7 @@ def _follow(started: StartedRun, *, detach: bool, verb: str) -> int:
 
 def cmd_status(args: argparse.Namespace, project: Path) -> int:
     run = resolve_run(project, args.run)
-    status = observe(run)
+    status = observe_swept(run, "status")
     plan = plan_of(run)
     if args.json:
         print(json.dumps(status_json(run, plan, status), indent=2))
@@ -130,14 +135,14 @@ def cmd_status(args: argparse.Namespace, project: Path) -> int:
 
 def cmd_wait(args: argparse.Namespace, project: Path) -> int:
     run = resolve_run(project, args.run)
-    status = wait_run(run, timeout_s=args.timeout)
+    status = swept(run, wait_run(run, timeout_s=args.timeout), "wait")
     print_status(run, plan_of(run), status)
     return final_exit_code(status)
 
 
 def cmd_cancel(args: argparse.Namespace, project: Path) -> int:
     run = resolve_run(project, args.run)
-    status = observe(run)
+    status = observe_swept(run, "cancel")
     if status.state.terminal:
         print(f"run {run.run_id} already {status.state}: nothing to cancel")
         return 0
@@ -206,7 +211,7 @@ def _why_no_log(run: RunDir, task_id: str) -> str:
 def cmd_runs(args: argparse.Namespace, project: Path) -> int:
     rows = []
     for run in list_runs(project):
-        status = observe(run)
+        status = observe_swept(run, "runs")
         rows.append(run_summary(run, status))
     if args.json:
         print(json.dumps(rows, indent=2))

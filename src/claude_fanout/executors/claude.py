@@ -49,7 +49,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +56,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
+from claude_fanout import procs
 from claude_fanout.store import layout
 from claude_fanout.store.files import write_atomic
 from claude_fanout.text import first_line
@@ -598,19 +598,15 @@ def run_claude_task(
             tempfile.TemporaryFile() as err,
         ):
             try:
-                proc = subprocess.Popen(
+                proc = procs.spawn_attached(
                     argv, cwd=cwd, env=full_env, stdin=stdin, stdout=out, stderr=err
                 )
             except OSError as exc:
                 error = f"cannot start {argv[0]}: {exc.strerror or exc}"
             else:
-                try:
-                    returncode = proc.wait(timeout=timeout_s)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    returncode = proc.wait()
+                if not procs.finish(proc, timeout_s)[2]:
                     error = f"timed out after {timeout_s:g}s"
-                exit_code, signum = (returncode, None) if returncode >= 0 else (None, -returncode)
+                exit_code, signum = procs.decode_returncode(proc.returncode)
             err.seek(0)
             tail = [ln for ln in err.read().decode("utf-8", "replace").splitlines() if ln.strip()][
                 -_STDERR_TAIL:
