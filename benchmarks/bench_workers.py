@@ -67,7 +67,7 @@ from claude_fanout.fake_api import (
     Text,
     ToolUse,
     Usage,
-    bundled_cli,
+    claude_cli,
     cli_env,
     summarize_read_output,
 )
@@ -422,7 +422,7 @@ def run_native(setup: Setup) -> Result:
     project, files = setup.project("native")
     setup.brain.delegate = files
     prompt = f"{CONDUCTOR_MARK} summarise the {len(files)} files under src/, one subagent each."
-    argv = [str(bundled_cli()), "-p", prompt, "--output-format", "json"]
+    argv = [str(claude_cli()), "-p", prompt, "--output-format", "json"]
     start = time.monotonic()
     with sampled() as sampler:
         out = parse_result(setup.run([*argv, *cli_flags("Agent," + READ_ONLY)], project))
@@ -519,7 +519,7 @@ class LiveSession:
     def __init__(self, setup: Setup, cwd: Path, flags: Sequence[str]) -> None:
         streams = ["--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
         self.proc = subprocess.Popen(
-            [str(bundled_cli()), "-p", *streams, *flags],
+            [str(claude_cli()), "-p", *streams, *flags],
             cwd=cwd,
             env=setup.env(),
             stdin=subprocess.PIPE,
@@ -597,7 +597,7 @@ def run_spawn(setup: Setup, k: int) -> Result:
     project, files = setup.project(f"spawn{k}")
 
     def one(path: Path) -> str | None:
-        argv = [str(bundled_cli()), "-p", f"Summarise {path}", "--output-format", "json"]
+        argv = [str(claude_cli()), "-p", f"Summarise {path}", "--output-format", "json"]
         text = str(parse_result(setup.run([*argv, *cli_flags()], project)).get("result"))
         return None if text.strip() == expected_summary(path) else f"{path.name}: {text[:160]!r}"
 
@@ -984,7 +984,7 @@ def main() -> None:
 
     print(
         f"bench_workers: Python {platform.python_version()}, {psutil.cpu_count()} CPUs, "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB; CLI {bundled_cli()}\n"
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB; CLI {claude_cli()}\n"
         f"claude_fanout from {Path(claude_fanout.__file__).parent}; HEAD {commit}"
     )
     print("load average at start: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))

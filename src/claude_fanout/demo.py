@@ -37,7 +37,7 @@ from claude_fanout.fake_api import (
     Request,
     Text,
     ToolUse,
-    bundled_cli,
+    claude_cli,
     cli_env,
 )
 from claude_fanout.store.eventlog import read_events
@@ -210,7 +210,7 @@ def run_demo(
     console.print(f"[bold]fanout demo[/] in {project}")
     console.print(
         "  fanout's hooks installed in .claude/settings.json; the Conductor is the real "
-        f"Claude Code CLI ({bundled_cli().name} from claude-agent-sdk)"
+        f"Claude Code CLI ({claude_cli()})"
     )
     if live:
         console.print("  --live: your own Claude account and the real model (this costs tokens)")
@@ -255,7 +255,7 @@ def _run(
     started = time.monotonic()
     proc = subprocess.Popen(
         [
-            str(bundled_cli()),
+            str(claude_cli()),
             "-p",
             prompt,
             "--allowedTools",

@@ -48,7 +48,7 @@ __all__ = [
     "Text",
     "ToolUse",
     "Usage",
-    "bundled_cli",
+    "claude_cli",
     "cli_env",
     "find_paths",
     "read_then_summarize",
@@ -830,15 +830,18 @@ def scripted(*replies: Reply | ErrorReply, then: Reply | None = None) -> Handler
 # --------------------------------------------------------------------------- running the CLI
 
 
-def bundled_cli() -> Path:
-    """The Claude Code executable bundled in the ``claude-agent-sdk`` wheel."""
-    import claude_agent_sdk
+def claude_cli() -> Path:
+    """The Claude Code executable the tests drive: ``$FANOUT_CLAUDE_BIN`` when set (the one switch
+    that selects the CLI, see ``scripts/compat``), else the one bundled in the claude-agent-sdk
+    wheel; the same lookup the executor and the planner use."""
+    from claude_fanout.executors.claude import CLAUDE_BIN_ENV, find_cli
 
-    name = "claude.exe" if os.name == "nt" else "claude"
-    path = Path(claude_agent_sdk.__file__).parent / "_bundled" / name
-    if not path.is_file():
-        raise FileNotFoundError(f"no bundled Claude Code CLI at {path}")
-    return path
+    found = find_cli(os.environ, search_path=False)
+    if found is None or not os.path.isfile(found) or not os.access(found, os.X_OK):
+        raise FileNotFoundError(
+            f"no Claude Code CLI at {found} (set {CLAUDE_BIN_ENV} or install claude-agent-sdk)"
+        )
+    return Path(found)
 
 
 # Inherited variables that would steer the CLI somewhere else or change how it behaves.

@@ -264,36 +264,24 @@ def to_plan_dict(output: object, *, instruction: str, max_tasks: int) -> dict[st
 def find_cli(
     env: Mapping[str, str], *, site_dirs: Iterable[str] | None = None, search_path: bool = True
 ) -> str:
-    """The Claude Code CLI for the planner: ``$FANOUT_CLAUDE_BIN``, else the one bundled in the
-    claude-agent-sdk wheel, else ``claude`` on PATH.
+    """The Claude Code CLI for the planner: the workers' one (:func:`executors.claude.find_cli`:
+    ``$FANOUT_CLAUDE_BIN``, else the one bundled in the claude-agent-sdk wheel, found by path,
+    else ``claude`` on PATH), checked to be there; PlannerError when it is not."""
+    from claude_fanout.executors import claude
 
-    The hook runs under ``python -I -S`` (no site-packages on sys.path), and importing the SDK
-    would cost it 0.5 s, so the wheel is looked for by path: beside this package (a regular
-    install) and in the interpreter's own site-packages (an editable one).
-    """
-    from claude_fanout.executors.claude import CLAUDE_BIN_ENV, bundled_cli_path
-
-    chosen = env.get(CLAUDE_BIN_ENV)
-    if chosen:
-        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
-            raise PlannerError(
-                f"{CLAUDE_BIN_ENV}={chosen} is not an executable file; point it at the Claude "
-                "Code CLI"
-            )
-        return chosen
-    found = bundled_cli_path(site_dirs)
-    if found is not None:
-        return found
-    if search_path:
-        import shutil
-
-        found = shutil.which("claude", path=env.get("PATH", os.defpath))
-        if found:
-            return found
-    raise PlannerError(
-        "the planner found no Claude Code CLI (set FANOUT_CLAUDE_BIN, or install "
-        "claude-agent-sdk, which bundles one)"
-    )
+    found = claude.find_cli(env, site_dirs=site_dirs, search_path=search_path)
+    chosen = env.get(claude.CLAUDE_BIN_ENV)
+    if chosen and not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
+        raise PlannerError(
+            f"{claude.CLAUDE_BIN_ENV}={chosen} is not an executable file; point it at the Claude "
+            "Code CLI"
+        )
+    if found is None:
+        raise PlannerError(
+            "the planner found no Claude Code CLI (set FANOUT_CLAUDE_BIN, or install "
+            "claude-agent-sdk, which bundles one)"
+        )
+    return found
 
 
 def planner_argv(

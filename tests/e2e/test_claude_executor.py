@@ -25,7 +25,7 @@ from claude_fanout.fake_api import (
     Text,
     ToolUse,
     Usage,
-    bundled_cli,
+    claude_cli,
     cli_env,
     read_then_summarize,
     scripted,
@@ -115,7 +115,7 @@ def test_reviewer_reads_the_file_and_reports_usage(
     assert meta["total_cost_usd"] > 0
     assert meta["duration_ms"] > 0
     assert meta["tools"] == ["Read", "Grep"]
-    assert meta["cli_path"] == str(bundled_cli())
+    assert meta["cli_path"] == str(claude_cli())
     assert meta["cli_version"]
     _assert_private_files(out)
 
@@ -425,7 +425,7 @@ def test_worker_started_from_a_real_hook_runs_project_hooks_only(
 
     api = fake_api(read_then_summarize())
     conductor = subprocess.run(
-        [str(bundled_cli()), "-p", "Hello there", "--output-format", "json", "--tools", ""],
+        [str(claude_cli()), "-p", "Hello there", "--output-format", "json", "--tools", ""],
         cwd=project,
         env=cli_env(api.base_url, claude_home),
         capture_output=True,

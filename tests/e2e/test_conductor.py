@@ -21,7 +21,7 @@ import pytest
 
 from claude_fanout import settings
 from claude_fanout.demo import FINAL_MARK, is_worker, newest_turn, scripted_model
-from claude_fanout.fake_api import FakeMessagesAPI, Reply, Request, Text, bundled_cli, cli_env
+from claude_fanout.fake_api import FakeMessagesAPI, Reply, Request, Text, claude_cli, cli_env
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
@@ -38,7 +38,7 @@ def run_conductor(
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
-            str(bundled_cli()),
+            str(claude_cli()),
             "-p",
             prompt,
             "--allowedTools",

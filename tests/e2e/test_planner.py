@@ -26,7 +26,7 @@ from claude_fanout.fake_api import (
     Reply,
     Request,
     Text,
-    bundled_cli,
+    claude_cli,
     cli_env,
     side_call_reply,
     structured_output,
@@ -115,7 +115,6 @@ def prompt_hook(project: Path, api: FakeMessagesAPI, home: Path, prompt: str) ->
         "prompt": prompt,
     }
     env = cli_env(api.base_url, home)
-    env.pop("FANOUT_CLAUDE_BIN", None)  # the planner finds the bundled CLI by itself
     env.update(CLAUDE_PROJECT_DIR=str(project), CLAUDECODE="1", CLAUDE_CODE_SESSION_ID=SESSION)
     done = subprocess.run(
         ["sh", "-c", command],
@@ -269,7 +268,7 @@ def test_a_malformed_or_late_plan_starts_nothing_and_says_why(
 
 def run_conductor(project: Path, api: FakeMessagesAPI, home: Path, prompt: str) -> Any:
     return subprocess.Popen(
-        [str(bundled_cli()), "-p", prompt, "--allowedTools", "Read", "--output-format", "json"],
+        [str(claude_cli()), "-p", prompt, "--allowedTools", "Read", "--output-format", "json"],
         cwd=project,
         env=cli_env(api.base_url, home),
         stdin=subprocess.DEVNULL,

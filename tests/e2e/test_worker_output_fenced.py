@@ -18,7 +18,7 @@ import pytest
 
 from claude_fanout import settings, usage
 from claude_fanout.demo import FINAL_MARK, is_worker, newest_turn
-from claude_fanout.fake_api import Reply, Request, Text, bundled_cli, cli_env
+from claude_fanout.fake_api import Reply, Request, Text, claude_cli, cli_env
 from claude_fanout.hooks.framing import clean
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
@@ -71,7 +71,7 @@ def test_a_hostile_result_reaches_the_model_inside_its_fence(
 
     api = fake_api(handle)
     proc = subprocess.Popen(
-        [str(bundled_cli()), "-p", "/fanout review -- src/a.py", "--output-format", "json"],
+        [str(claude_cli()), "-p", "/fanout review -- src/a.py", "--output-format", "json"],
         cwd=project,
         env=cli_env(api.base_url, claude_home),
         stdin=subprocess.DEVNULL,

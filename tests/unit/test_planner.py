@@ -450,8 +450,9 @@ def test_the_bundled_cli_is_found_without_the_sdk_on_sys_path(tmp_path: Path) ->
         bundled
     )
     # Under the hook's `python -I -S`, as `fanout install` writes it: the real wheel is found.
-    from claude_fanout.fake_api import bundled_cli
+    import claude_agent_sdk
 
+    wheel_cli = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); from claude_fanout.planner import find_cli;"
         " print(find_cli({}, search_path=False))"
@@ -460,7 +461,7 @@ def test_the_bundled_cli_is_found_without_the_sdk_on_sys_path(tmp_path: Path) ->
     found = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code, src], capture_output=True, text=True, check=True
     ).stdout.strip()
-    assert found == str(bundled_cli())
+    assert found == str(wheel_cli)
 
 
 def test_a_planned_run_starts_and_the_conductor_is_told_what_was_planned(

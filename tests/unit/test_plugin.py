@@ -3,7 +3,6 @@ with what `fanout install` writes: same events, matchers, timeouts, command text
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from claude_fanout._version import __version__
+from claude_fanout.fake_api import claude_cli
 from claude_fanout.settings import (
     COMMAND_MARKER,
     command_text,
@@ -121,22 +121,10 @@ def test_plugin_guarded_hook_runs_the_console_script_only_with_a_live_run(tmp_pa
     assert record.read_text().splitlines() == ["PostToolUse"]
 
 
-def _bundled_claude() -> str | None:
-    configured = os.environ.get("FANOUT_CLAUDE_BIN")
-    if configured:
-        return configured
-    spec = importlib.util.find_spec("claude_agent_sdk")
-    if spec is None or spec.origin is None:
-        return None
-    candidate = Path(spec.origin).parent / "_bundled" / "claude"
-    return str(candidate) if candidate.is_file() else None
-
-
+@pytest.mark.e2e
 @pytest.mark.parametrize("target", [ROOT, PLUGIN], ids=["marketplace", "plugin"])
 def test_the_real_cli_validates_plugin_and_marketplace(tmp_path: Path, target: Path) -> None:
-    claude = _bundled_claude()
-    if claude is None:
-        pytest.skip("no Claude Code CLI (claude-agent-sdk's bundled one or FANOUT_CLAUDE_BIN)")
+    claude = str(claude_cli())
     home = tmp_path / "home"
     home.mkdir()
     result = subprocess.run(

@@ -41,7 +41,8 @@ marker (``FANOUT_DEPTH``) is what tells a worker from a Conductor; the CLI passe
 hooks it runs.
 
 The CLI is ``$FANOUT_CLAUDE_BIN`` when set, else the one bundled in the ``claude-agent-sdk``
-wheel (found without importing the SDK). Stdlib only.
+wheel (found without importing the SDK), else ``claude`` on PATH: :func:`find_cli`, the one lookup
+the executor, the planner, the demo and the tests share. Stdlib only.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ __all__ = [
     "cli_path",
     "collect",
     "command",
+    "find_cli",
     "render",
     "run_claude_task",
     "tool_base_names",
@@ -161,9 +163,28 @@ def _site_dirs() -> list[str]:
     return list(dict.fromkeys(dirs))
 
 
+def find_cli(
+    env: Mapping[str, str], *, site_dirs: Iterable[str] | None = None, search_path: bool = True
+) -> str | None:
+    """The Claude Code CLI fanout runs: ``$FANOUT_CLAUDE_BIN`` from ``env`` (as given, checked by
+    the caller), else the one bundled in the claude-agent-sdk wheel, else ``claude`` on ``env``'s
+    PATH; None when there is none. The one switch: workers, the planner, the demo and every test
+    that drives the real CLI go through here, so setting ``FANOUT_CLAUDE_BIN`` selects the CLI
+    for all of them."""
+    chosen = env.get(CLAUDE_BIN_ENV)
+    if chosen:
+        return chosen
+    found = bundled_cli_path(site_dirs)
+    if found is None and search_path:
+        import shutil
+
+        found = shutil.which("claude", path=env.get("PATH", os.defpath))
+    return found
+
+
 def cli_path(env: Mapping[str, str]) -> str:
-    """``$FANOUT_CLAUDE_BIN`` from ``env``, else the bundled CLI, else ``claude`` on PATH."""
-    return env.get(CLAUDE_BIN_ENV) or bundled_cli_path() or "claude"
+    """:func:`find_cli`, or plain ``claude`` (starting it then fails with a clear error)."""
+    return find_cli(env) or "claude"
 
 
 def command(
