@@ -8,6 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -196,3 +197,48 @@ def test_an_sdk_release_s_cli_is_unpacked_from_its_cached_wheel(tmp_path: Path) 
         archive.writestr("claude_agent_sdk/__init__.py", "")
     with pytest.raises(RuntimeError, match="bundles no Claude Code CLI"):
         script.sdk_cli("0.2.151", tmp_path / "cache")
+
+
+# -- saying so at run time ----------------------------------------------------------------------
+
+
+def test_a_cli_older_than_the_tested_range_gets_one_line_naming_version_and_fix(
+    tmp_path: Path,
+) -> None:
+    old = fake_claude(tmp_path / "old" / "claude", "1.0.100")
+    warning = compat.cli_warning(str(old))
+    assert warning is not None and "\n" not in warning
+    assert warning.startswith(f"Claude Code 1.0.100 ({old}) is older than {compat.TESTED_MIN}")
+    assert "FANOUT_CLAUDE_BIN" in warning
+    assert (
+        compat.cli_warning(str(fake_claude(tmp_path / "min" / "claude", compat.TESTED_MIN))) is None
+    )
+    assert compat.cli_warning(str(fake_claude(tmp_path / "new" / "claude", "9.0.0"))) is None
+    assert compat.cli_warning(str(tmp_path / "absent")) is None
+
+
+def test_a_conductor_without_the_attended_marker_is_told_how_to_choose_delivery() -> None:
+    old = compat.conductor_warning({"CLAUDE_CODE_ENTRYPOINT": "cli"})
+    assert old is not None and "\n" not in old
+    assert compat.ATTENDED_ENV in old and "2.1.275" in old
+    assert '[delivery] mode = "rewake"' in old
+    assert (
+        compat.conductor_warning({"CLAUDE_CODE_ENTRYPOINT": "cli", compat.ATTENDED_ENV: "0"})
+        is None
+    )
+    assert compat.conductor_warning({}) is None  # not run by Claude Code
+    assert [m.name for m in compat.missing_mechanisms("2.1.257")] == [compat.ATTENDED_ENV]
+    assert compat.missing_mechanisms("2.1.275") == []
+
+
+def test_fanout_run_warns_when_its_workers_cli_is_too_old(
+    project: Path, tmp_path: Path, fanout: Any, write_plan: Any
+) -> None:
+    old = fake_claude(tmp_path / "old" / "claude", "1.0.100")
+    plan = write_plan([{"id": "W1", "kind": "claude", "prompt": "Review NOTES.md"}])
+    result = fanout("run", str(plan), env={"FANOUT_CLAUDE_BIN": str(old)})
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"fanout: warning: Claude Code 1.0.100 ({old}) is older than ")
+    shell = write_plan([{"id": "S1", "kind": "shell", "argv": ["true"]}], name="shell.json")
+    result = fanout("run", str(shell), env={"FANOUT_CLAUDE_BIN": str(old)})
+    assert result.returncode == 0 and "warning" not in result.stderr

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from claude_fanout import defaults, settings
+from claude_fanout.compat import TESTED_MAX, TESTED_MIN
 from claude_fanout.config import Config, ConfigError, Trigger, load_config
 from claude_fanout.errors import PlanError
 from claude_fanout.executors.claude import PARENT_SESSION_VARS
@@ -70,6 +71,9 @@ ANSWER = {
 FAKE_CLI = """\
 #!{python}
 import json, os, subprocess, sys, time
+if sys.argv[1:] == ["--version"]:
+    print("{version} (Claude Code)")
+    sys.exit(0)
 here = os.path.dirname(os.path.abspath(__file__))
 spec = json.load(open(os.path.join(here, "fake.json")))
 calls = os.path.join(here, "calls")
@@ -113,6 +117,7 @@ def repo(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CLAUDE_PROJECT_DIR", str(project))
     for name in ("FANOUT_DEPTH", "FANOUT_MAX_DEPTH", "CLAUDE_PID", "CLAUDE_CODE_SESSION_ATTENDED"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("CLAUDE_CODE_ENTRYPOINT", raising=False)
     return project
 
 
@@ -124,11 +129,11 @@ def fake_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCLI:
 
 
 class FakeCLI:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, version: str = TESTED_MAX) -> None:
         root.mkdir()
         self.root = root
         self.path = root / "claude"
-        self.path.write_text(FAKE_CLI.format(python=sys.executable))
+        self.path.write_text(FAKE_CLI.format(python=sys.executable, version=version))
         self.path.chmod(0o755)
         self.set("answer", answer=ANSWER)
 
@@ -499,6 +504,42 @@ def test_a_planned_run_starts_and_the_conductor_is_told_what_was_planned(
         assert record["structured_output"] == ANSWER
         assert record["instruction"] == "review and fix the parser"
         assert record["cost_usd"] == 0.0123
+    finally:
+        finish(repo)
+
+
+def test_a_cli_too_old_and_a_conductor_too_old_are_said_plainly(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = FakeCLI(tmp_path / "oldcli", version="1.0.100")
+    monkeypatch.setenv("FANOUT_CLAUDE_BIN", str(old.path))
+    # Claude Code before 2.1.275 hands its hooks CLAUDE_CODE_ENTRYPOINT but no
+    # CLAUDE_CODE_SESSION_ATTENDED.
+    monkeypatch.setenv("CLAUDE_CODE_ENTRYPOINT", "cli")
+    text = prompt_hook(repo, "/fanout review and fix the parser")
+    assert text is not None
+    try:
+        warnings = [line for line in text.split("\n") if line.startswith("[fanout] Warning: ")]
+        assert len(warnings) == 2, text
+        assert "CLAUDE_CODE_SESSION_ATTENDED" in warnings[0]
+        assert '[delivery] mode = "rewake"' in warnings[0]
+        assert f"Claude Code 1.0.100 ({old.path}) is older than {TESTED_MIN}" in warnings[1]
+        assert "FANOUT_CLAUDE_BIN" in warnings[1]
+        assert len(list_runs(repo)) == 1  # said, and the run started all the same
+    finally:
+        finish(repo)
+
+
+def test_a_current_cli_and_conductor_get_no_warning(
+    repo: Path, fake_cli: FakeCLI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDE_CODE_ENTRYPOINT", "cli")
+    monkeypatch.setenv("CLAUDE_CODE_SESSION_ATTENDED", "1")
+    text = prompt_hook(repo, "/fanout review and fix the parser")
+    assert text is not None
+    try:
+        assert "[fanout] Started run " in text and "Warning" not in text
+        assert "fanout wakes you" in text  # attended: results come back by rewake
     finally:
         finish(repo)
 

@@ -286,7 +286,9 @@ def launch(
         "pid": found[0] if found else None,
         "start_time": found[1] if found else None,
     }
-    mode = delivery_mode(wait, load_config(ctx.project).delivery)
+    configured = load_config(ctx.project).delivery
+    mode = delivery_mode(wait, configured)
+    warnings = _version_warnings(plan, guessed_mode=wait is None and configured == "auto")
     started = start_run(plan, project=Path(ctx.project), conductor=conductor, delivery=mode)
     run = started.run
     if planned is not None:
@@ -338,7 +340,20 @@ def launch(
         "workers' work; merge their results once they arrive. Status any time: fanout status "
         + run.run_id
     )
+    lines += [f"[fanout] Warning: {warning}" for warning in warnings]
     return "\n".join(lines)
+
+
+def _version_warnings(plan: Plan, *, guessed_mode: bool) -> list[str]:
+    """What this Claude Code, or the one the workers run, is too old for (docs/compat.md)."""
+    from claude_fanout import compat
+
+    found = [compat.conductor_warning(os.environ) if guessed_mode else None]
+    if any(task.kind == "claude" for task in plan.tasks):
+        from claude_fanout.executors.claude import cli_path
+
+        found.append(compat.cli_warning(cli_path(os.environ)))
+    return [warning for warning in found if warning is not None]
 
 
 def _excerpt(text: str, limit: int = 160) -> str:
