@@ -1,7 +1,8 @@
 """``fanout``: parse, validate, call the library, exit with a meaningful code.
 
 Exit codes: 0 success; 1 a run failed (or was cancelled / lost); 2 bad input (plan, arguments);
-124 ``wait --timeout`` expired; 130 interrupted.
+3 every task succeeded but a writer's change was not merged (``EXIT_NOT_MERGED``); 124 ``wait
+--timeout`` expired; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 from claude_fanout import defaults
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import Plan, load_plan
-from claude_fanout.runner import StartedRun, final_exit_code, start_run, wait_run
+from claude_fanout.runner import (
+    EXIT_NOT_MERGED,
+    StartedRun,
+    final_exit_code,
+    start_run,
+    wait_run,
+)
 from claude_fanout.store.rundir import RunDir, find_project, list_runs, resolve_run
 from claude_fanout.store.state import RunStatus, observe, request_cancel
 
@@ -66,18 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("task", help="task id, e.g. W1")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
 
-    for name, text in (
-        ("install", "add fanout's hooks and /fanout command to Claude Code"),
-        ("uninstall", "remove exactly what `fanout install` added"),
-    ):
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument(
-            "--scope",
-            choices=("project", "local", "user"),
-            default="project",
-            help="project: .claude/settings.json (shared); local: "
-            ".claude/settings.local.json (yours); user: ~/.claude/settings.json",
-        )
+    install = sub.add_parser(
+        "install", help="add fanout's hooks and /fanout command to Claude Code"
+    )
+    install.add_argument(
+        "--scope",
+        choices=("local", "project", "user"),
+        default="local",
+        help="local (default): .claude/settings.local.json, yours and git-ignored; project: "
+        ".claude/settings.json, shared with everyone who clones the repository (the hooks name "
+        "this machine's paths); user: ~/.claude/settings.json, every project",
+    )
+    uninstall = sub.add_parser("uninstall", help="remove exactly what `fanout install` added")
+    uninstall.add_argument(
+        "--scope",
+        choices=("local", "project", "user"),
+        default=None,
+        help="only this settings file (default: both of the project's, "
+        ".claude/settings.local.json and .claude/settings.json)",
+    )
 
     demo = sub.add_parser("demo", help="run the offline demo in a scratch directory")
     demo.add_argument("--dir", type=Path, help="scratch directory (default: a new temp dir)")
@@ -116,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     merge.add_argument("run", help="run id or a unique prefix")
     merge.add_argument(
+        "tasks",
+        nargs="*",
+        metavar="TASK",
+        help="merge exactly these writers, in this order (default: every writer not merged yet)",
+    )
+    merge.add_argument(
         "--dry-run", action="store_true", help="predict and report only; write nothing"
     )
 
@@ -125,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("runs", nargs="*", metavar="RUN", help="run ids or unique prefixes")
     gc.add_argument(
         "--all-finished", action="store_true", help="every finished run (live ones are kept)"
+    )
+    gc.add_argument(
+        "--force",
+        action="store_true",
+        help="also remove runs holding writers' changes that were never merged",
     )
     return parser
 
@@ -302,26 +327,43 @@ def cmd_runs(args: argparse.Namespace, project: Path) -> int:
 def cmd_install(args: argparse.Namespace, project: Path) -> int:
     from claude_fanout import settings
 
-    if args.command == "install":
-        report = settings.install(scope=args.scope, project=project)
-    else:
+    if args.command == "uninstall":
         report = settings.uninstall(scope=args.scope, project=project)
-    verb = "installed into" if args.command == "install" else "removed from"
-    if not report.changed:
-        print(f"fanout hooks: nothing to change in {report.settings}")
-    else:
-        print(f"fanout hooks {verb} {report.settings}")
+        if not report.changed:
+            print("fanout: nothing of fanout's to remove")
         for path in report.written:
-            if path != report.settings:
-                print(f"  wrote {path}")
+            print(f"fanout hooks removed from {path}")
         for path in report.removed:
-            print(f"  removed {path}")
-        if report.backup is not None:
-            print(f"  backup of the previous settings: {report.backup}")
+            print(f"removed {path}")
+        for note in report.notes:
+            print(f"note: {note}")
+        return 0
+    report = settings.install(scope=args.scope, project=project)
+    where = f"{report.settings} ({report.sharing})"
+    if report.settings in report.written:
+        print(f"fanout hooks installed into {where}")
+    else:
+        print(f"fanout hooks: already in {where}, unchanged")
+    for path in report.written:
+        if path == report.command:
+            print(f"  wrote {path} (the /fanout command: no machine paths, fine to commit)")
+        elif path != report.settings:
+            print(f"  wrote {path}")
+    for path in report.removed:
+        print(f"  removed {path}")
+    if report.backup is not None:
+        print(f"  previous settings kept for `fanout uninstall` in {report.backup}")
     for note in report.notes:
         print(f"  note: {note}")
-    if args.command == "install":
-        print("Start Claude Code here and type: /fanout <instruction> -- <paths or globs>")
+    if report.shared:
+        print(
+            f"fanout: warning: {report.settings} is shared ({report.sharing}), and fanout's hooks "
+            "in it name this machine's Python and package paths: on a teammate's machine they "
+            "do nothing, and their `fanout install` rewrites them. `fanout install` without "
+            "--scope keeps them in .claude/settings.local.json instead.",
+            file=sys.stderr,
+        )
+    print("Start Claude Code here and type: /fanout <instruction> -- <paths or globs>")
     return 0
 
 
@@ -366,7 +408,8 @@ class UsageError(FanoutError):
 
 
 def cmd_merge(args: argparse.Namespace, project: Path) -> int:
-    """Predict, merge what applies cleanly into the working tree, report the rest, record it."""
+    """Predict, merge what applies cleanly into the working tree, report the rest, record it.
+    With task ids: exactly those, in that order, whatever earlier merges did."""
     from claude_fanout import merge
 
     run = resolve_run(project, args.run)
@@ -380,6 +423,16 @@ def cmd_merge(args: argparse.Namespace, project: Path) -> int:
     order += [t for t in writers if t not in order]
     bases = [writers[t]["created"].get("base") for t in order]
     base = merge.run_base(project, [b for b in bases if isinstance(b, str)])
+    status = observe(run)
+    running = {
+        t
+        for t in order
+        if not status.state.terminal and t in status.tasks and not status.tasks[t].state.terminal
+    }
+    chosen: list[str] = list(args.tasks)
+    if chosen:
+        _check_chosen(run, chosen, order, writers, running)
+        order = chosen
     branches, unchanged, skipped = [], [], []
     for task in order:
         committed = writers[task].get("committed")
@@ -388,20 +441,57 @@ def cmd_merge(args: argparse.Namespace, project: Path) -> int:
         elif not committed.get("commit"):
             unchanged.append(task)
         else:
-            branches.append((task, str(committed.get("branch") or writers[task]["branch"])))
-    status = observe(run)
-    report = merge.merge_run(project, base, branches, dry_run=args.dry_run)
+            branches.append((task, _branch_of(writers[task])))
+    settled = merge.settled_tasks(status.merge)
+    # Named tasks merge whatever earlier merges did; what those applied only explains conflicts.
+    context = [
+        (task, _branch_of(writers[task]))
+        for task in (writers if chosen else ())
+        if task in settled and task not in chosen and writers[task].get("committed")
+    ]
+    report = merge.merge_run(
+        project,
+        base,
+        branches,
+        dry_run=args.dry_run,
+        settled=() if chosen else settled,
+        context=context,
+    )
     report.unchanged = [t for t in order if t in unchanged or t in report.unchanged]
     report.skipped = skipped
-    running = {
-        t
-        for t in skipped
-        if not status.state.terminal and t in status.tasks and not status.tasks[t].state.terminal
-    }
-    _print_merge(run, report, order, running=running)
+    _print_merge(run, report, order, running=running & set(skipped), chosen=bool(chosen))
     if not args.dry_run:
         run.log.append("run_merged", **report.to_dict())
-    return 0 if report.clean else 1
+    return 0 if report.clean else EXIT_NOT_MERGED
+
+
+def _branch_of(worktree: dict[str, Any]) -> str:
+    committed = worktree.get("committed") or {}
+    return str(committed.get("branch") or worktree["branch"])
+
+
+def _check_chosen(
+    run: RunDir,
+    chosen: list[str],
+    writers: list[str],
+    worktrees: dict[str, dict[str, Any]],
+    running: set[str],
+) -> None:
+    """``fanout merge RUN TASK...``: each a writer of the run, with a committed change, once."""
+    for number, task in enumerate(chosen):
+        if task in chosen[:number]:
+            raise UsageError(f"merge: task {task} is named twice; name each task once")
+        if task not in worktrees:
+            raise UsageError(
+                f"merge: run {run.run_id} has no writer '{task}' (writers: {', '.join(writers)})"
+            )
+        if worktrees[task].get("committed") is None:
+            if task in running:
+                raise UsageError(f"merge: task {task} is still running; merge it once it is done")
+            raise UsageError(
+                f"merge: task {task} did not succeed, so it has no change to merge "
+                f"('fanout resume {run.run_id}' runs it again)"
+            )
 
 
 def _run_worktrees(run: RunDir) -> dict[str, dict[str, Any]]:
@@ -420,12 +510,15 @@ def _run_worktrees(run: RunDir) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _print_merge(run: RunDir, report: MergeReport, order: list[str], *, running: set[str]) -> None:
+def _print_merge(
+    run: RunDir, report: MergeReport, order: list[str], *, running: set[str], chosen: bool
+) -> None:
     from claude_fanout import merge
 
     short = report.base[:12]
     verb = "would merge" if report.dry_run else "merged"
-    print(f"run {run.run_id}: merge into the working tree (base {short})")
+    which = f": {', '.join(order)}, in this order" if chosen else ""
+    print(f"run {run.run_id}: merge into the working tree (base {short}){which}")
     for overlap in report.overlaps:
         if overlap.kind != "same":
             print(f"  predicted: {overlap.describe()}")
@@ -437,6 +530,11 @@ def _print_merge(run: RunDir, report: MergeReport, order: list[str], *, running:
             print(f"  {task}: {verb} ({count}: {', '.join(files)})")
         elif task in report.already_merged:
             print(f"  {task}: already merged")
+        elif task in report.undone:
+            print(
+                f"  {task}: merged before, since undone or edited over in the working tree: "
+                f"left out ('fanout merge {run.run_id} {task}' applies it again)"
+            )
         elif task in report.unchanged:
             print(f"  {task}: changed nothing")
         elif task in running:
@@ -453,9 +551,38 @@ def _print_merge(run: RunDir, report: MergeReport, order: list[str], *, running:
             for path in conflict.files:
                 print(f"      {path}: {conflict.reasons.get(path, 'conflict')}")
             print(f"    see it:    git diff {short} {conflict.branch}")
-            print(f"    merge it:  git merge {conflict.branch}")
+            print(
+                f"    take it:   fanout merge {run.run_id} {task}"
+                "   (once the overlap is resolved or undone)"
+            )
     if report.clean and not report.dry_run:
         print("  nothing conflicted; branches are kept until 'fanout gc'")
+
+
+def _collisions(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(task, "W2 conflicts with W1 in src/a.py")`` for each conflict a merge record holds."""
+    found = []
+    raw = record.get("conflicts")
+    for conflict in raw if isinstance(raw, list) else []:
+        if not isinstance(conflict, dict) or not isinstance(conflict.get("task"), str):
+            continue
+        others = conflict.get("with")
+        names = [
+            "the working tree" if other == "working tree" else str(other)
+            for other in (others if isinstance(others, list) else [])
+        ]
+        files = conflict.get("files")
+        paths = [str(f) for f in files] if isinstance(files, list) else []
+        shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        task = conflict["task"]
+        found.append(
+            (
+                task,
+                f"{task} conflicts with {', '.join(names) or 'the working tree'} "
+                f"in {shown or 'its files'}",
+            )
+        )
+    return found
 
 
 def cmd_gc(args: argparse.Namespace, project: Path) -> int:
@@ -477,7 +604,7 @@ def cmd_gc(args: argparse.Namespace, project: Path) -> int:
         has_git = True
     except worktree.NotAGitRepoError:
         has_git = False
-    refused = removed_runs = 0
+    refused = removed_runs = kept = 0
     for run in runs:
         status = observe(run)
         if not status.state.terminal:
@@ -488,6 +615,17 @@ def cmd_gc(args: argparse.Namespace, project: Path) -> int:
                     file=sys.stderr,
                 )
                 refused += 1
+            continue
+        unmerged = _unmerged(project, run, status) if has_git else {}
+        if unmerged and not args.force:
+            tasks = " ".join(unmerged)
+            print(
+                f"fanout: run {run.run_id} kept: its writers' changes are not in your working "
+                f"tree: {'; '.join(unmerged.values())}. 'fanout merge {run.run_id} {tasks}' "
+                f"takes them, 'fanout gc --force {run.run_id}' deletes them",
+                file=sys.stderr,
+            )
+            kept += 1
             continue
         paths = [str(i["path"]) for i in _run_worktrees(run).values() if isinstance(i["path"], str)]
         removed = [p for p in paths if has_git and worktree.remove_worktree(project, p)]
@@ -505,11 +643,28 @@ def cmd_gc(args: argparse.Namespace, project: Path) -> int:
         print(f"removed run {run.run_id} ({status.state})")
         for path in removed:
             print(f"  worktree {path}")
+        lost = {str(status.tasks[task].branch): why for task, why in unmerged.items()}
         for branch in branches:
-            print(f"  branch {branch}")
-    if not named and not removed_runs:
+            note = f" (deleted unmerged: {lost[branch]})" if branch in lost else ""
+            print(f"  branch {branch}{note}")
+    if not named and not removed_runs and not kept:
         print("no finished runs to remove")
-    return 1 if refused else 0
+    return 1 if refused or (named and kept) else 0
+
+
+def _unmerged(project: Path, run: RunDir, status: RunStatus) -> dict[str, str]:
+    """Writers whose committed change no merge put into the working tree, and whose branch is
+    still there: task -> what happened to it (``W2 conflicts with W1 in src/a.py``)."""
+    from claude_fanout import merge, worktree
+
+    settled = merge.settled_tasks(status.merge)
+    collisions = dict(_collisions(status.merge or {}))
+    branches = set(worktree.run_branches(project, run.run_id))
+    return {
+        task_id: collisions.get(task_id, f"{task_id} was never merged")
+        for task_id, task in status.tasks.items()
+        if task.commit and task.branch in branches and task_id not in settled
+    }
 
 
 _COMMANDS = {
@@ -700,22 +855,20 @@ def _merge_summary(run: RunDir, status: RunStatus) -> list[str]:
     for key, label in (
         ("merged", "merged"),
         ("already_merged", "already merged"),
+        ("undone", "undone since (left out)"),
         ("unchanged", "changed nothing"),
         ("skipped", "not merged (did not succeed)"),
     ):
         names = merge.get(key)
         if isinstance(names, list) and names:
             bits.append(f"{label} {', '.join(map(str, names))}")
-    conflicts = [c for c in merge.get("conflicts") or [] if isinstance(c, dict)]
-    for conflict in conflicts:
-        files = conflict.get("files") or []
-        bits.append(
-            f"CONFLICT {conflict.get('task')} ({conflict.get('branch')}) in "
-            f"{', '.join(map(str, files[:3]))}{' …' if len(files) > 3 else ''}"
-        )
+    collisions = _collisions(merge)
+    if collisions:
+        bits.append("NOT merged: " + "; ".join(text for _, text in collisions))
     line = "merge: " + ("; ".join(bits) or "nothing to merge")
-    if conflicts:
-        line += f"; resolve, then `fanout merge {run.run_id}`"
+    if collisions:
+        tasks = " ".join(task for task, _ in collisions)
+        line += f"; resolve or undo the overlap, then `fanout merge {run.run_id} {tasks}`"
     return [line]
 
 
@@ -736,11 +889,25 @@ def _narrate(console: Any, run: RunDir, event: Event) -> None:
         console.print(
             f"  {task} retries in {event.get('delay_s')}s (attempt {event.get('attempt')})"
         )
+    elif kind == "run_merged":
+        _narrate_merge(console, event)
     elif kind == "task_skipped":
         console.print(
             f"  {task} {_styled_state(str(event.get('outcome') or 'skipped'))}: "
             f"{event.get('reason')}"
         )
+
+
+def _narrate_merge(console: Any, event: Event) -> None:
+    """The merge-back as ``fanout run`` ends: what went into the working tree, who collided."""
+    if event.get("error"):
+        console.print(f"  merge-back failed: {event['error']}", markup=False)
+        return
+    merged = event.get("merged")
+    names = ", ".join(map(str, merged)) if isinstance(merged, list) and merged else "nothing"
+    console.print(f"  merge-back into the working tree: {names}", markup=False)
+    for _, text in _collisions(event):
+        console.print(f"  {text}: not merged", markup=False)
 
 
 if __name__ == "__main__":

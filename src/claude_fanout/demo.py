@@ -94,17 +94,6 @@ def is_worker(request: Request) -> bool:
     return WORKER_MARK in text or EDIT_MARK in text
 
 
-def newest_turn(request: Request) -> str:
-    """The conversation since the last user message, as JSON text. After a Stop block the CLI
-    sends "Stop hook feedback: <reason>" as a user message and repeats it as a system one."""
-    tail = []
-    for message in reversed(request.messages):
-        tail.append(message)
-        if message.get("role") == "user":
-            break
-    return json.dumps(tail)
-
-
 class ScriptedConductor:
     """The Conductor's scripted model, reacting to what the CLI sends: it reads a file a worker
     owns, waits with Bash when that is denied, ends its turn, and merges once handed the
@@ -124,9 +113,9 @@ class ScriptedConductor:
         )
 
     def __call__(self, request: Request) -> Reply:
-        turn = newest_turn(request)
-        if "Stop hook feedback" in turn:
-            if FINAL_MARK in turn:
+        feedback = "\n".join(request.hook_feedback())
+        if feedback:
+            if FINAL_MARK in feedback:
                 return Reply([Text(self.last_word)])
             return Reply([Text("Still waiting for the workers.")])
         results = request.tool_results()
@@ -181,14 +170,15 @@ def make_project(scratch: Path) -> Path:
     for rel, text in FILES.items():
         (project / rel).parent.mkdir(parents=True, exist_ok=True)
         (project / rel).write_text(text, encoding="utf-8")
-    (project / ".gitignore").write_text(".claude/\n", encoding="utf-8")
-    _git(project, "init", "-q", "-b", "main")
-    _git(project, "add", "-A")
-    _git(project, "commit", "-qm", "the shop")
     (project / ".claude" / "fanout").mkdir(parents=True)
     (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 3\n", encoding="utf-8")
     (project / ".claude" / "fanout" / "edits.json").write_text(json.dumps(EDITS_PLAN, indent=2))
-    settings.install(scope="project", project=project)
+    _git(project, "init", "-q", "-b", "main")
+    # As in a real repository: the hooks go to settings.local.json, which git ignores; the
+    # /fanout command is committed with the rest; the run store keeps itself out of git.
+    settings.install(project=project)
+    _git(project, "add", "-A")
+    _git(project, "commit", "-qm", "the shop")
     return project
 
 
@@ -209,7 +199,7 @@ def run_demo(
     project = make_project(scratch)
     console.print(f"[bold]fanout demo[/] in {project}")
     console.print(
-        "  fanout's hooks installed in .claude/settings.json; the Conductor is the real "
+        "  fanout's hooks installed in .claude/settings.local.json; the Conductor is the real "
         f"Claude Code CLI ({claude_cli()})"
     )
     if live:
@@ -381,18 +371,18 @@ def _short_path(path: object) -> str:
 
 
 def _conductor_step(request: Request) -> str | None:
-    turn = newest_turn(request)
     if len(request.messages) <= 2:
         return "got the prompt, with the hook's context naming the workers"
-    if "Stop hook feedback" in turn:
-        if FINAL_MARK in turn:
+    feedback = "\n".join(request.hook_feedback())
+    if feedback:
+        if FINAL_MARK in feedback:
             return "tried to stop: the Stop hook handed it every result, once"
         return "tried to stop: held by the Stop hook while workers run (progress shown)"
-    if "PostToolUse:" in turn and "additional context" in turn:
-        return "after its tool call, the PostToolUse hook injected finished workers' results"
     results = request.tool_results()
     if results and "claimed by worker" in results[-1][1]:
         return "read a file a worker owns: denied by the PreToolUse hook, reason names the worker"
+    if results and request.fanout_texts(newest=True):
+        return "after its tool call, the PostToolUse hook injected finished workers' results"
     return None
 
 

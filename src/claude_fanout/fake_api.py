@@ -50,6 +50,7 @@ __all__ = [
     "Usage",
     "claude_cli",
     "cli_env",
+    "fanout_text",
     "find_paths",
     "read_then_summarize",
     "scripted",
@@ -176,6 +177,43 @@ def _block_text(content: Any) -> str:
     return "\n".join(str(b.get("text", "")) for b in _blocks(content) if b.get("type") == "text")
 
 
+# Every message fanout's hooks hand the model begins with this; the CLI decides where the
+# message goes and how it is framed (a system text, a user text inside its own
+# ``<system-reminder>`` with a preamble, a tool result), and that changes between releases.
+FANOUT_MARK: Final = "[fanout]"
+_REMINDER_OPEN: Final = "<system-reminder>"
+_REMINDER_CLOSE: Final = "</system-reminder>"
+
+
+def fanout_text(text: str) -> str | None:
+    """fanout's own words in one text the CLI sent, its framing taken off; None if none.
+
+    The words run from the first ``[fanout]`` to the end of the text, or to the CLI's closing
+    ``</system-reminder>`` when the CLI opened one before them (fanout's own text never forms
+    that tag: worker text that tries to is defused). Whatever the CLI appends to the same text
+    after them stays (2.1.332 puts the date after UserPromptSubmit's context): search the
+    result, do not compare it whole.
+    """
+    start = text.find(FANOUT_MARK)
+    if start < 0:
+        return None
+    words = text[start:]
+    if _REMINDER_OPEN in text[:start]:
+        end = words.rfind(_REMINDER_CLOSE)
+        if end >= 0:
+            words = words[:end]
+    return words.strip()
+
+
+def _texts(message: Mapping[str, Any]) -> Iterator[str]:
+    """Every text in a message: its text blocks and the text of its tool results."""
+    for block in _blocks(message.get("content")):
+        if block.get("type") == "text":
+            yield str(block.get("text", ""))
+        elif block.get("type") == "tool_result":
+            yield _block_text(block.get("content"))
+
+
 @dataclass(frozen=True)
 class Request:
     """One HTTP request the fake received. Header names are lower-cased."""
@@ -294,6 +332,34 @@ class Request:
             and not block.get("is_error")
             for block in _blocks(users[-1].get("content"))
         )
+
+    def fanout_texts(self, *, newest: bool = False) -> list[str]:
+        """fanout's messages to the model in this request, wherever the CLI put them and however
+        it framed them (:func:`fanout_text`); each distinct message once, oldest first. With
+        ``newest``, only those after the model's last answer (what it is being told now)."""
+        messages = self.messages
+        if newest:
+            answers = [n for n, m in enumerate(messages) if m.get("role") == "assistant"]
+            messages = messages[answers[-1] + 1 :] if answers else messages
+        found = (
+            fanout_text(text)
+            for message in messages
+            if message.get("role") in ("user", "system")
+            for text in _texts(message)
+        )
+        return list(dict.fromkeys(text for text in found if text))
+
+    def hook_feedback(self) -> list[str]:
+        """What fanout said to the model when it last tried to end its turn (a Stop block, or a
+        wake): fanout's words after the model's last answer, when that answer called no tool and
+        was not the first turn. Empty for a prompt or a tool call's result."""
+        messages = self.messages
+        answers = [m for m in messages if m.get("role") == "assistant"]
+        if not answers or any(
+            block.get("type") == "tool_use" for block in _blocks(answers[-1].get("content"))
+        ):
+            return []
+        return self.fanout_texts(newest=True)
 
     def system_text(self) -> str:
         """The system prompt, plus any ``role: "system"`` messages (the CLI sends its

@@ -6,19 +6,25 @@ base = the run's snapshot, ours = the file in the working tree now, theirs = the
 (``git merge-file`` for text). A branch is applied whole or not at all; later branches merge onto
 the result of earlier ones. Branches are never deleted here (``fanout gc`` does that).
 
+A branch an earlier merge already applied is not applied again by a plain ``fanout merge``: if the
+person has undone its change since (or edited over it), it reads "undone" and stays out
+(``fanout merge RUN TASK`` names it to apply it again). Naming tasks merges exactly those, in the
+order given.
+
 Files are written as a temporary file in the same directory, then renamed over the target; a path
 whose directory in the working tree is a symlink (or a file) is a conflict, never written through.
 Content is compared as the bytes git stores: clean/smudge filters and eol conversion are not
-applied (a project that relies on them gets conflicts it can resolve with ``git merge``).
+applied (a project that relies on them gets conflicts to resolve by hand).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -368,6 +374,8 @@ class MergeReport:
     dry_run: bool = False
     merged: list[str] = field(default_factory=list)
     already_merged: list[str] = field(default_factory=list)
+    # Applied by an earlier merge, no longer (all) in the working tree: left out, not re-applied.
+    undone: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     conflicts: list[BranchConflict] = field(default_factory=list)
@@ -385,6 +393,7 @@ class MergeReport:
             "dry_run": self.dry_run,
             "merged": list(self.merged),
             "already_merged": list(self.already_merged),
+            "undone": list(self.undone),
             "unchanged": list(self.unchanged),
             "skipped": list(self.skipped),
             "conflicts": [c.to_dict() for c in self.conflicts],
@@ -411,24 +420,30 @@ def _kind(resolution: Resolution, first: Entry | None, second: Entry | None) -> 
 
 
 def _overlaps(
-    changes: dict[str, Changes], order: Sequence[str], tree: _WorkingTree
+    changes: dict[str, Changes],
+    order: Sequence[str],
+    tree: _WorkingTree,
+    held: Sequence[str] = (),
 ) -> list[Overlap]:
+    """Pairwise: each task in ``order`` against the ``held`` tasks (whose change the working tree
+    holds already) and against the tasks before it; then each against the person's own edits."""
     found = []
-    for i, first in enumerate(order):
-        for second in order[i + 1 :]:
-            for path in sorted(changes[first].keys() & changes[second].keys()):
-                base, a = changes[first][path]
-                b = changes[second][path][1]
-                resolution = merge_entries(base, a, b)
-                kind = _kind(resolution, a, b)
-                found.append(Overlap(second, first, path, kind, resolution.conflict))
+    pairs = [(first, second) for first in held for second in order]
+    pairs += [(first, second) for i, first in enumerate(order) for second in order[i + 1 :]]
+    for first, second in pairs:
+        for path in sorted(changes[first].keys() & changes[second].keys()):
+            base, a = changes[first][path]
+            b = changes[second][path][1]
+            resolution = merge_entries(base, a, b)
+            kind = _kind(resolution, a, b)
+            found.append(Overlap(second, first, path, kind, resolution.conflict))
     for task in order:
         for path, (base, theirs) in sorted(changes[task].items()):
             ours = tree.original(path)
             resolution = merge_entries(base, ours.entry, theirs)
             if resolution.conflict is None and resolution.entry == ours.entry:
                 continue  # the change is there already: "already merged", not an overlap
-            others = [changes[t][path][1] for t in order if path in changes[t]]
+            others = [changes[t][path][1] for t in (*held, *order) if path in changes[t]]
             own = _Ours(_own_edits(base, ours.entry, others), ours.blocked)
             if own.entry == base and own.blocked is None:
                 continue
@@ -459,10 +474,17 @@ def merge_run(
     branches: Sequence[tuple[str, str]],
     *,
     dry_run: bool = False,
+    settled: Collection[str] = (),
+    context: Sequence[tuple[str, str]] = (),
 ) -> MergeReport:
-    """Merge ``branches`` (``(task_id, branch)``, in plan order) into the working tree of
+    """Merge ``branches`` (``(task_id, branch)``, in this order) into the working tree of
     ``project``, 3-way against ``base`` (the run's snapshot). A branch with any conflicting file
-    is not applied at all; merging a branch twice changes nothing the second time."""
+    is not applied at all; merging a branch twice changes nothing the second time.
+
+    ``settled``: tasks an earlier merge applied. One whose change is no longer all in the working
+    tree (the person undid it, or edited over it) is reported ``undone`` and left out, not
+    applied again. ``context``: other branches an earlier merge applied; never merged here, but
+    where the working tree holds their change, a conflict with it names them."""
     root = repo_root(project)
     base_commit = resolve_commit(root, base)
     report = MergeReport(base=base_commit, branches=dict(branches), dry_run=dry_run)
@@ -470,11 +492,28 @@ def merge_run(
         task: branch_changes(root, base_commit, resolve_commit(root, branch))
         for task, branch in branches
     }
-    order = [task for task, _ in branches]
+    for task, branch in context:
+        with contextlib.suppress(GitError):  # a branch deleted by hand explains nothing
+            changes[task] = branch_changes(root, base_commit, resolve_commit(root, branch))
     tree = _WorkingTree(root, dry_run=dry_run)
-    report.overlaps = _overlaps(changes, order, tree)
+    report.undone = [
+        task
+        for task, _ in branches
+        if task in settled and changes[task] and not _present(changes[task], tree)
+    ]
+    branches = [(task, branch) for task, branch in branches if task not in report.undone]
+    order = [task for task, _ in branches]
+    held = [
+        task
+        for task, _ in context
+        if task not in order and changes.get(task) and _present(changes[task], tree)
+    ]
+    report.overlaps = _overlaps(changes, order, tree, held)
     # Per path, the tasks whose version is in the working tree (merged now or before).
     present: dict[str, list[tuple[str, Entry | None]]] = {}
+    for task in held:
+        for path, (_, theirs) in changes[task].items():
+            present.setdefault(path, []).append((task, theirs))
     for task, branch in branches:
         if not changes[task]:
             report.unchanged.append(task)
@@ -508,6 +547,27 @@ def merge_run(
         report.merged.append(task)
         report.files[task] = sorted(writes)
     return report
+
+
+def _present(changes: Changes, tree: _WorkingTree) -> bool:
+    """Whether the working tree (as it was before this merge) holds every change in ``changes``."""
+    for path, (base, theirs) in changes.items():
+        ours = tree.original(path)
+        resolution = merge_entries(base, ours.entry, theirs)
+        if _reason(resolution, ours) is not None or resolution.entry != ours.entry:
+            return False
+    return True
+
+
+def settled_tasks(record: Mapping[str, Any] | None) -> set[str]:
+    """The tasks a run's merge record (``RunStatus.merge``) says were put into the working tree:
+    merged, found there already, or merged and since undone by the person."""
+    found: set[str] = set()
+    for key in ("merged", "already_merged", "undone"):
+        names = (record or {}).get(key)
+        if isinstance(names, list):
+            found.update(name for name in names if isinstance(name, str))
+    return found
 
 
 def _blame(

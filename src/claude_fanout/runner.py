@@ -166,5 +166,15 @@ def wait_run(
         time.sleep(poll_s)
 
 
+# Every task succeeded, but a writer's change is not in the working tree: the merge-back left it
+# out (a conflict) or failed. 1 (a task did not succeed) takes precedence.
+EXIT_NOT_MERGED = 3
+
+
 def final_exit_code(status: RunStatus) -> int:
-    return 0 if status.state is RunState.SUCCEEDED else 1
+    """``fanout run`` / ``wait``: 0 succeeded and everything merged, ``EXIT_NOT_MERGED``
+    succeeded but a change was left out of the working tree, 1 the run did not succeed."""
+    if status.state is not RunState.SUCCEEDED:
+        return 1
+    merge = status.merge or {}
+    return EXIT_NOT_MERGED if merge.get("error") or merge.get("conflicts") else 0

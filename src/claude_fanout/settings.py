@@ -3,7 +3,11 @@
 A settings file is the user's, not ours: every other key and hook is theirs to keep, in its place.
 So the merge is a pure function over the parsed JSON, our entries are recognised by a marker at the
 end of their command (never by position), and a file is only rewritten when its content changes
-(then atomically, two-space indented as Claude Code writes it, mode kept, a backup made first).
+(then atomically, two-space indented as Claude Code writes it, mode kept, a backup made first, in
+a git-ignored folder beside it, which uninstall uses to put the file back as it was).
+
+The hooks name this machine's paths, so they go to the person's own settings file by default,
+never silently to the one the team commits.
 
 Cheap to import (no dataclasses, pathlib or typing at run time): hooks may read ``FANOUT_HOOKS``
 and ``STOP_HOOK_TIMEOUT_S`` from here.
@@ -35,7 +39,11 @@ MARKER: Final = "# claude-fanout"
 COMMAND_MARKER: Final = "<!-- claude-fanout -->"
 """A command file carrying this line is fanout's; any other ``fanout.md`` is the user's."""
 
-BACKUP_SUFFIX: Final = ".fanout.bak"
+BACKUP_DIR: Final = ".fanout-backups"
+"""Beside the settings file: what install changed, kept for uninstall (git-ignored, private)."""
+BACKUPS_WHAT: Final = "settings backups"
+LEGACY_BACKUP_SUFFIX: Final = ".fanout.bak"
+"""Where earlier versions kept their backup, beside the file; uninstall removes one it finds."""
 SETTINGS_FILE_MODE: Final = 0o644
 COMMAND_NAME: Final = "fanout.md"
 
@@ -64,7 +72,7 @@ if TYPE_CHECKING:
         async_rewake: bool = False
 
     class InstallReport(NamedTuple):
-        scope: Scope
+        scope: Scope | None
         settings: Path
         command: Path
         written: tuple[Path, ...]
@@ -72,6 +80,8 @@ if TYPE_CHECKING:
         backup: Path | None
         changed: bool
         notes: tuple[str, ...]
+        shared: bool
+        sharing: str
 
 else:
     # collections.namedtuple, not typing.NamedTuple or a dataclass: same immutable record, but
@@ -85,11 +95,13 @@ else:
         "background and may wake the session (async + asyncRewake)."
     )
     InstallReport = namedtuple(
-        "InstallReport", "scope settings command written removed backup changed notes"
+        "InstallReport",
+        "scope settings command written removed backup changed notes shared sharing",
     )
     InstallReport.__doc__ = (
         "What install/uninstall did: the files it wrote and removed, the settings backup it made "
-        "(None when the settings file did not change or did not exist), and notes for the user."
+        "(None when the settings file did not change or did not exist), notes for the user, and "
+        "whether the settings file install wrote is shared with the team (committed) and why."
     )
 
 FANOUT_HOOKS: Final[Mapping[str, HookSpec]] = MappingProxyType(
@@ -379,13 +391,19 @@ def _user_dir(home: Path | None) -> Path:
 
 def install(
     *,
-    scope: Scope | str = Scope.PROJECT,
+    scope: Scope | str = Scope.LOCAL,
     project: Path,
     home: Path | None = None,
     python: str = sys.executable,
     entry: str | None = None,
 ) -> InstallReport:
     """Merge fanout's hooks into the settings file of ``scope`` and install ``/fanout``.
+
+    The hooks name this machine's interpreter and package by absolute path, so by default they go
+    to ``.claude/settings.local.json``, Claude Code's per-person file (kept out of git through
+    ``.git/info/exclude`` when nothing ignores it yet); the ``/fanout`` command file is portable
+    and goes to the project's ``.claude/commands/``. Installing into one of the project's two
+    files takes fanout's hooks out of the other, so they never run twice.
 
     Everything is checked before anything is written: a settings file that is not valid JSON or
     has the wrong shape, or a ``fanout.md`` that is the user's own, stops the install untouched.
@@ -406,53 +424,45 @@ def install(
             f"{cmd_path} exists and is not fanout's (no {COMMAND_MARKER} line): "
             "rename or remove it, then run `fanout install` again"
         )
+    sibling = _SIBLING.get(scope)
+    sibling_path = None if sibling is None else settings_path(sibling, project=project)
+    if sibling_path is not None:
+        _load(sibling_path)  # a file fanout could not take its hooks out of stops it here
 
-    written: list[Path] = []
-    backup = None
-    if original is None or merged != settings:
-        backup = _replace_json(path, original, merged)
-        written.append(path)
-    if existing_command != text:
-        _write_file(cmd_path, text.encode("utf-8"), mode=_mode(cmd_path))
-        written.append(cmd_path)
-    return InstallReport(
-        scope=scope,
-        settings=path,
-        command=cmd_path,
-        written=tuple(written),
-        removed=(),
-        backup=backup,
-        changed=bool(written),
-        notes=(),
-    )
-
-
-def uninstall(
-    *, scope: Scope | str = Scope.PROJECT, project: Path, home: Path | None = None
-) -> InstallReport:
-    """Remove exactly fanout's entries from the settings file of ``scope``, and fanout's own
-    ``/fanout`` command file (a ``fanout.md`` without the marker is the user's: left alone)."""
-    scope = Scope(scope)
-    path = settings_path(scope, project=project, home=home)
-    cmd_path = command_path(scope, project=project, home=home)
     written: list[Path] = []
     removed: list[Path] = []
     notes: list[str] = []
     backup = None
-
-    original, settings = _load(path)
-    cleaned = remove_hooks(settings)
-    existing_command = _read_text(cmd_path)
-
-    if original is not None and cleaned != settings:
-        backup = _replace_json(path, original, cleaned)
+    legacy = _adopt_legacy_backup(path)
+    if legacy is not None:
+        removed.append(legacy)
+    if original is None or merged != settings:
+        backup = _put_hooks(path, original, settings, merged)
         written.append(path)
-    if existing_command is not None:
-        if COMMAND_MARKER in existing_command:
-            os.unlink(cmd_path)
-            removed.append(cmd_path)
-        else:
-            notes.append(f"left {cmd_path} alone: it is not fanout's (no {COMMAND_MARKER} line)")
+    if existing_command != text:
+        _write_file(cmd_path, text.encode("utf-8"), mode=_mode(cmd_path))
+        written.append(cmd_path)
+    if sibling_path is not None:
+        # Moving them keeps one copy: an older install's hooks in the shared settings.json
+        # (or a --scope project install's) would otherwise run next to these.
+        took_written, took_removed = _take_hooks_out(sibling_path)
+        written += took_written
+        removed += took_removed
+        if took_written or took_removed:
+            notes.append(
+                f"moved fanout's hooks out of {sibling_path}"
+                + (": commit that change" if sibling is Scope.PROJECT else "")
+            )
+    if scope is not Scope.USER:
+        user_file = settings_path(Scope.USER, project=project, home=home)
+        if _has_hooks(user_file):
+            notes.append(
+                f"{user_file} has fanout's hooks too, so they run twice: "
+                "`fanout uninstall --scope user` removes those"
+            )
+    shared, sharing, exclude_note = _sharing(path, scope)
+    if exclude_note:
+        notes.append(exclude_note)
     return InstallReport(
         scope=scope,
         settings=path,
@@ -462,7 +472,302 @@ def uninstall(
         backup=backup,
         changed=bool(written or removed),
         notes=tuple(notes),
+        shared=shared,
+        sharing=sharing,
     )
+
+
+def uninstall(
+    *, scope: Scope | str | None = None, project: Path, home: Path | None = None
+) -> InstallReport:
+    """Remove exactly what ``install`` added to the settings file of ``scope`` (None: both of the
+    project's files), and fanout's own ``/fanout`` command file (a ``fanout.md`` without the
+    marker is the user's: left alone).
+
+    What was there comes back as it was: a settings file install created is removed once nothing
+    but fanout's hooks was in it, one it changed gets its original bytes back when nothing else
+    changed since (else the same JSON without fanout's entries), and the backups, the ``.git/info/
+    exclude`` entry and the folders install made go when nothing else is in them.
+    """
+    scopes = [Scope.PROJECT, Scope.LOCAL] if scope is None else [Scope(scope)]
+    written: list[Path] = []
+    removed: list[Path] = []
+    notes: list[str] = []
+    paths = [settings_path(s, project=project, home=home) for s in scopes]
+    for path in paths:
+        _load(path)  # every file checked before any is changed
+    for path in paths:
+        took_written, took_removed = _take_hooks_out(path)
+        written += took_written
+        removed += took_removed
+    if Scope.LOCAL in scopes:
+        local = settings_path(Scope.LOCAL, project=project)
+        if not local.exists() and _unexclude(local):
+            notes.append(f"took {local.name} out of .git/info/exclude again")
+    if scope is None and _has_hooks(settings_path(Scope.USER, project=project, home=home)):
+        notes.append(
+            "fanout's hooks are still in your user settings (every project): "
+            "`fanout uninstall --scope user` removes them"
+        )
+
+    cmd_path = command_path(scopes[0], project=project, home=home)
+    existing_command = _read_text(cmd_path)
+    if existing_command is not None:
+        if COMMAND_MARKER in existing_command:
+            os.unlink(cmd_path)
+            removed.append(cmd_path)
+        else:
+            notes.append(f"left {cmd_path} alone: it is not fanout's (no {COMMAND_MARKER} line)")
+    _remove_if_empty(cmd_path.parent)
+    if scopes[0] is not Scope.USER:
+        _remove_if_empty(project / ".claude")
+    return InstallReport(
+        scope=None if scope is None else scopes[0],
+        settings=paths[-1],
+        command=cmd_path,
+        written=tuple(written),
+        removed=tuple(removed),
+        backup=None,
+        changed=bool(written or removed),
+        notes=tuple(notes),
+        shared=False,
+        sharing="",
+    )
+
+
+# The project's two files: installing into one takes fanout's hooks out of the other.
+_SIBLING: Final[Mapping[Scope, Scope]] = MappingProxyType(
+    {Scope.PROJECT: Scope.LOCAL, Scope.LOCAL: Scope.PROJECT}
+)
+
+
+def backup_dir(settings_file: Path) -> Path:
+    """Where install keeps what it changed: ``.fanout-backups/`` beside the settings file, a
+    private folder with a ``.gitignore`` of ``*`` (settings may hold secrets; git never sees it)."""
+    return settings_file.parent / BACKUP_DIR
+
+
+def _backup_of(path: Path) -> Path:
+    return backup_dir(path) / path.name
+
+
+def _created_mark(path: Path) -> Path:
+    """An empty file recording that install created ``path`` (so uninstall may remove it)."""
+    return backup_dir(path) / (path.name + ".created")
+
+
+def _put_hooks(
+    path: Path, original: bytes | None, settings: JSONObject, merged: JSONObject
+) -> Path | None:
+    """Write ``merged`` to ``path``, recording first what uninstall needs to put back: that the
+    file did not exist, or its bytes. Returns the backup written, if any."""
+    _make_backup_dir(path)
+    backup = None
+    if original is None:
+        _write_file(_created_mark(path), b"", mode=SETTINGS_FILE_MODE)
+    elif remove_hooks(settings) == settings or not _backup_of(path).exists():
+        # Only the file as it was before fanout's hooks is worth keeping: a re-install (new
+        # interpreter path) leaves the first backup alone.
+        backup = _backup_of(path)
+        # The backup may hold what the settings hold (env secrets): same mode as the original.
+        _write_file(backup, original, mode=_mode(path))
+    _write_file(path, _json_bytes(merged), mode=_mode(path), expect=original)
+    return backup
+
+
+def _make_backup_dir(path: Path) -> None:
+    from claude_fanout.store.files import make_ignored_dir
+
+    os.makedirs(path.parent, exist_ok=True)
+    make_ignored_dir(backup_dir(path), what=BACKUPS_WHAT)
+
+
+def _adopt_legacy_backup(path: Path) -> Path | None:
+    """Move the backup an earlier version left beside ``path`` (git saw it) into the backup
+    folder, or drop it when that holds one already; its old path, or None if there was none."""
+    from claude_fanout.store.files import make_ignored_dir
+
+    legacy = path.with_name(path.name + LEGACY_BACKUP_SUFFIX)
+    if not legacy.is_file() or legacy.is_symlink():
+        return None
+    make_ignored_dir(backup_dir(path), what=BACKUPS_WHAT)
+    if _backup_of(path).exists():
+        os.unlink(legacy)
+    else:
+        os.replace(legacy, _backup_of(path))
+    return legacy
+
+
+def _take_hooks_out(path: Path) -> tuple[list[Path], list[Path]]:
+    """Take fanout's hooks out of ``path`` and put back what install found (see ``uninstall``);
+    drop install's records for it. The files written and the files removed."""
+    written: list[Path] = []
+    removed: list[Path] = []
+    original, settings = _load(path)
+    cleaned = remove_hooks(settings)
+    created = _created_mark(path)
+    legacy = path.with_name(path.name + LEGACY_BACKUP_SUFFIX)
+    if original is not None and cleaned != settings:
+        if cleaned == {} and created.exists():
+            os.unlink(path)
+            removed.append(path)
+        else:
+            # The original bytes (their own indentation and key order) when they say exactly
+            # this; else the same JSON as Claude Code writes it.
+            saved = (_read_backup(backup) for backup in (_backup_of(path), legacy))
+            data = next((b for b in saved if b is not None and _parses_to(b, cleaned)), None)
+            _write_file(path, data or _json_bytes(cleaned), mode=_mode(path), expect=original)
+            written.append(path)
+    for record in (_backup_of(path), created, legacy):
+        try:
+            os.unlink(record)
+        except FileNotFoundError:
+            continue
+        if record.parent == path.parent:
+            removed.append(record)
+    folder = backup_dir(path)
+    if folder.is_dir() and not folder.is_symlink() and sorted(os.listdir(folder)) in _EMPTY:
+        for name in os.listdir(folder):
+            os.unlink(folder / name)
+        os.rmdir(folder)
+    return written, removed
+
+
+_EMPTY: Final[tuple[list[str], ...]] = ([], [".gitignore"])
+
+
+def _read_backup(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _parses_to(data: bytes, content: JSONObject) -> bool:
+    try:
+        return bool(json.loads(data.decode("utf-8-sig")) == content)
+    except ValueError:
+        return False
+
+
+def _has_hooks(path: Path) -> bool:
+    """True when the settings file at ``path`` holds any of fanout's hooks (an unreadable or
+    malformed file: False, it is reported where it is written)."""
+    try:
+        _, settings = _load(path)
+    except SettingsError:
+        return False
+    return remove_hooks(settings) != settings
+
+
+def _remove_if_empty(folder: Path) -> None:
+    import contextlib
+
+    with contextlib.suppress(OSError):  # not empty (or not there): not ours to remove
+        os.rmdir(folder)
+
+
+# --------------------------------------------------------------------------------------------
+# Shared or personal: what git does with the file
+
+
+EXCLUDE_NOTE: Final = "# claude-fanout: Claude Code's per-person settings stay out of git"
+
+
+def _sharing(path: Path, scope: Scope) -> tuple[bool, str, str | None]:
+    """Whether ``path`` is shared with the team (committed), why, and a note when fanout had to
+    make git ignore it. A personal file git would pick up (``settings.local.json`` in a repository
+    no ignore rule covers yet) is added to the repository's own ``.git/info/exclude``, never to
+    the person's ``.gitignore``: as Claude Code does when it creates that file itself."""
+    state = _git_state(path)
+    if state == "tracked":
+        return True, "tracked by git: every clone gets it", None
+    if state == "ignored":
+        return False, "personal: git ignores it", None
+    if state == "untracked":
+        if scope is Scope.LOCAL and _exclude(path):
+            return False, "personal: git ignores it", f"added {path.name} to .git/info/exclude"
+        if scope is Scope.USER:
+            return False, "personal: your user settings", None
+        return True, "not ignored by git: `git add` would commit it", None
+    if scope is Scope.PROJECT:
+        return True, "the project's shared settings, meant to be committed", None
+    if scope is Scope.USER:
+        return False, "personal: your user settings", None
+    return False, "personal: Claude Code's per-person settings", None
+
+
+def _git_state(path: Path) -> str | None:
+    """``tracked``, ``ignored`` or ``untracked``; None outside a git work tree (or without git)."""
+    from claude_fanout import worktree
+
+    try:
+        tracked = worktree.run_git(
+            ["ls-files", "--error-unmatch", "--", path.name], cwd=path.parent, ok=(0, 1)
+        )
+        if tracked.returncode == 0:
+            return "tracked"
+        ignored = worktree.run_git(
+            ["check-ignore", "-q", "--", path.name], cwd=path.parent, ok=(0, 1)
+        )
+    except worktree.GitError:
+        return None
+    return "ignored" if ignored.returncode == 0 else "untracked"
+
+
+def _exclude_file(path: Path) -> tuple[Path, str] | None:
+    """The repository's ``info/exclude`` and the anchored pattern naming ``path`` in it."""
+    from pathlib import Path as _Path
+
+    from claude_fanout import worktree
+
+    try:
+        out = worktree.run_git(
+            ["rev-parse", "--git-path", "info/exclude", "--show-prefix"], cwd=path.parent
+        ).stdout.decode()
+    except worktree.GitError:
+        return None
+    lines = out.split("\n")
+    if len(lines) < 2:
+        return None
+    # --git-path answers relative to the current directory unless the git dir is elsewhere.
+    return _Path(path.parent, lines[0]), f"/{lines[1]}{path.name}"
+
+
+def _exclude(path: Path) -> bool:
+    """Add ``path`` to the repository's ``info/exclude``; True when git now ignores it."""
+    found = _exclude_file(path)
+    if found is None:
+        return False
+    exclude, pattern = found
+    try:
+        current = exclude.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        current = ""
+    if pattern not in current.splitlines():
+        prefix = "" if not current or current.endswith("\n") else "\n"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with open(exclude, "a", encoding="utf-8") as handle:
+            handle.write(f"{prefix}{EXCLUDE_NOTE}\n{pattern}\n")
+    return _git_state(path) == "ignored"
+
+
+def _unexclude(path: Path) -> bool:
+    """Take out of ``info/exclude`` the entry ``_exclude`` added for ``path``; True if it did."""
+    found = _exclude_file(path)
+    if found is None:
+        return False
+    exclude, pattern = found
+    try:
+        lines = exclude.read_text(encoding="utf-8").splitlines(keepends=True)
+    except OSError:
+        return False
+    for index in range(len(lines) - 1):
+        if lines[index].rstrip("\n") == EXCLUDE_NOTE and lines[index + 1].rstrip("\n") == pattern:
+            del lines[index : index + 2]
+            _write_file(exclude, "".join(lines).encode("utf-8"), mode=_mode(exclude))
+            return True
+    return False
 
 
 def _check_runnable(*, python: str, entry: str) -> None:
@@ -510,17 +815,9 @@ def _load(path: Path) -> tuple[bytes | None, JSONObject]:
     return raw, settings
 
 
-def _replace_json(path: Path, original: bytes | None, content: JSONObject) -> Path | None:
-    """Write ``content`` to ``path`` (backing up ``original`` first); return the backup's path."""
-    data = (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    mode = _mode(path)
-    backup = None
-    if original is not None:
-        backup = path.with_name(path.name + BACKUP_SUFFIX)
-        # The backup may hold what the settings hold (env secrets): same mode as the original.
-        _write_file(backup, original, mode=mode)
-    _write_file(path, data, mode=mode, expect=original)
-    return backup
+def _json_bytes(content: JSONObject) -> bytes:
+    """Settings as Claude Code writes them: two-space indented, UTF-8, a final newline."""
+    return (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _mode(path: Path) -> int:

@@ -36,7 +36,12 @@ from claude_fanout.executors import claude
 from claude_fanout.plan import Plan, Task, TaskKind, load_plan, topological_order
 from claude_fanout.states import EventType, RunState, TaskState
 from claude_fanout.store import active
-from claude_fanout.store.files import make_private_dir, open_private, write_json_atomic
+from claude_fanout.store.files import (
+    make_ignored_dir,
+    make_private_dir,
+    open_private,
+    write_json_atomic,
+)
 from claude_fanout.store.rundir import RunDir
 from claude_fanout.store.state import RunStatus, fold_tail, load_status, save_snapshot
 
@@ -214,7 +219,10 @@ class Supervisor:
         from claude_fanout import merge
 
         try:
-            report = merge.merge_run(self.run.project, self._base, branches)
+            # After a resume: what an earlier merge applied (and the person may have undone
+            # since) is not applied again.
+            settled = merge.settled_tasks(self._status.merge)
+            report = merge.merge_run(self.run.project, self._base, branches, settled=settled)
         except (FanoutError, OSError) as exc:
             self._emit(EventType.RUN_MERGED, error=str(exc), base=self._base)
             return
@@ -794,9 +802,10 @@ class Supervisor:
         if self._conductor_alive():
             self._conductor_gone_at = None
             return
-        # A resumed session may have re-attached (a `conductor` record from its SessionStart).
+        # A resumed session may have re-attached (a `conductor` record from its SessionStart),
+        # or the session released the run (it finishes on its own).
         self._status = fold_tail(self.run, self._status)
-        if self._conductor_alive():
+        if not self._status.conductor or self._conductor_alive():
             self._conductor_gone_at = None
             return
         if self._conductor_gone_at is None:
@@ -909,10 +918,7 @@ class Supervisor:
 
 def _ignore_everything(directory: Path) -> None:
     """Make ``directory`` (``.fanout/``) invisible to git and to tools that honour .gitignore."""
-    directory.mkdir(mode=0o700, exist_ok=True)
-    ignore = directory / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# claude-fanout's worktrees: not part of your project\n*\n")
+    make_ignored_dir(directory, what="writers' worktrees")
 
 
 def _git_show(root: Path, rev: str, path: str) -> bytes | None:

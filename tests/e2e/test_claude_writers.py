@@ -165,6 +165,61 @@ def test_conflicting_writers_first_is_merged_second_reported_and_kept(
     assert branch in git(project, "branch", "--list", "fanout/*")
 
 
+def test_fanout_run_exits_3_naming_the_collision_and_the_kept_change_can_be_taken(
+    project: Path, fake_api: StartFake, claude_home: Path
+) -> None:
+    repo(project, {"a.py": "value = 1\nother = 2\n"})
+    (project / "notes.txt").write_text("mine, untracked\n")
+    head = git(project, "rev-parse", "HEAD").strip()
+    api = fake_api(edit_then_report)
+    plan = project / "plan.json"
+    plan.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "tasks": [
+                    writer("W1", "a.py", "value = 1", "value = 10"),
+                    writer("W2", "a.py", "value = 1", "value = 20"),
+                ],
+            }
+        )
+    )
+    env = cli_env(api.base_url, claude_home)
+
+    def fanout(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "claude_fanout", *args],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+
+    ran = fanout("run", str(plan))
+
+    # Both tasks succeeded, but W2's change is not in the working tree: a distinct exit status,
+    # and both the status on stdout and the narration on stderr name the collision.
+    assert ran.returncode == 3, ran.stdout + ran.stderr
+    run_id = ran.stdout.strip().splitlines()[-1]
+    assert "merge: merged W1; NOT merged: W2 conflicts with W1 in a.py" in ran.stdout
+    assert "W2 conflicts with W1 in a.py: not merged" in ran.stderr
+    assert (project / "a.py").read_text() == "value = 10\nother = 2\n"
+    # gc does not drop the kept change without being told to.
+    kept = fanout("gc", run_id)
+    assert kept.returncode == 1 and f"fanout merge {run_id} W2" in kept.stderr
+    # The person undoes W1's change and takes W2's: into the working tree only.
+    (project / "a.py").write_text("value = 1\nother = 2\n")
+    taken = fanout("merge", run_id, "W2")
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    assert (project / "a.py").read_text() == "value = 20\nother = 2\n"
+    assert git(project, "rev-parse", "HEAD").strip() == head
+    assert git(project, "diff", "--cached", "--name-only") == ""
+    assert "?? notes.txt" in git(project, "status", "--porcelain").splitlines()
+    assert fanout("wait", run_id).returncode == 0  # every change is merged now
+
+
 def test_a_read_only_worker_that_tries_to_edit_is_refused(
     project: Path, fake_api: StartFake, claude_home: Path
 ) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from claude_fanout import settings
-from claude_fanout.demo import FINAL_MARK, is_worker, newest_turn, scripted_model
+from claude_fanout.demo import FINAL_MARK, is_worker, scripted_model
 from claude_fanout.fake_api import FakeMessagesAPI, Reply, Request, Text, claude_cli, cli_env
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
@@ -61,7 +61,8 @@ def fanout_project(project: Path) -> Path:
     for name, text in FILES.items():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(text)
-    settings.install(scope="project", project=project)
+    # The default: hooks in .claude/settings.local.json, the file Claude Code reads as "local".
+    settings.install(project=project)
     return project
 
 
@@ -83,25 +84,34 @@ def test_fanout_from_a_real_conductor_session(
     assert result["result"] == "MERGED: three reviews combined."
 
     conductor_requests = [r for r in api.message_requests(side_calls=False) if not is_worker(r)]
-    sent = [json.dumps(r.messages) for r in conductor_requests]
     # UserPromptSubmit named the workers and where their results land.
-    assert "UserPromptSubmit hook additional context: [fanout] Started run" in sent[0]
-    assert "W3 (claude) on src/c.py" in sent[0]
+    (started,) = conductor_requests[0].fanout_texts()
+    assert started.startswith("[fanout] Started run")
+    assert "W3 (claude) on src/c.py" in started
     # The Read of a claimed file was denied, the reason naming its worker.
     denied = [r.tool_results()[-1][1] for r in conductor_requests if r.tool_results()]
     assert "claimed by worker W1" in denied[0]
     assert "workers/W1/out/result.md" in denied[0]
     # After the Bash wait, results were injected, marked as worker output.
-    injected = [s for s in sent if "PostToolUse:Bash hook additional context" in s]
+    injected = [
+        text
+        for r in conductor_requests
+        if r.tool_results() and not r.hook_feedback()
+        for text in r.fanout_texts(newest=True)
+    ]
     assert injected and "W1 succeeded" in injected[0]
     assert "SUMMARY " in injected[0] and "not instructions to follow" in injected[0]
     # Stop: held while W3 ran, then handed the results exactly once, then let go.
-    feedback = [newest_turn(r) for r in conductor_requests]
-    feedback = [text for text in feedback if "Stop hook feedback" in text]
+    feedback = [text for r in conductor_requests if (text := "\n".join(r.hook_feedback()))]
+    feedback = list(dict.fromkeys(feedback))
     finals = [text for text in feedback if FINAL_MARK in text]
     assert len(finals) == 1
     assert any("still at work" in text for text in feedback[: feedback.index(finals[0])])
     assert "W3 succeeded" in finals[0]
+    # Each worker's result reached the model once, whichever hook carried it.
+    told = "\n".join(conductor_requests[-1].fanout_texts())
+    for name in FILES:
+        assert told.count(f"SUMMARY {project / name}") == 1, name
 
     (run,) = list_runs(project)
     events = read_events(run.events_path)

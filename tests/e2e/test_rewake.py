@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from claude_fanout import settings
-from claude_fanout.demo import FINAL_MARK, is_worker, newest_turn
+from claude_fanout.demo import FINAL_MARK, is_worker
 from claude_fanout.fake_api import ReadThenSummarize, Reply, Request, Text
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
@@ -32,17 +32,16 @@ pytestmark = [
         shutil.which("tmux") is None, reason="needs tmux (scripts/test installs it)"
     ),
 ]
-WAKE_MARK = "<task-notification>"
 
 
 class Conductor:
     """Ends its turn at once after the /fanout prompt; answers each wake by what it says."""
 
     def __call__(self, request: Request) -> Reply:
-        turn = newest_turn(request)
-        if WAKE_MARK in turn and FINAL_MARK in turn:
+        wake = "\n".join(request.hook_feedback())
+        if wake and FINAL_MARK in wake:
             return Reply([Text("MERGED after the wake.")])
-        if WAKE_MARK in turn:
+        if wake:
             return Reply([Text("Noted the failed worker; waiting for the rest.")])
         return Reply([Text("Workers are on it; I will wait to be woken.")])
 
@@ -63,7 +62,9 @@ def conductor_requests(api) -> list[Request]:
 
 
 def wakes(api) -> list[str]:
-    return [newest_turn(r) for r in conductor_requests(api) if WAKE_MARK in newest_turn(r)]
+    """What each wake told the model (fanout's words after a turn that had ended), once each."""
+    told = ("\n".join(r.hook_feedback()) for r in conductor_requests(api))
+    return list(dict.fromkeys(text for text in told if text))
 
 
 def test_an_idle_conductor_is_woken_once_with_the_results(

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from claude_fanout import settings, usage
-from claude_fanout.demo import FINAL_MARK, is_worker, newest_turn
+from claude_fanout.demo import FINAL_MARK, is_worker
 from claude_fanout.fake_api import Reply, Request, Text, claude_cli, cli_env
 from claude_fanout.hooks.framing import clean
 from claude_fanout.store.eventlog import read_events
@@ -37,20 +37,6 @@ HOSTILE = (
 )
 
 
-def stop_feedback(request: Request) -> str | None:
-    """The text of the newest "Stop hook feedback" user message, as the model receives it."""
-    for message in reversed(request.messages):
-        if message.get("role") != "user":
-            continue
-        content = message.get("content")
-        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
-        for block in blocks if isinstance(blocks, list) else []:
-            text = block.get("text") if isinstance(block, dict) else None
-            if isinstance(text, str) and "Stop hook feedback" in text:
-                return text
-    return None
-
-
 def test_a_hostile_result_reaches_the_model_inside_its_fence(
     project: Path, fake_api: StartFake, claude_home: Path
 ) -> None:
@@ -64,8 +50,7 @@ def test_a_hostile_result_reaches_the_model_inside_its_fence(
             return Reply([Text("Fan-out")])
         if is_worker(request):
             return Reply([Text(HOSTILE)])
-        turn = newest_turn(request)
-        if "Stop hook feedback" in turn and FINAL_MARK in turn:
+        if FINAL_MARK in "\n".join(request.hook_feedback()):
             return Reply([Text("MERGED")])
         return Reply([Text("I will wait for the workers.")])
 
@@ -87,9 +72,11 @@ def test_a_hostile_result_reaches_the_model_inside_its_fence(
     assert json.loads(out)["result"] == "MERGED"
 
     conductor = [r for r in api.message_requests(side_calls=False) if not is_worker(r)]
-    finals = [text for r in conductor if (text := stop_feedback(r)) and FINAL_MARK in text]
-    assert finals, [stop_feedback(r) for r in conductor]
-    text = finals[-1]
+    # fanout's words as the model got them, wherever and however the CLI framed them.
+    told = conductor[-1].fanout_texts()
+    finals = [text for text in told if FINAL_MARK in text]
+    assert len(finals) == 1, told
+    (text,) = finals
     fenced = read_fenced(text)
     assert fenced.tag is not None
     assert [attrs["task"] for attrs, _ in fenced.blocks] == ["W1"]

@@ -364,15 +364,17 @@ def test_fanout_merge_reports_merges_conflicts_and_records_the_event(
     fake.end("failed")
 
     dry = fanout("merge", fake.run_id, "--dry-run")
-    assert dry.returncode == 1, dry.stderr
+    assert dry.returncode == 3, dry.stderr
     assert (repo / "src" / "a.py").read_text() == BASE_TEXT
     result = fanout("merge", fake.run_id[:12])
 
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 3, result.stderr  # not every change merged
     assert "W2 conflicts with W1 in src/a.py (overlapping hunks)" in result.stdout
     assert "W1: merged (1 file: src/a.py)" in result.stdout
     assert f"git diff {run.base[:12]} fanout/{fake.run_id}/W2" in result.stdout
-    assert f"git merge fanout/{fake.run_id}/W2" in result.stdout
+    # The way to take a kept branch is fanout's own merge of it, never `git merge`.
+    assert f"take it:   fanout merge {fake.run_id} W2" in result.stdout
+    assert "git merge" not in result.stdout
     assert "W3: not merged" in result.stdout
     assert (repo / "src" / "a.py").read_text() == edit(BASE_TEXT, 5, "W1 version")
     merged = [
@@ -455,3 +457,258 @@ def test_gc_refuses_a_live_run_and_removes_a_finished_ones_worktrees_and_branche
     assert live.run_id in worktrees
     assert live.path.is_dir()
     assert (repo / "docs.md").read_text() == "docs\n"
+
+
+def test_a_change_merged_before_and_undone_since_is_left_out_unless_named(repo: Path) -> None:
+    run = Writers(repo)
+    w1 = run.task("W1", writes("src/a.py", edit(BASE_TEXT, 5, "W1")))
+    w2 = run.task("W2", writes("src/a.py", edit(BASE_TEXT, 5, "W2")))
+    w3 = run.task("W3", writes("src/b.py", edit(BASE_TEXT, 1, "W3")))
+    first = merge.merge_run(repo, run.base, [w1, w2, w3])
+    assert (first.merged, [c.task for c in first.conflicts]) == (["W1", "W3"], ["W2"])
+    (repo / "src" / "a.py").write_text(BASE_TEXT)  # the person takes W1's change back out
+
+    again = merge.merge_run(
+        repo, run.base, [w1, w2, w3], settled=merge.settled_tasks(first.to_dict())
+    )
+
+    assert again.undone == ["W1"]
+    assert again.merged == ["W2"]
+    assert again.already_merged == ["W3"]
+    assert again.conflicts == []
+    assert [o.describe() for o in again.overlaps] == []  # W1 is out of the picture
+    assert (repo / "src" / "a.py").read_text() == edit(BASE_TEXT, 5, "W2")
+    # Named, W1 is merged onto what is there now: W2's line, which the conflict names.
+    named = merge.merge_run(repo, run.base, [w1], dry_run=True, context=[w2, w3])
+    assert [(c.with_, c.reasons) for c in named.conflicts] == [
+        (("W2",), {"src/a.py": "overlapping hunks"})
+    ]
+    assert [o.describe() for o in named.overlaps] == [
+        "W1 conflicts with W2 in src/a.py (overlapping hunks)"
+    ]
+
+
+def test_two_clean_merges_into_one_file_both_read_already_merged(repo: Path) -> None:
+    run = Writers(repo)
+    w1 = run.task("W1", writes("src/b.py", edit(BASE_TEXT, 2, "W1 top")))
+    w3 = run.task("W3", writes("src/b.py", edit(BASE_TEXT, 18, "W3 bottom")))
+    first = merge.merge_run(repo, run.base, [w1, w3])
+
+    again = merge.merge_run(repo, run.base, [w1, w3], settled=merge.settled_tasks(first.to_dict()))
+
+    assert (again.already_merged, again.undone, again.merged) == (["W1", "W3"], [], [])
+
+
+def test_editing_next_to_a_merged_change_is_no_conflict_on_the_next_merge(repo: Path) -> None:
+    run = Writers(repo)
+    w1 = run.task("W1", writes("src/a.py", edit(BASE_TEXT, 5, "W1")))
+    first = merge.merge_run(repo, run.base, [w1])
+    mine = edit(edit(BASE_TEXT, 5, "W1"), 6, "my edit right below W1's line")
+    (repo / "src" / "a.py").write_text(mine)
+
+    again = merge.merge_run(repo, run.base, [w1], settled=merge.settled_tasks(first.to_dict()))
+
+    assert (again.undone, again.conflicts, again.merged) == (["W1"], [], [])
+    assert (repo / "src" / "a.py").read_text() == mine
+
+
+def conflicting_run(repo: Path, run_id: str) -> tuple[FakeRun, Writers]:
+    """A finished run whose writers W1 and W2 changed line 5 of src/a.py differently."""
+    fake = FakeRun(repo, run_id, {"W1": {}, "W2": {}, "W3": {}}, None)
+    run = Writers(repo, run_id=fake.run_id)
+    run.task("W1", writes("src/a.py", edit(BASE_TEXT, 5, "W1 version")))
+    run.task("W2", writes("src/a.py", edit(BASE_TEXT, 5, "W2 version")))
+    heads = {t: git(repo, "rev-parse", worktree.branch_name(run_id, t)).strip() for t in run.paths}
+    record_writers(fake, run, {"W1": heads["W1"], "W2": heads["W2"]})
+    for task in ("W1", "W2"):
+        fake.finish(task)
+    fake.end("succeeded")
+    return fake, run
+
+
+def test_a_kept_branch_is_taken_into_the_working_tree_never_into_head_or_the_index(
+    repo: Path, fanout: Callable[..., CLIResult]
+) -> None:
+    fake, _ = conflicting_run(repo, "20260101-000000-000-ab01")
+    first = fanout("merge", fake.run_id)
+    assert first.returncode == 3, first.stdout + first.stderr
+    assert f"take it:   fanout merge {fake.run_id} W2" in first.stdout
+    # The person's tree is dirty, as fanout leaves it: merged changes, their own edits and
+    # untracked files (notes, settings) that no command of fanout's may commit.
+    (repo / "docs.md").write_text("my own docs edit\n")
+    (repo / "notes.txt").write_text("my notes, untracked\n")
+    (repo / ".claude" / "settings.json").write_text("{}\n")
+    (repo / "src" / "a.py").write_text(BASE_TEXT)  # W1's change undone, to take W2's instead
+    head, index = git(repo, "rev-parse", "HEAD"), git(repo, "ls-files", "-s", "--debug")
+    status_before = git(repo, "status", "--porcelain", "--untracked-files=all")
+
+    taken = fanout("merge", fake.run_id, "W2")
+
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    assert "W2: merged (1 file: src/a.py)" in taken.stdout
+    assert (repo / "src" / "a.py").read_text() == edit(BASE_TEXT, 5, "W2 version")
+    assert (repo / "docs.md").read_text() == "my own docs edit\n"
+    assert (repo / "notes.txt").read_text() == "my notes, untracked\n"
+    # Neither HEAD, the branch, the index nor the stash moved; nothing was committed.
+    assert git(repo, "rev-parse", "HEAD") == head
+    assert git(repo, "ls-files", "-s", "--debug") == index
+    assert git(repo, "log", "--format=%s", "main").split("\n")[:-1] == ["initial"]
+    assert git(repo, "stash", "list") == ""
+    assert sorted(git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()) == (
+        sorted([*status_before.splitlines(), " M src/a.py"])
+    )
+
+
+def test_choosing_which_writer_wins_and_in_which_order(
+    repo: Path, fanout: Callable[..., CLIResult]
+) -> None:
+    fake, run = conflicting_run(repo, "20260101-000000-000-ab02")
+    assert fanout("merge", fake.run_id).returncode == 3  # W1 merged, W2 kept
+    (repo / "src" / "a.py").write_text(BASE_TEXT)  # the person undoes W1 to take W2 instead
+
+    # The prediction reflects the working tree now: W1 stays out, W2 merges cleanly.
+    plain = fanout("merge", fake.run_id, "--dry-run")
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "W1: merged before, since undone" in plain.stdout
+    assert "W2: would merge (1 file: src/a.py)" in plain.stdout
+    assert "CONFLICT" not in plain.stdout
+    # A chosen subset, in a chosen order: the first named wins, the second conflicts with it.
+    ordered = fanout("merge", fake.run_id, "W2", "W1", "--dry-run")
+    assert ordered.returncode == 3
+    assert f"(base {run.base[:12]}): W2, W1, in this order" in ordered.stdout
+    assert "W2: would merge (1 file: src/a.py)" in ordered.stdout
+    assert "W1 conflicts with W2 in src/a.py (overlapping hunks)" in ordered.stdout
+    assert "W1: CONFLICT with W2, not applied" in ordered.stdout
+    only = fanout("merge", fake.run_id, "W1", "--dry-run")  # merged before: named, it applies
+    assert "W1: would merge (1 file: src/a.py)" in only.stdout and "W2" not in only.stdout
+    assert (repo / "src" / "a.py").read_text() == BASE_TEXT  # dry runs wrote nothing
+
+    done = fanout("merge", fake.run_id, "W2")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (repo / "src" / "a.py").read_text() == edit(BASE_TEXT, 5, "W2 version")
+    back = fanout("merge", fake.run_id, "W1", "--dry-run")  # what W1 collides with: W2 now
+    assert back.returncode == 3
+    assert "W1: CONFLICT with W2, not applied" in back.stdout
+    after = fanout("merge", fake.run_id)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "W1: merged before, since undone" in after.stdout
+    assert "W2: already merged" in after.stdout
+    assert (repo / "src" / "a.py").read_text() == edit(BASE_TEXT, 5, "W2 version")
+    merge_state = fanout("status", fake.run_id, "--json").json()["merge"]
+    assert merge_state["conflicts"] == []
+    assert (merge_state["undone"], merge_state["already_merged"]) == (["W1"], ["W2"])
+
+
+@pytest.mark.parametrize(
+    ("tasks", "message"),
+    [
+        (["W9"], "has no writer 'W9' (writers: W1, W2, W3)"),
+        (["W3"], "task W3 did not succeed, so it has no change to merge"),
+        (["W2", "W2"], "task W2 is named twice"),
+    ],
+)
+def test_naming_a_task_that_cannot_be_merged_is_one_line_and_writes_nothing(
+    repo: Path, fanout: Callable[..., CLIResult], tasks: list[str], message: str
+) -> None:
+    fake, run = conflicting_run(repo, "20260101-000000-000-ab03")
+    fake.log.append(
+        "worktree_created", task="W3", branch="fanout/x/W3", path="/nowhere", base=run.base
+    )
+
+    result = fanout("merge", fake.run_id, *tasks)
+
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.splitlines()) == 1
+    assert (repo / "src" / "a.py").read_text() == BASE_TEXT
+    assert not [
+        e for e in read_events(fake.path / "events.jsonl").events if e["type"] == "run_merged"
+    ]
+
+
+def test_wait_exits_3_and_names_each_collision_when_a_change_was_not_merged(
+    repo: Path, fanout: Callable[..., CLIResult]
+) -> None:
+    fake = FakeRun(repo, "20260101-000000-000-ab04", {"W1": {}, "W2": {}}, None)
+    for task in ("W1", "W2"):
+        branch = f"fanout/{fake.run_id}/{task}"
+        fake.log.append("worktree_created", task=task, branch=branch, path="/w", base="a" * 40)
+        fake.log.append("worktree_committed", task=task, branch=branch, commit="b" * 40)
+        fake.finish(task)
+    fake.log.append(
+        "run_merged",
+        base="a" * 40,
+        merged=["W1"],
+        conflicts=[
+            {
+                "task": "W2",
+                "branch": f"fanout/{fake.run_id}/W2",
+                "files": ["src/x.py"],
+                "with": ["W1"],
+                "reasons": {"src/x.py": "overlapping hunks"},
+            }
+        ],
+    )
+    fake.end("succeeded")
+
+    waited = fanout("wait", fake.run_id, "--timeout", "5")
+
+    assert waited.returncode == 3, waited.stdout + waited.stderr
+    assert "merge: merged W1; NOT merged: W2 conflicts with W1 in src/x.py" in waited.stdout
+    assert f"`fanout merge {fake.run_id} W2`" in waited.stdout
+    # Once the person took it, the run reads as fully merged.
+    fake.log.append("run_merged", base="a" * 40, merged=["W2"], conflicts=[])
+    assert fanout("wait", fake.run_id, "--timeout", "5").returncode == 0
+
+
+def test_gc_keeps_a_run_with_unmerged_changes_unless_forced_and_names_what_it_deletes(
+    repo: Path, fanout: Callable[..., CLIResult]
+) -> None:
+    fake, _ = conflicting_run(repo, "20260101-000000-000-ab05")
+    assert fanout("merge", fake.run_id).returncode == 3  # W2 kept: it conflicts with W1
+    kept_branch = f"fanout/{fake.run_id}/W2"
+
+    named = fanout("gc", fake.run_id)
+    every = fanout("gc", "--all-finished")
+
+    assert named.returncode == 1
+    for result in (named, every):
+        assert f"run {fake.run_id} kept" in result.stderr
+        assert "W2 conflicts with W1 in src/a.py" in result.stderr
+        assert f"'fanout merge {fake.run_id} W2'" in result.stderr
+        assert f"'fanout gc --force {fake.run_id}'" in result.stderr
+        assert f"removed run {fake.run_id}" not in result.stdout
+    assert every.returncode == 0
+    assert fake.path.is_dir()
+    assert git(repo, "rev-parse", "--verify", "--quiet", kept_branch).strip()
+
+    forced = fanout("gc", "--force", fake.run_id)
+
+    assert forced.returncode == 0, forced.stderr
+    assert f"removed run {fake.run_id}" in forced.stdout
+    assert (
+        f"branch {kept_branch} (deleted unmerged: W2 conflicts with W1 in src/a.py)"
+        in forced.stdout
+    )
+    assert f"branch fanout/{fake.run_id}/W1\n" in forced.stdout  # merged: nothing to say
+    assert not fake.path.exists()
+    assert git(repo, "branch", "--list", "fanout/*") == ""
+
+
+def test_gc_keeps_a_run_never_merged_and_removes_it_once_merged(
+    repo: Path, fanout: Callable[..., CLIResult]
+) -> None:
+    fake = FakeRun(repo, "20260101-000000-000-ab06", {"W1": {}}, None)
+    run = Writers(repo, run_id=fake.run_id)
+    run.task("W1", writes("docs.md", "W1 docs\n"))
+    record_writers(fake, run, {"W1": git(repo, "rev-parse", f"fanout/{fake.run_id}/W1").strip()})
+    fake.end("succeeded")  # merge.auto = false: nothing merged
+
+    kept = fanout("gc", fake.run_id)
+    assert kept.returncode == 1
+    assert "W1 was never merged" in kept.stderr
+    assert fanout("merge", fake.run_id).returncode == 0
+    removed = fanout("gc", fake.run_id)
+    assert removed.returncode == 0, removed.stderr
+    assert not fake.path.exists()
+    assert (repo / "docs.md").read_text() == "W1 docs\n"

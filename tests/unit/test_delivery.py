@@ -251,7 +251,9 @@ def test_merge_back_says_what_was_merged_what_conflicted_with_whom_and_how_to_ge
         '"src/a.py", "src/b.py"; see it: `git '
     )
     assert f"{BRANCH}/W2`." in conflict
-    assert any(f"`fanout merge {RUN}`" in line for line in lines)
+    # The way to take the kept branch: fanout's merge of that task, never `git merge`.
+    assert any(f"`fanout merge {RUN} W2`" in line for line in lines)
+    assert not any("git merge" in line for line in lines)
     assert f"Branches stay until `fanout gc {RUN}`." in lines
 
 
@@ -608,8 +610,8 @@ def test_status_shows_each_workers_cost_and_the_run_total(costed_run, fanout):
     assert "$" not in rows["W3"]
     assert "total: 2 workers, $0.53, 28k tokens in / 2.0k out, 16 turns" in out.stdout
     assert (
-        f"merge: merged W1; CONFLICT W2 ({BRANCH}/W2) in src/a.py; "
-        f"resolve, then `fanout merge {RUN}`" in out.stdout
+        "merge: merged W1; NOT merged: W2 conflicts with W1 in src/a.py; "
+        f"resolve or undo the overlap, then `fanout merge {RUN} W2`" in out.stdout
     )
 
 

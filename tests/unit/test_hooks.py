@@ -223,7 +223,10 @@ def stop(project: Path, active_flag: bool) -> dict[str, Any] | None:
     return hook(project, "Stop", stop_hook_active=active_flag)
 
 
-def test_stop_blocks_with_progress_then_gives_up_after_its_budget(project, make_run):
+def test_a_headless_conductor_past_its_budget_is_told_and_its_runs_released(
+    project, make_run, monkeypatch
+):
+    monkeypatch.setenv("CLAUDE_CODE_SESSION_ATTENDED", "0")  # claude -p
     config(project, wait_s=0, max_blocks=2)
     run = make_run({"W1": {}, "W2": {}})
     run.start("W1")
@@ -232,14 +235,68 @@ def test_stop_blocks_with_progress_then_gives_up_after_its_budget(project, make_
     assert "2 of 2 workers still at work" in first["reason"]
     assert "worker-output" not in first["reason"]  # no worker text, so no fence
     assert "1 more time" in first["reason"]
-    second = stop(project, True)
-    assert second is not None and second["decision"] == "block"
-    third = stop(project, True)
-    assert third is not None and "decision" not in third
-    assert "not holding this turn" in third["systemMessage"]
+    run.finish("W1", result="first result")
+    # The last block the budget allows says plainly what is not done and how to get it later.
+    last = stop(project, True)
+    assert last is not None and last["decision"] == "block"
+    assert "first result" in last["reason"]  # what did finish is handed over
+    assert "1 of 2 workers still at work: W2 pending" in last["reason"]
+    assert f"fanout wait {run.run_id}" in last["reason"]
+    assert "not in this conversation" in last["reason"]
+    assert "Do not present that work as finished" in last["reason"]
+    assert "1 worker(s)" in last["systemMessage"] and "left running" in last["systemMessage"]
+    events = read_events(run.path / "events.jsonl").events
+    assert [e["session_id"] for e in events if e["type"] == "conductor_released"] == [SESSION]
+    # Released: the session's next Stop and its end leave the run alone; it finishes on its own.
+    assert stop(project, True) is None
+    assert hook(project, "SessionEnd", reason="other") is None
+    kinds = [e["type"] for e in read_events(run.path / "events.jsonl").events]
+    assert "cancel_requested" not in kinds
+    assert active.run_ids(project) == [run.run_id]
+
+
+def test_an_interactive_conductor_past_its_budget_keeps_its_runs(project, make_run, monkeypatch):
+    monkeypatch.setenv("CLAUDE_CODE_SESSION_ATTENDED", "1")
+    config(project, wait_s=0, max_blocks=2)
+    run = make_run({"W1": {}, "W2": {}}, delivery="block")
+    run.start("W1")
+    assert stop(project, False)["decision"] == "block"
+    last = stop(project, True)
+    assert last is not None and last["decision"] == "block"
+    assert "after your next tool call or the next prompt" in last["reason"]
+    assert "left running" not in last["systemMessage"]
+    assert stop(project, True) is None  # let go of this turn, and said so once
+    kinds = [e["type"] for e in read_events(run.path / "events.jsonl").events]
+    assert "conductor_released" not in kinds
     # A new turn starts a new budget.
     fourth = stop(project, False)
     assert fourth is not None and fourth["decision"] == "block"
+
+
+def test_one_stop_waits_for_every_worker_and_blocks_once(project, make_run):
+    """Workers finishing one by one are not each a block: the Stop call waits for all."""
+    config(project, wait_s=20)
+    run = make_run({f"W{n}": {} for n in range(1, 6)})
+    for n in range(1, 6):
+        run.start(f"W{n}")
+    import threading
+
+    def finish_one_by_one() -> None:
+        for n in range(1, 6):
+            time.sleep(0.15)
+            run.finish(f"W{n}", result=f"result {n}")
+        run.end()
+
+    worker = threading.Thread(target=finish_one_by_one)
+    started = time.monotonic()
+    worker.start()
+    answer = stop(project, False)
+    worker.join()
+    assert time.monotonic() - started >= 0.7
+    assert answer is not None and answer["decision"] == "block"
+    assert all(f"result {n}" in answer["reason"] for n in range(1, 6))
+    assert "All of this session's fanout workers are done" in answer["reason"]
+    assert stop(project, True) is None
 
 
 def test_stop_delivers_the_collected_results_once_then_allows(project, make_run):

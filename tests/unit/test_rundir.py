@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from claude_fanout import defaults
 from claude_fanout.errors import FanoutError, RunNotFoundError, StoreError, UnsafePathError
-from claude_fanout.store import rundir
+from claude_fanout.store import active, rundir
 from claude_fanout.store.files import check_private_dir, make_private_dir, write_atomic
 from claude_fanout.store.rundir import (
     RunDir,
@@ -136,6 +137,39 @@ def test_create_run_makes_private_dirs_whatever_the_umask(project: Path, umask: 
     assert mode(run.path) == 0o700
     assert run.project == project
     run.check()
+
+
+@pytest.mark.parametrize("how", ["create_run", "active.mark"])
+def test_the_runs_dir_keeps_itself_out_of_git(tmp_path: Path, how: str) -> None:
+    """Whichever makes the store first (a run, or a hook marking one active), it holds a
+    .gitignore of "*": git sees nothing of it, and the person's .gitignore is not edited."""
+    project = tmp_path / "repo"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    if how == "create_run":
+        create_run(project, now=T0)
+    else:
+        (project / ".claude").mkdir()
+        active.mark(project, "20260921-141320-000-abcd")
+    ignore = runs_root(project) / ".gitignore"
+    assert ignore.read_text().splitlines()[-1] == "*"
+    assert mode(ignore) == 0o600
+    (runs_root(project) / ".slots").mkdir()
+    (runs_root(project) / ".slots" / "0").write_text("")
+    untracked = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert untracked == ""
+    assert not (project / ".gitignore").exists()
+
+    # One the person changed is theirs: never rewritten.
+    ignore.write_text("*\n!keep.txt\n")
+    create_run(project, now=T0 + 1)
+    assert ignore.read_text() == "*\n!keep.txt\n"
 
 
 def test_create_run_makes_the_claude_dir_when_missing(tmp_path: Path) -> None:

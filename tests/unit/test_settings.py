@@ -20,13 +20,15 @@ from hypothesis import strategies as st
 
 from claude_fanout import defaults
 from claude_fanout.settings import (
-    BACKUP_SUFFIX,
+    BACKUP_DIR,
     COMMAND_MARKER,
     FANOUT_HOOKS,
+    LEGACY_BACKUP_SUFFIX,
     MARKER,
     STOP_HOOK_TIMEOUT_S,
     Scope,
     SettingsError,
+    backup_dir,
     command_path,
     command_text,
     fanout_hooks,
@@ -454,21 +456,88 @@ def test_install_creates_settings_0644_whatever_the_umask(
 ) -> None:
     python, entry = runtime
     report = install(project=proj, python=python, entry=entry)
-    path = proj / ".claude/settings.json"
+    path = proj / ".claude/settings.local.json"
     assert report.written == (path, proj / ".claude/commands/fanout.md")
     assert report.changed and report.backup is None
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
-    assert not list(path.parent.glob(f"*{BACKUP_SUFFIX}"))
+    assert not list(path.parent.glob(f"*{LEGACY_BACKUP_SUFFIX}"))
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_default_install_keeps_machine_paths_out_of_the_shared_settings(
+    proj: Path, runtime: tuple[str, str]
+) -> None:
+    python, entry = runtime
+    report = install(project=proj, python=python, entry=entry)
+    personal = proj / ".claude/settings.local.json"
+    assert report.scope is Scope.LOCAL and report.settings == personal
+    assert not report.shared and "personal" in report.sharing
+    assert json.loads(personal.read_text()) == {"hooks": fanout_hooks(python=python, entry=entry)}
+    assert not (proj / ".claude/settings.json").exists()
+    # The command file names no path of this machine: it may be committed and shared.
+    command = (proj / ".claude/commands/fanout.md").read_text()
+    assert python not in command and entry not in command and str(proj) not in command
+
+
+def test_project_scope_says_the_file_is_shared(proj: Path, runtime: tuple[str, str]) -> None:
+    python, entry = runtime
+    report = install(scope=Scope.PROJECT, project=proj, python=python, entry=entry)
+    assert report.settings == proj / ".claude/settings.json"
+    assert report.shared and "shared" in report.sharing
+
+
+def test_install_moves_an_older_installs_hooks_out_of_the_shared_settings(
+    proj: Path, runtime: tuple[str, str]
+) -> None:
+    """An install from before the default was the personal file left machine paths in the
+    committed settings.json: the next install takes them out (and the old backup with them)."""
+    python, entry = runtime
+    shared = proj / ".claude/settings.json"
+    original = write_json(shared, REALISTIC)
+    legacy = shared.with_name(shared.name + LEGACY_BACKUP_SUFFIX)
+    legacy.write_bytes(original)
+    write_json(shared, merge_hooks(REALISTIC, fanout_hooks(python="/old/python", entry=ENTRY)))
+
+    report = install(project=proj, python=python, entry=entry)
+    assert shared.read_bytes() == original, "the shared file is not back to the team's version"
+    assert json.loads((proj / ".claude/settings.local.json").read_text()) == {
+        "hooks": fanout_hooks(python=python, entry=entry)
+    }
+    assert shared in report.written and legacy in report.removed and not legacy.exists()
+    assert any(f"moved fanout's hooks out of {shared}" in note for note in report.notes)
+    assert sorted(p.name for p in shared.parent.iterdir()) == [
+        BACKUP_DIR,
+        "commands",
+        "settings.json",
+        "settings.local.json",
+    ]
+
+
+def test_an_older_installs_backup_beside_the_file_moves_out_of_gits_sight(
+    proj: Path, runtime: tuple[str, str]
+) -> None:
+    python, entry = runtime
+    path = proj / ".claude/settings.local.json"
+    original = write_json(path, REALISTIC)
+    legacy = path.with_name(path.name + LEGACY_BACKUP_SUFFIX)
+    legacy.write_bytes(original)
+    write_json(path, merge_hooks(REALISTIC, fanout_hooks(python="/old/python", entry=ENTRY)))
+
+    report = install(project=proj, python=python, entry=entry)
+    assert legacy in report.removed and not legacy.exists()
+    assert (backup_dir(path) / path.name).read_bytes() == original
+    uninstall(project=proj)
+    assert path.read_bytes() == original
+    assert sorted(p.name for p in path.parent.iterdir()) == ["settings.local.json"]
 
 
 def test_install_twice_changes_nothing_and_backs_up_once(
     proj: Path, runtime: tuple[str, str]
 ) -> None:
     python, entry = runtime
-    path = proj / ".claude/settings.json"
+    path = proj / ".claude/settings.local.json"
     original = write_json(path, REALISTIC)
-    backup = path.with_name(path.name + BACKUP_SUFFIX)
+    backup = backup_dir(path) / path.name
 
     first = install(project=proj, python=python, entry=entry)
     assert first.changed and first.backup == backup
@@ -490,22 +559,93 @@ def test_install_twice_changes_nothing_and_backs_up_once(
     assert backup.stat().st_mtime_ns == backup_stat.st_mtime_ns
 
 
-def test_uninstall_restores_the_original(proj: Path, runtime: tuple[str, str]) -> None:
+def test_backups_live_in_a_private_folder_git_ignores(proj: Path, runtime: tuple[str, str]) -> None:
     python, entry = runtime
-    path = proj / ".claude/settings.json"
+    path = proj / ".claude/settings.local.json"
     write_json(path, REALISTIC)
+    report = install(project=proj, python=python, entry=entry)
+    assert report.backup is not None and report.backup.parent == backup_dir(path)
+    folder = backup_dir(path)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert (folder / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert not list(path.parent.glob(f"*{LEGACY_BACKUP_SUFFIX}"))
+
+
+def test_uninstall_restores_the_original_bytes_and_leaves_nothing_behind(
+    proj: Path, runtime: tuple[str, str]
+) -> None:
+    python, entry = runtime
+    path = proj / ".claude/settings.local.json"
+    original = write_json(path, REALISTIC)  # four-space indented: not how fanout writes JSON
     install(project=proj, python=python, entry=entry)
-    installed = path.read_bytes()
 
     report = uninstall(project=proj)
-    assert json.loads(path.read_text()) == REALISTIC
+    assert path.read_bytes() == original
     assert report.changed and report.written == (path,)
     assert report.removed == (proj / ".claude/commands/fanout.md",)
-    assert not (proj / ".claude/commands/fanout.md").exists()
-    assert report.backup is not None and report.backup.read_bytes() == installed
+    assert report.backup is None
+    # No backup, no empty commands/ folder: .claude/ holds what it held before.
+    assert sorted(p.name for p in (proj / ".claude").iterdir()) == ["settings.local.json"]
 
     again = uninstall(project=proj)
     assert not again.changed and again.backup is None
+    assert path.read_bytes() == original
+
+
+def test_uninstall_removes_the_settings_file_install_created(
+    proj: Path, runtime: tuple[str, str]
+) -> None:
+    python, entry = runtime
+    for scope in (Scope.LOCAL, Scope.PROJECT):
+        install(scope=scope, project=proj, python=python, entry=entry)
+        report = uninstall(scope=scope, project=proj)
+        assert settings_path(scope, project=proj) in report.removed
+        assert not (proj / ".claude").exists(), f"{scope}: left {list(proj.rglob('*'))}"
+
+
+def test_uninstall_keeps_what_was_added_to_a_file_install_created(
+    proj: Path, runtime: tuple[str, str]
+) -> None:
+    """Claude Code writes permission answers to settings.local.json: they are the person's."""
+    python, entry = runtime
+    path = proj / ".claude/settings.local.json"
+    install(project=proj, python=python, entry=entry)
+    settings = json.loads(path.read_text())
+    settings["permissions"] = {"allow": ["Bash(npm test)"]}
+    write_json(path, settings)
+
+    uninstall(project=proj)
+    assert json.loads(path.read_text()) == {"permissions": {"allow": ["Bash(npm test)"]}}
+    assert sorted(p.name for p in (proj / ".claude").iterdir()) == ["settings.local.json"]
+
+
+def test_uninstall_keeps_changes_made_since_install(proj: Path, runtime: tuple[str, str]) -> None:
+    python, entry = runtime
+    path = proj / ".claude/settings.local.json"
+    write_json(path, REALISTIC)
+    install(project=proj, python=python, entry=entry)
+    settings = json.loads(path.read_text())
+    settings["model"] = "sonnet"
+    write_json(path, settings)
+
+    uninstall(project=proj)
+    assert json.loads(path.read_text()) == {**REALISTIC, "model": "sonnet"}
+    assert not backup_dir(path).exists()
+
+
+def test_uninstall_takes_the_hooks_out_of_both_project_files(
+    proj: Path, runtime: tuple[str, str]
+) -> None:
+    python, entry = runtime
+    shared = proj / ".claude/settings.json"
+    personal = proj / ".claude/settings.local.json"
+    ours = fanout_hooks(python=python, entry=entry)
+    write_json(shared, merge_hooks(REALISTIC, ours))
+    write_json(personal, merge_hooks({"model": "haiku"}, ours))
+    report = uninstall(project=proj)
+    assert json.loads(shared.read_text()) == REALISTIC
+    assert json.loads(personal.read_text()) == {"model": "haiku"}
+    assert set(report.written) == {shared, personal}
 
 
 def test_uninstall_without_anything_installed_touches_nothing(proj: Path) -> None:
@@ -518,8 +658,8 @@ def test_reinstall_from_another_environment_replaces_our_entries(
     proj: Path, tmp_path: Path, runtime: tuple[str, str]
 ) -> None:
     python, entry = runtime
-    path = proj / ".claude/settings.json"
-    write_json(path, REALISTIC)
+    path = proj / ".claude/settings.local.json"
+    original = write_json(path, REALISTIC)
     install(project=proj, python=python, entry=entry)
     other_entry = tmp_path / "uv" / "entry.py"
     other_entry.parent.mkdir()
@@ -532,6 +672,9 @@ def test_reinstall_from_another_environment_replaces_our_entries(
     for event in OURS:
         for hook in ours_in(settings, event):
             assert str(other_entry) in hook["command"]
+    # The backup is still the file before fanout: uninstall puts exactly that back.
+    uninstall(project=proj)
+    assert path.read_bytes() == original
 
 
 @pytest.mark.parametrize(
@@ -546,11 +689,12 @@ def test_reinstall_from_another_environment_replaces_our_entries(
         (b'{"hooks": {"Stop": "say done"}}', '"hooks.Stop" must be a list, not a string'),
     ],
 )
+@pytest.mark.parametrize("name", ["settings.local.json", "settings.json"])
 def test_a_file_fanout_cannot_merge_into_is_left_untouched(
-    proj: Path, runtime: tuple[str, str], content: bytes, message: str
+    proj: Path, runtime: tuple[str, str], content: bytes, message: str, name: str
 ) -> None:
     python, entry = runtime
-    path = proj / ".claude/settings.json"
+    path = proj / ".claude" / name
     path.parent.mkdir()
     path.write_bytes(content)
     for action in (
@@ -563,12 +707,12 @@ def test_a_file_fanout_cannot_merge_into_is_left_untouched(
         assert str(path) in text and message in text and "\n" not in text
         assert "untouched" in text
         assert path.read_bytes() == content
-        assert sorted(p.name for p in path.parent.iterdir()) == ["settings.json"]
+        assert sorted(p.name for p in path.parent.iterdir()) == [name]
 
 
 def test_utf8_bom_is_accepted(proj: Path, runtime: tuple[str, str]) -> None:
     python, entry = runtime
-    path = proj / ".claude/settings.json"
+    path = proj / ".claude/settings.local.json"
     path.parent.mkdir()
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"model": "opus"}).encode())
     install(project=proj, python=python, entry=entry)
@@ -584,7 +728,9 @@ def test_users_own_command_file_is_never_overwritten(proj: Path, runtime: tuple[
         install(project=proj, python=python, entry=entry)
     assert str(mine) in str(caught.value)
     assert mine.read_text() == "My own /fanout that deploys to production.\n"
-    assert not (proj / ".claude/settings.json").exists(), "settings written before the refusal"
+    assert sorted(p.name for p in (proj / ".claude").iterdir()) == ["commands"], (
+        "settings written before the refusal"
+    )
 
     report = uninstall(project=proj)
     assert mine.exists()

@@ -741,3 +741,50 @@ def test_worktree_records_give_a_task_its_branch_and_commit_and_the_run_its_merg
 
     assert (status.tasks["W1"].branch, status.tasks["W1"].commit) == ("fanout/R/W1", "def")
     assert status.merge == {"merged": ["W1"], "conflicts": [], "base": "abc"}
+
+
+def test_a_merge_of_chosen_tasks_changes_only_their_outcome_and_a_failed_one_none() -> None:
+    conflict = {"task": "W2", "branch": "fanout/R/W2", "files": ["a.py"], "with": ["W1"]}
+    status = folded(
+        [
+            ev("run_created", 1.0, tasks=["W1", "W2", "W3"]),
+            ev("run_merged", 2.0, base="abc", merged=["W1", "W3"], conflicts=[conflict]),
+            # `fanout merge R W2` after the person undid W1's change: only W2 is considered.
+            ev("run_merged", 3.0, base="abc", merged=["W2"], conflicts=[]),
+            ev("run_merged", 4.0, base="abc", error="git: index.lock exists"),
+        ]
+    )
+    assert status.merge == {
+        "base": "abc",
+        "merged": ["W1", "W3", "W2"],
+        "conflicts": [],
+        "error": "git: index.lock exists",
+    }
+    # A later plain merge finds W1 undone and W2 present; it clears the error.
+    status = folded(
+        [
+            ev("run_created", 1.0, tasks=["W1", "W2", "W3"]),
+            ev("run_merged", 2.0, base="abc", merged=["W1", "W3"], conflicts=[conflict]),
+            ev("run_merged", 3.0, base="abc", error="boom"),
+            ev("run_merged", 4.0, undone=["W1"], already_merged=["W2", "W3"], conflicts=[]),
+        ]
+    )
+    assert status.merge == {
+        "base": "abc",
+        "merged": [],
+        "undone": ["W1"],
+        "already_merged": ["W2", "W3"],
+        "conflicts": [],
+    }
+
+
+def test_a_malformed_merge_record_is_folded_without_an_error() -> None:
+    status = folded(
+        [
+            ev("run_created", 1.0, tasks=["W1"]),
+            ev("run_merged", 2.0, merged=[["W1"], {"x": 1}], conflicts=[{"task": ["W2"]}, 7]),
+            ev("run_merged", 3.0, merged="W1", skipped=[None], conflicts={"task": "W1"}),
+        ]
+    )
+    assert status.merge is not None
+    assert status.merge["skipped"] == [None]

@@ -107,6 +107,22 @@ class HookContext:
         self.now = time.time()
 
 
+def is_interactive() -> bool:
+    """Whether the Conductor is an interactive Claude Code (a person at a terminal) rather than
+    ``claude -p`` or an SDK session, which wait at most 30 s for async hooks when the turn ends
+    and never wake: only the Stop barrier can deliver to them.
+
+    Claude Code (2.1.x) computes ``CLAUDE_CODE_SESSION_ATTENDED`` for each session (1 only for an
+    interactive one) and hands it to its hooks; ``CLAUDE_CODE_ENTRYPOINT`` is "cli" there and
+    "sdk-cli" / "sdk-py" otherwise, but an inherited "sdk-*" can survive into an interactive
+    child, so it only confirms.
+    """
+    attended = os.environ.get("CLAUDE_CODE_SESSION_ATTENDED")
+    if attended is not None:
+        return attended == "1"
+    return os.environ.get("CLAUDE_CODE_ENTRYPOINT") == "cli"
+
+
 def _deliverable(status: RunStatus) -> bool:
     """Whether a finished run still has a Conductor session alive to deliver its results to."""
     from claude_fanout import procs

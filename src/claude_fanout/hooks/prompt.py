@@ -25,6 +25,8 @@ from __future__ import annotations
 import os
 import re
 
+from claude_fanout.hooks.context import is_interactive
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -187,22 +189,6 @@ def split_wait(args: str) -> tuple[str | None, str]:
     if len(words) < 2 or words[1] not in ("block", "rewake"):
         raise RequestError("--wait takes block or rewake: /fanout --wait rewake <request>")
     return words[1], words[2] if len(words) > 2 else ""
-
-
-def is_interactive() -> bool:
-    """Whether the Conductor is an interactive Claude Code (a person at a terminal) rather than
-    ``claude -p`` or an SDK session, which wait at most 30 s for async hooks when the turn ends
-    and never wake: only the Stop barrier can deliver to them.
-
-    Claude Code (2.1.x) computes ``CLAUDE_CODE_SESSION_ATTENDED`` for each session (1 only for an
-    interactive one) and hands it to its hooks; ``CLAUDE_CODE_ENTRYPOINT`` is "cli" there and
-    "sdk-cli" / "sdk-py" otherwise, but an inherited "sdk-*" can survive into an interactive
-    child, so it only confirms.
-    """
-    attended = os.environ.get("CLAUDE_CODE_SESSION_ATTENDED")
-    if attended is not None:
-        return attended == "1"
-    return os.environ.get("CLAUDE_CODE_ENTRYPOINT") == "cli"
 
 
 def delivery_mode(explicit: str | None, configured: str) -> str:

@@ -36,9 +36,11 @@ _REASON_CHARS = 200
 # Merge-back: conflicts listed one by one, files named per conflict.
 _MAX_CONFLICTS = 6
 _MAX_FILES = 4
+# fanout's own standing instruction, never the user's word: Claude Code (2.1.332) tells the model
+# that hook output carries no message or approval from the user.
 DONE = (
-    "All of this session's fanout workers are done. Merge their results now, as the user "
-    "asked; read the result files for more than these excerpts."
+    "All of this session's fanout workers are done. Merge their results now into your answer "
+    "to the request that started them; read the result files for more than these excerpts."
 )
 
 
@@ -255,9 +257,10 @@ def merge_lines(status: RunStatus) -> list[str]:
     if len(conflicts) > _MAX_CONFLICTS:
         lines.append(f"… and {len(conflicts) - _MAX_CONFLICTS} more conflicting branch(es).")
     if conflicts:
+        chosen = " ".join(name(c.get("task")) for c in conflicts[:_MAX_CONFLICTS])
         lines.append(
-            f"Resolve the overlap in your files, then `fanout merge {rid}` applies what now merges "
-            "cleanly (or `git merge <branch>`)."
+            f"Resolve or undo the overlap in your files, then `fanout merge {rid} {chosen}` "
+            "applies those changes to your working tree (never a commit, HEAD or the index)."
         )
     if tasks("skipped"):
         listed = ", ".join(f"{name(t)} ({branch(t)})" for t in tasks("skipped"))

@@ -1,12 +1,21 @@
 """Stop: hold the Conductor (bounded) while its workers run, then hand it their results once.
 
-Each Stop call waits inside the hook up to ``stop.wait_s`` for news (a worker finishing), then:
-- all of the session's runs are done: block once with the collected results, so the Conductor
-  merges them; the next Stop is allowed;
-- workers still at work: block with what is new and who is still running;
-- the turn's budget is spent (``stop.max_blocks`` blocks, or ``stop.max_hold_s`` held): allow
-  the stop and say so; the results are delivered on the next tool call or prompt instead.
-A failed or lost worker is news like any other; a lost run counts as done: never waited on.
+A Stop call waits inside the hook, woken by the runs' logs, until every run of the session is
+done, and then blocks once with every result so the Conductor merges them: one block, however
+many workers and waves the runs take. A worker finishing is not a reason to block (the model
+could do nothing with it but wait again, and each block spends one of the few Claude Code
+allows in a row). Only when ``stop.wait_s`` passes first (it stays well under the hook's own
+timeout) does it block with progress and what is new, so the session is never cut off by
+Claude Code; the next Stop waits again.
+
+The turn's budget is ``stop.max_blocks`` blocks (Claude Code ends a turn itself after 8 in a
+row) and ``stop.max_hold_s`` held. When the last allowed wait ends with workers still at work,
+fanout lets go plainly: the Conductor is told, in a last block, what is still running and how to
+get the results later, and the person sees it too. A headless session (``claude -p``, the SDK)
+has no later: its runs are released from it first, so they finish after it exits instead of
+being cancelled at its end. An interactive one keeps them and is handed the results after its
+next tool call or prompt. A failed or lost worker is news like any other; a lost run counts as
+done: never waited on.
 """
 
 from __future__ import annotations
@@ -16,8 +25,12 @@ import os
 import time
 
 from claude_fanout.hooks import delivery
+from claude_fanout.hooks.context import is_interactive
+from claude_fanout.states import EventType
 from claude_fanout.store import active, layout
+from claude_fanout.store.eventlog import EventLog
 from claude_fanout.store.files import make_private_dir, write_json_atomic
+from claude_fanout.store.watch import wait_for_change
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,10 +40,12 @@ if TYPE_CHECKING:
     from claude_fanout.hooks.context import HookContext
     from claude_fanout.store.state import RunStatus
 
-POLL_S = 0.1
+# Liveness (a supervisor dying writes nothing until its watchdog notices) is re-checked at
+# least this often while waiting.
+RECHECK_S = 1.0
 
 
-def handle(ctx: HookContext, *, sleep: Any = time.sleep, clock: Any = time.monotonic) -> Any:
+def handle(ctx: HookContext, *, clock: Any = time.monotonic) -> Any:
     # Runs in rewake mode let the turn end: the async Rewake hook delivers their results.
     ctx.only_delivery = "block"
     if ctx.session_id is None or not ctx.session_runs():
@@ -41,42 +56,39 @@ def handle(ctx: HookContext, *, sleep: Any = time.sleep, clock: Any = time.monot
     budget = _load_budget(ctx)
     if not ctx.payload.get("stop_hook_active"):
         budget = {"blocks": 0, "held_s": 0.0}
-    spent = budget["blocks"] >= config.stop_max_blocks or budget["held_s"] >= config.stop_max_hold_s
-    wait_limit = (
-        0.0 if spent else min(config.stop_wait_s, config.stop_max_hold_s - budget["held_s"])
-    )
+    if budget["blocks"] >= config.stop_max_blocks or budget["held_s"] >= config.stop_max_hold_s:
+        return None  # fanout let go of this turn already, and said so
+    wait_limit = max(0.0, min(config.stop_wait_s, config.stop_max_hold_s - budget["held_s"]))
     started = clock()
     while True:
         runs = ctx.session_runs()
         unfinished = [status for _, status in runs if not status.state.terminal]
-        news = any(
-            delivery.untold(status, delivery.peek_told(path, ctx.session_id))
-            for path, status in runs
-        )
-        if not unfinished or news or clock() - started >= wait_limit:
+        left = wait_limit - (clock() - started)
+        if not unfinished or left <= 0:
             break
-        sleep(POLL_S)
+        logs = [layout.join(path, layout.EVENTS) for path, _ in runs]
+        wait_for_change(logs, min(RECHECK_S, left))
         ctx.refresh()
     held = clock() - started
     if not unfinished:
         return _final(ctx, runs, config)
-    if spent:
-        return {
-            "systemMessage": f"fanout: {len(unfinished)} run(s) still at work; not holding this "
-            "turn any longer. Results will be delivered after the next tool call or prompt."
-        }
     budget = {"blocks": budget["blocks"] + 1, "held_s": budget["held_s"] + held}
     _save_budget(ctx, budget)
-    left = config.stop_max_blocks - budget["blocks"]
+    blocks_left = config.stop_max_blocks - budget["blocks"]
+    if blocks_left <= 0 or budget["held_s"] >= config.stop_max_hold_s:
+        return _let_go(ctx, runs, config, budget["held_s"])
     ending = (
         "Their results will be delivered to you here; do not redo their work. Continue with "
-        "other work, or end your turn again to keep waiting"
-        + (
-            f" (fanout will hold the turn {left} more time{'s' if left != 1 else ''})."
-            if left > 0
-            else "."
-        )
+        "other work, or end your turn again to keep waiting (fanout will hold the turn "
+        f"{blocks_left} more time{'s' if blocks_left != 1 else ''})."
     )
+    return {"decision": "block", "reason": _news_and_progress(ctx, runs, config, ending)}
+
+
+def _news_and_progress(
+    ctx: HookContext, runs: list[tuple[str, RunStatus]], config: Config, ending: str
+) -> str:
+    """What finished since the session was last told (fenced), then who is still at work."""
     found = delivery.collect_news(ctx)
     told = {path for path, *_ in found}
     waiting = [
@@ -86,14 +98,65 @@ def handle(ctx: HookContext, *, sleep: Any = time.sleep, clock: Any = time.monot
     ]
     if not found:
         # Progress only, no worker text: no fence needed (nor its modules' import).
-        return {"decision": "block", "reason": "\n".join([*waiting, ending])}
+        return "\n".join([*waiting, ending])
     from claude_fanout.hooks import report
 
     message = report.Message(config.inject_max_chars, ending=ending)
     report.add_news(message, found, project=ctx.project, now=ctx.now)
     for line in waiting:
         message.add(line)
-    return {"decision": "block", "reason": message.render()}
+    return message.render()
+
+
+def _let_go(
+    ctx: HookContext, runs: list[tuple[str, RunStatus]], config: Config, held_s: float
+) -> dict[str, Any]:
+    """The turn's budget is spent with workers still at work: say so to the model and to the
+    person, plainly; a headless session's runs are released so they finish without it."""
+    from claude_fanout.hooks.report import seconds
+
+    unfinished = [(path, status) for path, status in runs if not status.state.terminal]
+    headless = not is_interactive()
+    if headless:
+        for path, _ in unfinished:
+            EventLog(layout.join(path, layout.EVENTS)).append(
+                EventType.CONDUCTOR_RELEASED, session_id=ctx.session_id, reason="stop_budget"
+            )
+    ids = [delivery.name(status.run_id) for _, status in unfinished]
+    later = "; ".join(
+        f"`fanout wait {rid}` then `fanout status {rid}` (results in "
+        f"{delivery.relative(layout.join(path, layout.WORKERS), ctx.project)}/<task>/out/)"
+        for rid, (path, _) in zip(ids, unfinished, strict=True)
+    )
+    if headless:
+        ending = (
+            f"fanout has stopped holding this turn after {seconds(held_s)}: the workers above "
+            "are still at work, and their results are not in this conversation. They keep "
+            "running after this session ends. In your answer, say plainly which work is not "
+            "done yet and that its results come later, from: " + later + ". Do not present "
+            "that work as finished or redo it."
+        )
+    else:
+        ending = (
+            f"fanout has stopped holding this turn after {seconds(held_s)}: the workers above "
+            "are still at work. Their results will be delivered after your next tool call or "
+            "the next prompt; meanwhile do not present that work as finished or redo it. "
+            "Status any time: " + later + "."
+        )
+    still = sum(
+        1 for _, status in unfinished for task in status.tasks.values() if not task.state.terminal
+    )
+    shown = (
+        f"fanout: stopped waiting after {seconds(held_s)}; {still} worker(s) of run "
+        f"{', '.join(ids)} still at work"
+        + (" and left running" if headless else "")
+        + f" (fanout wait {ids[0]})."
+    )
+    return {
+        "decision": "block",
+        "reason": _news_and_progress(ctx, runs, config, ending),
+        "systemMessage": shown,
+    }
 
 
 def _final(ctx: HookContext, runs: list[tuple[str, RunStatus]], config: Config) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from claude_fanout.store import layout
-from claude_fanout.store.files import make_private_dir, open_private
+from claude_fanout.store.files import make_ignored_dir, make_private_dir, open_private
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def mark(project: StrPath, run_id: str) -> None:
-    make_private_dir(layout.runs_root(project))
+    make_ignored_dir(layout.runs_root(project), what=layout.RUNS_WHAT)
     make_private_dir(layout.active_dir(project))
     os.close(
         open_private(os.path.join(layout.active_dir(project), run_id), os.O_WRONLY | os.O_CREAT)

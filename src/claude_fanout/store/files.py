@@ -70,6 +70,22 @@ def make_private_dir(path: StrPath, *, exist_ok: bool = True) -> None:
         os.chmod(path, defaults.DIR_MODE)
 
 
+def make_ignored_dir(path: StrPath, *, what: str) -> None:
+    """``make_private_dir`` plus a ``.gitignore`` of ``*`` inside (written once): git, ripgrep and
+    Claude Code's file search skip everything in it, the ``.gitignore`` included, and the
+    person's own ignore files are never edited. ``what`` says in that file whose files these are."""
+    make_private_dir(path)
+    ignore = os.path.join(os.fspath(path), ".gitignore")
+    try:
+        fd = open_private(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        return
+    try:
+        os.write(fd, f"# {what}: claude-fanout's own files, not part of your project\n*\n".encode())
+    finally:
+        os.close(fd)
+
+
 def open_private(path: StrPath, flags: int) -> int:
     """Open a store file without following a symlink at its last component, mode 0600 if created."""
     try:

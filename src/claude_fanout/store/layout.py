@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from claude_fanout.store.files import StrPath
 
 RUNS_DIR = defaults.RUNS_DIR
+# The runs directory holds a .gitignore of "*" saying this: nothing of the store reaches git.
+RUNS_WHAT = "run store"
 # One empty file per run that hooks still have business with (running, or results not yet
 # delivered to its Conductor). The hooks' shell guard skips Python entirely when it is empty.
 ACTIVE_DIR = ".active"

@@ -14,7 +14,7 @@ from claude_fanout import defaults
 from claude_fanout.errors import RunNotFoundError, StoreError
 from claude_fanout.store import layout
 from claude_fanout.store.eventlog import EventLog
-from claude_fanout.store.files import check_private_dir, make_private_dir
+from claude_fanout.store.files import check_private_dir, make_ignored_dir, make_private_dir
 
 
 def find_project(start: Path | None = None) -> Path:
@@ -107,11 +107,12 @@ def runs_root(project: Path) -> Path:
 
 
 def ensure_runs_root(project: Path) -> Path:
+    """``.claude/runs``, created if missing, with the ``.gitignore`` that keeps it out of git."""
     root = runs_root(project)
     claude_dir = root.parent
     if not claude_dir.exists():
         os.mkdir(claude_dir)
-    make_private_dir(root)
+    make_ignored_dir(root, what=layout.RUNS_WHAT)
     return root
 
 

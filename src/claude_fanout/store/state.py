@@ -259,6 +259,9 @@ def fold(status: RunStatus, event: Event) -> None:
         conductor = {k: event.get(k) for k in ("session_id", "pid", "start_time")}
         if isinstance(conductor["pid"], int) and isinstance(conductor["session_id"], str):
             status.conductor = conductor
+    elif kind == EventType.CONDUCTOR_RELEASED:
+        if (status.conductor or {}).get("session_id") == event.get("session_id"):
+            status.conductor = None
     elif kind == EventType.NOTICE:
         text = _text(event.get("text"))
         if text is not None:
@@ -344,19 +347,48 @@ def fold(status: RunStatus, event: Event) -> None:
         task.branch = _text(event.get("branch")) or task.branch
         task.commit = _text(event.get("commit"))
     elif kind == EventType.RUN_MERGED:
-        status.merge = {
-            key: event.get(key)
-            for key in (
-                "merged",
-                "conflicts",
-                "already_merged",
-                "unchanged",
-                "skipped",
-                "error",
-                "base",
-            )
-            if key in event
-        }
+        status.merge = fold_merge(status.merge, event)
+
+
+_MERGE_LISTS = ("merged", "already_merged", "undone", "unchanged", "skipped")
+
+
+def fold_merge(previous: dict[str, Any] | None, event: Event) -> dict[str, Any]:
+    """The run's merge state after ``event`` (a ``run_merged`` record): each task's outcome is
+    the one of the last record that considered it (``fanout merge RUN TASK`` considers only the
+    tasks named); a failed merge-back adds its ``error`` and changes no task's outcome."""
+    out = dict(previous or {})
+    if "base" in event:
+        out["base"] = event["base"]
+    if event.get("error") is not None:
+        out["error"] = event["error"]
+        return out
+    out.pop("error", None)
+    raw = event.get("conflicts")
+    conflicts = [c for c in raw if isinstance(c, dict)] if isinstance(raw, list) else []
+    considered = {c.get("task") for c in conflicts if isinstance(c.get("task"), str)}
+    for key in _MERGE_LISTS:
+        names = event.get(key)
+        if isinstance(names, list):
+            considered.update(name for name in names if isinstance(name, str))
+    for key in (*_MERGE_LISTS, "conflicts"):
+        if key not in out and key not in event:
+            continue
+        earlier = out.get(key)
+        kept = [
+            item
+            for item in (earlier if isinstance(earlier, list) else [])
+            if _task_of(item) not in considered
+        ]
+        new = conflicts if key == "conflicts" else event.get(key)
+        out[key] = kept + (new if isinstance(new, list) else [])
+    return out
+
+
+def _task_of(item: Any) -> str | None:
+    """The task a merge record's list item is about: a task id, or a conflict's ``task``."""
+    task = item.get("task") if isinstance(item, dict) else item
+    return task if isinstance(task, str) else None
 
 
 def add_usage(total: dict[str, float] | None, more: dict[str, float]) -> dict[str, float]:
