@@ -36,17 +36,27 @@ class Mechanism(NamedTuple):
 
     name: str
     since: str
-    without: str  # what fanout does on an older release, and the fix
+    used_by: str  # "workers": the CLI fanout starts (workers, planner); "conductor": the session
+    # whose hooks fanout runs in
+    without: str  # what fanout does on an older release
 
 
 ATTENDED_ENV: Final = "CLAUDE_CODE_SESSION_ATTENDED"
 
-# Measured by scripts/compat and by probing each release (docs/compat.md). Releases older than
-# TESTED_MIN are not in this table: nothing is known about them beyond "the tests failed".
+# Measured by scripts/compat and by probing each release (docs/compat.md); ``since`` is the
+# oldest measured release that has it.
 MECHANISMS: Final = (
+    Mechanism(
+        "api_error_status",
+        "2.1.139",
+        "workers",
+        "its result does not say the API rate-limited it, so such a worker fails instead of "
+        "waiting and retrying",
+    ),
     Mechanism(
         ATTENDED_ENV,
         "2.1.275",
+        "conductor",
         'delivery.mode "auto" guesses from CLAUDE_CODE_ENTRYPOINT whether a person is at the '
         'session; set [delivery] mode = "rewake" (interactive) or "block" (claude -p, SDK) in '
         ".claude/fanout.toml, or upgrade Claude Code",
@@ -102,15 +112,19 @@ def missing_mechanisms(version: str) -> list[Mechanism]:
 
 def cli_warning(cli: str) -> str | None:
     """One line when the CLI fanout is about to run (workers, the planner) is older than the
-    oldest release fanout is tested with; None when it is not, or its version cannot be read
-    (starting it then says what is wrong)."""
+    oldest release fanout is tested with, naming what it lacks; None when it is not, or its
+    version cannot be read (starting it then says what is wrong)."""
     version = cli_version(cli)
-    if version is None or not _older(version, TESTED_MIN):
+    if version is None:
         return None
+    lacks = [m for m in missing_mechanisms(version) if m.used_by == "workers"]
+    if not lacks and not _older(version, TESTED_MIN):
+        return None
+    said = "".join(f"; it has no {m.name} (since {m.since}): {m.without}" for m in lacks)
     return (
         f"Claude Code {version} ({cli}) is older than {TESTED_MIN}, the oldest release fanout is "
-        "tested with (docs/compat.md: workers or the planner may misbehave); upgrade it, or "
-        "point FANOUT_CLAUDE_BIN at a newer claude"
+        f"tested with (docs/compat.md){said}; upgrade it, or point FANOUT_CLAUDE_BIN at a newer "
+        "claude"
     )
 
 

@@ -316,8 +316,8 @@ class Request:
     def structured_output_accepted(self) -> bool:
         """Whether this request follows the CLI's acceptance of a ``StructuredOutput`` call (a
         ``tool_result`` without ``is_error`` answering it). Claude Code ends a ``--json-schema``
-        session there from 2.1.2xx on (docs/compat.md); older releases ask the model for one more
-        turn, which a model ends with a short text."""
+        session there from 2.1.191 on (docs/compat.md); 2.1.183 and older ask the model for one
+        more turn, which a model ends with a short text."""
         called = {
             str(block.get("id"))
             for message in self.messages

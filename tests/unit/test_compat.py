@@ -210,6 +210,7 @@ def test_a_cli_older_than_the_tested_range_gets_one_line_naming_version_and_fix(
     assert warning is not None and "\n" not in warning
     assert warning.startswith(f"Claude Code 1.0.100 ({old}) is older than {compat.TESTED_MIN}")
     assert "FANOUT_CLAUDE_BIN" in warning
+    assert "api_error_status (since 2.1.139)" in warning and "retrying" in warning
     assert (
         compat.cli_warning(str(fake_claude(tmp_path / "min" / "claude", compat.TESTED_MIN))) is None
     )
@@ -228,6 +229,10 @@ def test_a_conductor_without_the_attended_marker_is_told_how_to_choose_delivery(
     )
     assert compat.conductor_warning({}) is None  # not run by Claude Code
     assert [m.name for m in compat.missing_mechanisms("2.1.257")] == [compat.ATTENDED_ENV]
+    assert [m.name for m in compat.missing_mechanisms("2.1.81")] == [
+        "api_error_status",
+        compat.ATTENDED_ENV,
+    ]
     assert compat.missing_mechanisms("2.1.275") == []
 
 
