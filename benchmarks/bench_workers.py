@@ -222,7 +222,9 @@ def classify(cmdline: Sequence[str], parent_cmdline: Sequence[str]) -> str:
     if "claude_fanout" in line or (len(cmdline) > 1 and cmdline[1].endswith("/fanout")):
         return "fanout client"
     if cmdline and os.path.basename(cmdline[0]) in ("claude", "claude.exe"):
-        return "claude CLI"
+        # `fanout run` asks the CLI its version before it starts claude tasks (compat.py): the
+        # client's start-up, not a session.
+        return "fanout client" if list(cmdline[1:]) == ["--version"] else "claude CLI"
     return "other"
 
 
