@@ -55,6 +55,13 @@ MECHANISMS: Final = (
         "waiting and retrying",
     ),
     Mechanism(
+        "is_error when stopped at a limit",
+        "2.1.139",
+        "workers",
+        "a worker stopped at its max_turns or max_cost_usd ends as if it succeeded (exit 0, no "
+        "error), so fanout marks it over budget without saying why",
+    ),
+    Mechanism(
         ATTENDED_ENV,
         "2.1.275",
         "conductor",

@@ -231,6 +231,7 @@ def test_a_conductor_without_the_attended_marker_is_told_how_to_choose_delivery(
     assert [m.name for m in compat.missing_mechanisms("2.1.257")] == [compat.ATTENDED_ENV]
     assert [m.name for m in compat.missing_mechanisms("2.1.81")] == [
         "api_error_status",
+        "is_error when stopped at a limit",
         compat.ATTENDED_ENV,
     ]
     assert compat.missing_mechanisms("2.1.275") == []
