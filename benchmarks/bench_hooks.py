@@ -28,6 +28,9 @@ It also checks each hook's answer (so a hook failing open cannot pass for a fast
 the one-off cost of a session's first PostToolUse on a run (its cursor starts at offset 0 of the
 log), and prints a ``-X importtime`` breakdown of PreToolUse, PostToolUse and Stop calls, with
 the modules each imports beyond the floor and who imports them. Always exits 0.
+
+``FANOUT_PORTABLE=1`` measures the portable path (psutil, polling: what macOS runs); the hooks
+inherit it, as every fanout process must for their start times to agree.
 """
 
 from __future__ import annotations
@@ -296,7 +299,11 @@ class Variant:
         return f"{self.scenario}/{self.hook}"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("FANOUT_") or k == procs.PORTABLE_ENV
+        }
         env.update(
             CLAUDE_PROJECT_DIR=self.project,
             CLAUDE_CODE_SESSION_ID=SESSION_ID,

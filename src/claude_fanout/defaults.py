@@ -67,3 +67,6 @@ PLANNER_HOOK_MARGIN_S = 30
 PLANNER_MAX_TASKS = 8
 PLANNER_TASK_LIMIT = 64
 PLANNER_MAX_TURNS = 12
+
+# `fanout status` / `runs` into a pipe or a file: the width tables may take (nothing is cut).
+PIPED_OUTPUT_WIDTH = 10_000

@@ -37,6 +37,8 @@ from types import TracebackType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from claude_fanout.text import first_line
+
 __all__ = [
     "ErrorReply",
     "Exchange",
@@ -333,14 +335,20 @@ class Request:
             for block in _blocks(users[-1].get("content"))
         )
 
+    def _since_last_answer(self) -> list[dict[str, Any]]:
+        messages = self.messages
+        answers = [n for n, m in enumerate(messages) if m.get("role") == "assistant"]
+        return messages[answers[-1] + 1 :] if answers else messages
+
+    def newest_text(self) -> str:
+        """Every text the model is being told now (after its last answer), however framed."""
+        return "\n".join(text for message in self._since_last_answer() for text in _texts(message))
+
     def fanout_texts(self, *, newest: bool = False) -> list[str]:
         """fanout's messages to the model in this request, wherever the CLI put them and however
         it framed them (:func:`fanout_text`); each distinct message once, oldest first. With
         ``newest``, only those after the model's last answer (what it is being told now)."""
-        messages = self.messages
-        if newest:
-            answers = [n for n, m in enumerate(messages) if m.get("role") == "assistant"]
-            messages = messages[answers[-1] + 1 :] if answers else messages
+        messages = self._since_last_answer() if newest else self.messages
         found = (
             fanout_text(text)
             for message in messages
@@ -866,15 +874,10 @@ class EditThenReport:
         if len(done) == 1:
             edit = {"file_path": path, "old_string": found["old"], "new_string": found["new"]}
             return self._reply([ToolUse("Edit", edit)])
-        return self._reply([Text(f"EDITED {found['path']}: {_one_line(done[-1][1])}")])
+        return self._reply([Text(f"EDITED {found['path']}: {first_line(done[-1][1], 120)}")])
 
     def _reply(self, content: Sequence[Text | ToolUse]) -> Reply:
         return Reply(list(content), usage=self.usage, delay_s=self.delay_s)
-
-
-def _one_line(text: str, limit: int = 120) -> str:
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    return line[:limit]
 
 
 def read_then_summarize(*, delay_s: float = 0.0, usage: Usage | None = None) -> ReadThenSummarize:

@@ -699,18 +699,16 @@ def _sharing(path: Path, scope: Scope) -> tuple[bool, str, str | None]:
 
 def _git_state(path: Path) -> str | None:
     """``tracked``, ``ignored`` or ``untracked``; None outside a git work tree (or without git)."""
-    from claude_fanout import worktree
+    from claude_fanout.git import repo
 
     try:
-        tracked = worktree.run_git(
+        tracked = repo.run_git(
             ["ls-files", "--error-unmatch", "--", path.name], cwd=path.parent, ok=(0, 1)
         )
         if tracked.returncode == 0:
             return "tracked"
-        ignored = worktree.run_git(
-            ["check-ignore", "-q", "--", path.name], cwd=path.parent, ok=(0, 1)
-        )
-    except worktree.GitError:
+        ignored = repo.run_git(["check-ignore", "-q", "--", path.name], cwd=path.parent, ok=(0, 1))
+    except repo.GitError:
         return None
     return "ignored" if ignored.returncode == 0 else "untracked"
 
@@ -719,13 +717,13 @@ def _exclude_file(path: Path) -> tuple[Path, str] | None:
     """The repository's ``info/exclude`` and the anchored pattern naming ``path`` in it."""
     from pathlib import Path as _Path
 
-    from claude_fanout import worktree
+    from claude_fanout.git import repo
 
     try:
-        out = worktree.run_git(
+        out = repo.run_git(
             ["rev-parse", "--git-path", "info/exclude", "--show-prefix"], cwd=path.parent
         ).stdout.decode()
-    except worktree.GitError:
+    except repo.GitError:
         return None
     lines = out.split("\n")
     if len(lines) < 2:

@@ -126,6 +126,7 @@ def test_fanout_from_a_real_conductor_session(
     wait_until(lambda: not processes_under(project / ".claude"), timeout=10)
 
 
+@pytest.mark.portable
 def test_killing_claude_code_mid_run_leaves_no_worker(
     fanout_project: Path, fake_api: StartFake, claude_home: Path
 ) -> None:

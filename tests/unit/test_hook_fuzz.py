@@ -41,6 +41,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from claude_fanout import procs
 from claude_fanout import settings as fanout_settings
 from claude_fanout.errors import FanoutError
 from claude_fanout.hooks import dispatch
@@ -751,10 +752,12 @@ def _hook_process(event: str, raw: bytes, project: Path) -> subprocess.Completed
     command = fanout_settings.hook_command(
         event, python=sys.executable, entry=fanout_settings.default_entry()
     )
+    # The platform-path switch stays: the run stores here hold start times taken on its path.
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("FANOUT_", "CLAUDE_")) and key != "PYTHONPATH"
+        if (not key.startswith(("FANOUT_", "CLAUDE_")) or key == procs.PORTABLE_ENV)
+        and key != "PYTHONPATH"
     }
     env.update(
         CLAUDE_PROJECT_DIR=str(project),

@@ -41,7 +41,7 @@ from claude_fanout.planner import (
 from claude_fanout.runner import wait_run
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
-from tests.helpers import wait_until
+from tests.helpers import git, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 SESSION = "5f0c7a52-1111-4c1e-9a57-000000000001"
@@ -469,9 +469,19 @@ def test_the_bundled_cli_is_found_without_the_sdk_on_sys_path(tmp_path: Path) ->
     assert found == str(wheel_cli)
 
 
+def test_a_planned_writer_outside_git_starts_nothing_and_says_how_to_fix_it(
+    repo: Path, fake_cli: FakeCLI
+) -> None:
+    text = prompt_hook(repo, "/fanout --wait block review and fix the parser")
+    assert text is not None
+    assert "task W2: field 'write'" in text and f"run 'git init' in {repo}" in text
+    assert nothing_started(repo)
+
+
 def test_a_planned_run_starts_and_the_conductor_is_told_what_was_planned(
     repo: Path, fake_cli: FakeCLI
 ) -> None:
+    git(repo, "init", "-q")  # W2 writes: it needs a git work tree
     text = prompt_hook(repo, "/fanout --wait block review and fix the parser")
     assert text is not None
     (run,) = list_runs(repo)
