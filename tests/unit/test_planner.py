@@ -526,6 +526,7 @@ def test_a_cli_too_old_and_a_conductor_too_old_are_said_plainly(
     # Claude Code before 2.1.275 hands its hooks CLAUDE_CODE_ENTRYPOINT but no
     # CLAUDE_CODE_SESSION_ATTENDED.
     monkeypatch.setenv("CLAUDE_CODE_ENTRYPOINT", "cli")
+    git(repo, "init", "-q")  # W2 writes: it needs a git work tree
     text = prompt_hook(repo, "/fanout review and fix the parser")
     assert text is not None
     try:
@@ -545,6 +546,7 @@ def test_a_current_cli_and_conductor_get_no_warning(
 ) -> None:
     monkeypatch.setenv("CLAUDE_CODE_ENTRYPOINT", "cli")
     monkeypatch.setenv("CLAUDE_CODE_SESSION_ATTENDED", "1")
+    git(repo, "init", "-q")  # W2 writes: it needs a git work tree
     text = prompt_hook(repo, "/fanout review and fix the parser")
     assert text is not None
     try:
