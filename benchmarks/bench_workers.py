@@ -59,7 +59,7 @@ from typing import Any
 
 import psutil
 
-from claude_fanout.executors.claude import PARENT_SESSION_VARS
+from claude_fanout.claude.env import PARENT_SESSION_VARS
 from claude_fanout.fake_api import (
     FakeMessagesAPI,
     Reply,

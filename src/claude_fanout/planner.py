@@ -42,7 +42,7 @@ from claude_fanout.text import one_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
     from typing import Any
 
     from claude_fanout.config import Config, Trigger
@@ -264,29 +264,6 @@ def to_plan_dict(output: object, *, instruction: str, max_tasks: int) -> dict[st
 # -- running the planner -----------------------------------------------------------------------
 
 
-def find_cli(
-    env: Mapping[str, str], *, site_dirs: Iterable[str] | None = None, search_path: bool = True
-) -> str:
-    """The Claude Code CLI for the planner: the workers' one (:func:`executors.claude.find_cli`:
-    ``$FANOUT_CLAUDE_BIN``, else the one bundled in the claude-agent-sdk wheel, found by path,
-    else ``claude`` on PATH), checked to be there; PlannerError when it is not."""
-    from claude_fanout.executors import claude
-
-    found = claude.find_cli(env, site_dirs=site_dirs, search_path=search_path)
-    chosen = env.get(claude.CLAUDE_BIN_ENV)
-    if chosen and not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
-        raise PlannerError(
-            f"{claude.CLAUDE_BIN_ENV}={chosen} is not an executable file; point it at the Claude "
-            "Code CLI"
-        )
-    if found is None:
-        raise PlannerError(
-            "the planner found no Claude Code CLI (set FANOUT_CLAUDE_BIN, or install "
-            "claude-agent-sdk, which bundles one)"
-        )
-    return found
-
-
 def planner_argv(
     cli: str,
     *,
@@ -295,59 +272,23 @@ def planner_argv(
     config: Config,
     env: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The planner's command line; the request itself goes to its stdin (an instruction that
-    starts with ``-`` must not read as an option)."""
-    from claude_fanout.executors.claude import DEFAULT_SETTING_SOURCES, SETTING_SOURCES_ENV
+    """The planner's command line (the one builder's, with the planner's options); the request
+    itself goes to its stdin (an instruction that starts with ``-`` must not read as an option)."""
+    from claude_fanout.claude.command import command
+    from claude_fanout.claude.env import setting_sources
 
-    # The workers' setting sources (project and local), overridden the same way.
-    sources = (env or {}).get(SETTING_SOURCES_ENV)
-    if sources is None:
-        sources = ",".join(DEFAULT_SETTING_SOURCES)
-    argv = [
-        cli,
-        "-p",
-        "--output-format",
-        "json",
-        "--json-schema",
-        json.dumps(schema, separators=(",", ":")),
-        "--append-system-prompt",
-        system,
-        "--tools",
-        ",".join(PLANNER_TOOLS),
-        "--allowedTools",
-        ",".join(PLANNER_TOOLS),
-        "--permission-mode",
-        "dontAsk",
-        "--strict-mcp-config",
-        "--max-turns",
-        str(config.planner_max_turns),
-        "--no-session-persistence",
-    ]
-    if sources.strip() != "all":
-        argv.append(
-            f"--setting-sources={','.join(s.strip() for s in sources.split(',') if s.strip())}"
-        )
-    if config.planner_model:
-        argv += ["--model", config.planner_model]
-    return argv
-
-
-def planner_env(base: Mapping[str, str]) -> dict[str, str]:
-    """``base`` without the parent session's markers, one level deeper than the Conductor and
-    at least at the hooks' depth limit (so its fanout hooks do nothing)."""
-    from claude_fanout.executors.claude import worker_env
-
-    env = worker_env(base)
-    try:
-        depth = int(base.get("FANOUT_DEPTH", "0") or "0")
-    except ValueError:
-        depth = 0
-    try:
-        limit = int(base.get("FANOUT_MAX_DEPTH", defaults.MAX_DEPTH))
-    except ValueError:
-        limit = defaults.MAX_DEPTH
-    env["FANOUT_DEPTH"] = str(max(depth + 1, limit, 1))
-    return env
+    return command(
+        cli=cli,
+        tools=PLANNER_TOOLS,
+        max_turns=config.planner_max_turns,
+        model=config.planner_model,
+        # The workers' setting sources (project and local), overridden the same way.
+        sources=setting_sources(env or {}),
+        output_format="json",
+        json_schema=schema,
+        append_system_prompt=system,
+        persist_session=False,
+    )
 
 
 def run_planner(
@@ -364,11 +305,17 @@ def run_planner(
     from pathlib import Path
 
     from claude_fanout import procs
+    from claude_fanout.claude.cli import CLINotFoundError, require_cli
+    from claude_fanout.claude.env import planner_env
+    from claude_fanout.claude.stream import json_result
     from claude_fanout.errors import PlanError
     from claude_fanout.plan import parse_plan
 
     base = os.environ if env is None else env
-    cli = find_cli(base)
+    try:
+        cli = require_cli(base)
+    except CLINotFoundError as exc:
+        raise PlannerError(f"the planner cannot start: {exc}") from None
     schema = plan_schema(config.planner_max_tasks)
     system = system_prompt(project=project, cwd=cwd, max_tasks=config.planner_max_tasks)
     argv = planner_argv(cli, schema=schema, system=system, config=config, env=base)
@@ -390,7 +337,7 @@ def run_planner(
             "(raise planner.timeout_s in .claude/fanout.toml, up to "
             f"{defaults.PLANNER_MAX_TIMEOUT_S:g})"
         )
-    result = _result(out)
+    result = json_result(out)
     if code != 0 or result is None or result.get("is_error"):
         raise PlannerError(_failure(code, result, err))
     if result.get("structured_output") is None:
@@ -415,15 +362,6 @@ def run_planner(
         cost_usd=float(cost) if isinstance(cost, int | float) else None,
         wall_s=wall_s,
     )
-
-
-def _result(stdout: bytes) -> dict[str, Any] | None:
-    """The CLI's result object (``--output-format json`` prints exactly one)."""
-    try:
-        value = json.loads(stdout.decode("utf-8", "replace"))
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _failure(code: int, result: Mapping[str, Any] | None, stderr: bytes) -> str:

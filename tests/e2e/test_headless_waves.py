@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from claude_fanout import settings
+from claude_fanout.claude.cli import cli_path
 from claude_fanout.demo import FINAL_MARK, is_worker
-from claude_fanout.executors.claude import cli_path
 from claude_fanout.fake_api import Reply, Request, Text, cli_env
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs

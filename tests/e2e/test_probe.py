@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from claude_fanout import compat, settings
-from claude_fanout.executors.claude import cli_path
+from claude_fanout.claude.cli import cli_path
 from claude_fanout.fake_api import claude_cli
 from claude_fanout.probe import MECHANISMS, resolve_clis
 from tests.helpers import CLIResult

@@ -336,7 +336,7 @@ def _version_warnings(plan: Plan, *, guessed_mode: bool) -> list[str]:
 
     found = [compat.conductor_warning(os.environ) if guessed_mode else None]
     if any(task.kind == "claude" for task in plan.tasks):
-        from claude_fanout.executors.claude import cli_path
+        from claude_fanout.claude.cli import cli_path
 
         found.append(compat.cli_warning(cli_path(os.environ)))
     return [warning for warning in found if warning is not None]
