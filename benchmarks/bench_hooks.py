@@ -4,10 +4,10 @@
                                                [--small-events N]
 
 Every call is ``/bin/sh -c "<command>"``, the command being what ``fanout install`` writes
-(``settings.hook_command``), with ``CLAUDE_PROJECT_DIR`` set, the project as working directory and
-a recorded payload (``tests/fixtures/hooks/``, rewritten to a scratch project) on stdin. Wall time
-is ``time.perf_counter`` around ``subprocess.run``; the variants are interleaved round-robin (the
-starting variant rotates each round) so machine noise hits all of them alike.
+(``settings_hooks.hook_command``), with ``CLAUDE_PROJECT_DIR`` set, the project as working
+directory and a recorded payload (``tests/fixtures/hooks/``, rewritten to a scratch project) on
+stdin. Wall time is ``time.perf_counter`` around ``subprocess.run``; the variants are interleaved
+round-robin (the starting variant rotates each round) so machine noise hits all of them alike.
 
 Measured side by side, in one run:
 
@@ -28,6 +28,9 @@ It also checks each hook's answer (so a hook failing open cannot pass for a fast
 the one-off cost of a session's first PostToolUse on a run (its cursor starts at offset 0 of the
 log), and prints a ``-X importtime`` breakdown of PreToolUse, PostToolUse and Stop calls, with
 the modules each imports beyond the floor and who imports them. Always exits 0.
+
+``FANOUT_PORTABLE=1`` measures the portable path (psutil, polling: what macOS runs); the hooks
+inherit it, as every fanout process must for their start times to agree.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import tempfile
 import threading
 import time
 
-from claude_fanout import procs, settings
+from claude_fanout import install, procs, settings_hooks
 from claude_fanout.states import EventType
 from claude_fanout.store import active, layout
 from claude_fanout.store.eventlog import EventLog, encode
@@ -61,7 +64,7 @@ SH = "/bin/sh"  # what Claude Code runs hooks with (dash on Debian/Ubuntu)
 TARGET_A = 1.2
 TARGET_B = 1.3
 TARGET_GROWTH = 1.10
-SRC = os.path.dirname(os.path.dirname(os.path.abspath(settings.__file__)))
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(settings_hooks.__file__)))
 # What each hook imports on its path (dispatch imports the handler; Stop's loads config+tomllib).
 HOOK_MODULES = {
     "PreToolUse": ["claude_fanout.hooks.dispatch", "claude_fanout.hooks.pre_tool_use"],
@@ -296,7 +299,11 @@ class Variant:
         return f"{self.scenario}/{self.hook}"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("FANOUT_") or k == procs.PORTABLE_ENV
+        }
         env.update(
             CLAUDE_PROJECT_DIR=self.project,
             CLAUDE_CODE_SESSION_ID=SESSION_ID,
@@ -465,9 +472,9 @@ def main() -> None:
     args = parser.parse_args()
 
     python = sys.executable
-    entry = settings.default_entry()
+    entry = install.default_entry()
     commands = {
-        event: settings.hook_command(event, python=python, entry=entry)
+        event: settings_hooks.hook_command(event, python=python, entry=entry)
         for event in ("PreToolUse", "PostToolUse", "Stop")
     }
     floor = f"{shlex.quote(python)} -I -S -c 'import json, sys; json.load(sys.stdin)'"

@@ -1,5 +1,9 @@
-"""Fixtures shared by every test folder: a scratch project, the real `fanout` CLI, and a process
-reaper that fails a test which leaves any of its processes behind (and kills them regardless)."""
+"""Fixtures shared by every test folder: a scratch project, the real `fanout` CLI, a process
+reaper that fails a test which leaves any of its processes behind (and kills them regardless),
+and the ``portable`` marker: a test so marked runs twice, on the Linux-only code paths
+(``[native]``) and with ``FANOUT_PORTABLE=1`` (``[portable]``: psutil and polling, as on macOS).
+The variable is in the environment, so the supervisors, watchdogs, hooks and CLIs a test starts
+take the same paths as the test's own process."""
 
 from __future__ import annotations
 
@@ -17,7 +21,36 @@ from typing import Any
 import psutil
 import pytest
 
+from claude_fanout import procs
 from tests.helpers import CLIResult, processes_under
+
+CODE_PATHS = ("native", "portable")
+
+
+@pytest.fixture(autouse=True)
+def code_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which platform paths this test runs: its parameter under the ``portable`` marker, else
+    whatever the environment says (``FANOUT_PORTABLE=1 pytest`` runs unmarked tests portable)."""
+    mode = getattr(request, "param", None)
+    if mode == "native" and not os.path.isdir("/proc/self"):
+        pytest.skip("no Linux-only paths here: [portable] is what this machine runs")
+    if mode == "portable":
+        monkeypatch.setenv(procs.PORTABLE_ENV, "1")
+    elif mode == "native":
+        monkeypatch.delenv(procs.PORTABLE_ENV, raising=False)
+    return "native" if procs.linux_paths() else "portable"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("portable") is not None:
+        metafunc.parametrize("code_paths", CODE_PATHS, indirect=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "portable: run twice, on the Linux-only paths and with FANOUT_PORTABLE=1 (psutil, polling)",
+    )
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 import sys
 
-from claude_fanout.cli import main
+from claude_fanout.cli.main import main
 
 sys.exit(main())

@@ -7,7 +7,6 @@ names the task and the field (``plan: task W2: field 'deps': unknown task 'W9' (
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,10 +16,10 @@ from typing import Any
 
 from claude_fanout import defaults
 from claude_fanout.errors import PlanError
+from claude_fanout.plan_paths import normalize_claim, parse_replaces
 
 _ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 _TARGET_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
-_GLOB_CHARS = frozenset("*?[")
 # A tool spec: a name, optionally a permission pattern in parentheses ("Bash(pytest *)").
 _TOOL_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\([^()\0]*\))?")
 
@@ -214,12 +213,7 @@ def parse_plan(data: object, *, project: Path) -> Plan:
         raise PlanError(
             f"unknown field (allowed: {', '.join(sorted(_PLAN_FIELDS))})", field=unknown[0]
         )
-    version = data.get("version")
-    if version != defaults.PLAN_VERSION:
-        raise PlanError(
-            f"{version!r} is not a version this fanout reads (it reads {defaults.PLAN_VERSION})",
-            field="version",
-        )
+    _check_version(data)
     max_parallel = _int(data.get("max_parallel", defaults.MAX_PARALLEL), "max_parallel", None, 1)
     name = data.get("name")
     if name is not None and not isinstance(name, str):
@@ -245,16 +239,7 @@ def parse_plan(data: object, *, project: Path) -> Plan:
             raise PlanError("duplicate id; every task needs its own", task=task.id, field="id")
         seen.add(task.id)
         tasks.append(task)
-    for task in tasks:
-        for dep in task.deps:
-            if dep not in seen:
-                raise PlanError(
-                    f"unknown task '{dep}' (known: {', '.join(sorted(seen))})",
-                    task=task.id,
-                    field="deps",
-                )
-            if dep == task.id:
-                raise PlanError("a task cannot depend on itself", task=task.id, field="deps")
+    _check_deps(tasks, seen)
     plan = Plan(
         tasks=tuple(tasks),
         max_parallel=max_parallel,
@@ -264,6 +249,33 @@ def parse_plan(data: object, *, project: Path) -> Plan:
     )
     topological_order(plan)
     return plan
+
+
+def _check_version(data: Mapping[str, Any]) -> None:
+    if "version" not in data:
+        raise PlanError(
+            f'required but missing; add "version": {defaults.PLAN_VERSION} to the plan',
+            field="version",
+        )
+    version = data.get("version")
+    if version != defaults.PLAN_VERSION:
+        raise PlanError(
+            f"{version!r} is not a version this fanout reads (it reads {defaults.PLAN_VERSION})",
+            field="version",
+        )
+
+
+def _check_deps(tasks: list[Task], known: set[str]) -> None:
+    for task in tasks:
+        for dep in task.deps:
+            if dep not in known:
+                raise PlanError(
+                    f"unknown task '{dep}' (known: {', '.join(sorted(known))})",
+                    task=task.id,
+                    field="deps",
+                )
+            if dep == task.id:
+                raise PlanError("a task cannot depend on itself", task=task.id, field="deps")
 
 
 def _parse_task(raw: object, *, index: int, project: Path) -> Task:
@@ -296,18 +308,30 @@ def _parse_task(raw: object, *, index: int, project: Path) -> Task:
             task=task_id,
             field=unknown[0],
         )
+    common = _common_fields(raw, task_id=task_id, kind=kind, project=project)
+    if kind is TaskKind.SHELL:
+        return _shell_task(raw, common)
+    if kind is TaskKind.PYTHON:
+        return _python_task(raw, common)
+    return _claude_task(raw, common)
 
-    def strings(name: str, value: object) -> tuple[str, ...]:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise PlanError("must be a list of strings", task=task_id, field=name)
-        return tuple(value)
 
-    deps = strings("deps", raw.get("deps", []))
+def _strings(value: object, *, task: str, field: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PlanError("must be a list of strings", task=task, field=field)
+    return tuple(value)
+
+
+def _common_fields(
+    raw: Mapping[str, Any], *, task_id: str, kind: TaskKind, project: Path
+) -> dict[str, Any]:
+    """The fields every kind of task has, validated: ``Task``'s keyword arguments."""
+    deps = _strings(raw.get("deps", []), task=task_id, field="deps")
     claims = tuple(
-        _normalize_claim(c, project=project, task=task_id)
-        for c in strings("claims", raw.get("claims", []))
+        normalize_claim(c, project=project, task=task_id)
+        for c in _strings(raw.get("claims", []), task=task_id, field="claims")
     )
-    replaces = _parse_replaces(raw.get("replaces", {}), project=project, task=task_id)
+    replaces = parse_replaces(raw.get("replaces", {}), project=project, task=task_id)
     timeout = raw.get("timeout_s", defaults.TASK_TIMEOUT_S)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise PlanError("must be a number of seconds > 0", task=task_id, field="timeout_s")
@@ -325,7 +349,7 @@ def _parse_task(raw: object, *, index: int, project: Path) -> Task:
         raise PlanError(
             "must be an object of string names to string values", task=task_id, field="env"
         )
-    common: dict[str, Any] = {
+    return {
         "id": task_id,
         "kind": kind,
         "deps": deps,
@@ -335,35 +359,43 @@ def _parse_task(raw: object, *, index: int, project: Path) -> Task:
         "retries": retries,
         "env": dict(env),
     }
-    if kind is TaskKind.SHELL:
-        argv = strings("argv", raw.get("argv"))
-        if not argv or not argv[0]:
-            raise PlanError(
-                "must be a non-empty list: the program, then its arguments",
-                task=task_id,
-                field="argv",
-            )
-        if any("\0" in a for a in argv):
-            raise PlanError("must not contain NUL bytes", task=task_id, field="argv")
-        return Task(**common, argv=argv)
-    if kind is TaskKind.PYTHON:
-        target = raw.get("target")
-        if not isinstance(target, str) or not _TARGET_RE.fullmatch(target):
-            raise PlanError(
-                f"{target!r} is not 'module:function' (e.g. 'pkg.mod:func')",
-                task=task_id,
-                field="target",
-            )
-        args = raw.get("args", {})
-        if not isinstance(args, dict):
-            raise PlanError(
-                "must be a JSON object of keyword arguments", task=task_id, field="args"
-            )
-        return Task(**common, target=target, args=args)
+
+
+def _shell_task(raw: Mapping[str, Any], common: dict[str, Any]) -> Task:
+    task_id = common["id"]
+    argv = _strings(raw.get("argv"), task=task_id, field="argv")
+    if not argv or not argv[0]:
+        raise PlanError(
+            "must be a non-empty list: the program, then its arguments",
+            task=task_id,
+            field="argv",
+        )
+    if any("\0" in a for a in argv):
+        raise PlanError("must not contain NUL bytes", task=task_id, field="argv")
+    return Task(**common, argv=argv)
+
+
+def _python_task(raw: Mapping[str, Any], common: dict[str, Any]) -> Task:
+    task_id = common["id"]
+    target = raw.get("target")
+    if not isinstance(target, str) or not _TARGET_RE.fullmatch(target):
+        raise PlanError(
+            f"{target!r} is not 'module:function' (e.g. 'pkg.mod:func')",
+            task=task_id,
+            field="target",
+        )
+    args = raw.get("args", {})
+    if not isinstance(args, dict):
+        raise PlanError("must be a JSON object of keyword arguments", task=task_id, field="args")
+    return Task(**common, target=target, args=args)
+
+
+def _claude_task(raw: Mapping[str, Any], common: dict[str, Any]) -> Task:
+    task_id = common["id"]
     prompt = raw.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise PlanError("must be a non-empty string", task=task_id, field="prompt")
-    tools = strings("tools", raw.get("tools", list(defaults.CLAUDE_TOOLS)))
+    tools = _strings(raw.get("tools", list(defaults.CLAUDE_TOOLS)), task=task_id, field="tools")
     for spec in tools:
         if not _TOOL_RE.fullmatch(spec):
             raise PlanError(
@@ -379,6 +411,8 @@ def _parse_task(raw: object, *, index: int, project: Path) -> Task:
             task=task_id,
             field="write",
         )
+    if write:
+        _check_writer_id(task_id)
     mode = raw.get("permission_mode", defaults.PERMISSION_MODE)
     if mode not in PERMISSION_MODES:
         raise PlanError(
@@ -405,6 +439,25 @@ def _parse_task(raw: object, *, index: int, project: Path) -> Task:
     )
 
 
+def _check_writer_id(task_id: str) -> None:
+    """A writer works on git branch ``fanout/<RUN>/<ID>``, so its id must be a valid part of a
+    branch name (the id rule alone lets ``a..b`` and ``fix.lock`` through)."""
+    from claude_fanout.git import worktrees
+
+    problem = worktrees.branch_name_problem(worktrees.branch_name("RUN", task_id))
+    if problem is None:
+        return
+    fixed = re.sub(r"\.{2,}", ".", task_id).rstrip(".")
+    if fixed.endswith(".lock"):
+        fixed = fixed.removesuffix(".lock") + "-lock"
+    raise PlanError(
+        f"write: true puts the task on git branch fanout/<RUN>/{task_id}, which git refuses "
+        f"({problem}); rename the task, e.g. '{fixed}'",
+        task=task_id,
+        field="id",
+    )
+
+
 def _cost(value: object, task: str | None) -> float | None:
     if value is None:
         return None
@@ -417,63 +470,6 @@ def _int(value: object, name: str, task: str | None, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise PlanError(f"must be a whole number >= {minimum}", task=task, field=name)
     return value
-
-
-def _parse_replaces(value: object, *, project: Path, task: str) -> dict[str, str]:
-    """``{project path: artifact}``; the artifact is a relative path inside the task's out/."""
-    if not isinstance(value, dict):
-        raise PlanError(
-            "must be an object of project paths to artifact names", task=task, field="replaces"
-        )
-    out: dict[str, str] = {}
-    for path, artifact in value.items():
-        if not isinstance(artifact, str) or not artifact or "\0" in artifact:
-            raise PlanError(
-                f"the artifact for '{path}' must be a file name in the task's out/",
-                task=task,
-                field="replaces",
-            )
-        norm = os.path.normpath(artifact)
-        if os.path.isabs(norm) or norm == ".." or norm.startswith(".." + os.sep):
-            raise PlanError(
-                f"'{artifact}' must stay inside the task's out/ directory",
-                task=task,
-                field="replaces",
-            )
-        rel = _normalize_claim(path, project=project, task=task, field="replaces")
-        if any(char in _GLOB_CHARS for char in rel):
-            raise PlanError(f"'{path}' must name one file, not a glob", task=task, field="replaces")
-        out[rel] = Path(norm).as_posix()
-    return out
-
-
-def _normalize_claim(claim: str, *, project: Path, task: str, field: str = "claims") -> str:
-    """A claim as a project-relative POSIX path (globs kept); refuse anything outside the project.
-
-    The part before the first glob character is resolved through symlinks, so a claim cannot
-    reach outside the project through a link either.
-    """
-    if not claim or "\0" in claim:
-        raise PlanError("claims must be non-empty paths", task=task, field=field)
-    root = str(project)
-    joined = os.path.normpath(os.path.join(root, claim))
-    literal = joined
-    # Only the claim's own part may hold glob characters; the project path may contain '[' too.
-    start = len(root) if joined.startswith(root + os.sep) else 0
-    for i in range(start, len(joined)):
-        if joined[i] in _GLOB_CHARS:
-            literal = os.path.dirname(joined[:i])
-            break
-    resolved = os.path.realpath(literal)
-    for candidate in (joined, resolved):
-        if candidate != root and not candidate.startswith(root + os.sep):
-            raise PlanError(
-                f"'{claim}' is outside the project {root}; claim paths inside it",
-                task=task,
-                field=field,
-            )
-    rel = os.path.relpath(joined, root)
-    return "." if rel == "." else Path(rel).as_posix()
 
 
 def plan_to_json(plan: Plan) -> str:

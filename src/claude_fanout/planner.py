@@ -38,6 +38,7 @@ import time
 
 from claude_fanout import defaults
 from claude_fanout.errors import FanoutError
+from claude_fanout.text import one_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -212,7 +213,9 @@ def to_plan_dict(output: object, *, instruction: str, max_tasks: int) -> dict[st
     tasks = output["tasks"]
     if not tasks:
         reason = output.get("reason")
-        why = f": {_one_line(reason)}" if isinstance(reason, str) and reason.strip() else ""
+        why = (
+            f": {one_line(reason, _LINE_MAX)}" if isinstance(reason, str) and reason.strip() else ""
+        )
         raise PlannerError(f"the planner found nothing to fan out{why}")
     if len(tasks) > max_tasks:
         raise PlannerError(
@@ -255,7 +258,7 @@ def to_plan_dict(output: object, *, instruction: str, max_tasks: int) -> dict[st
     name = output.get("name")
     if not isinstance(name, str) or not name.strip():
         name = instruction
-    return {"version": 1, "name": _one_line(name, 120), "tasks": converted}
+    return {"version": 1, "name": one_line(name, 120), "tasks": converted}
 
 
 # -- running the planner -----------------------------------------------------------------------
@@ -392,7 +395,7 @@ def run_planner(
         raise PlannerError(_failure(code, result, err))
     if result.get("structured_output") is None:
         text = result.get("result")
-        said = f" (it said: {_one_line(text, 160)})" if isinstance(text, str) and text else ""
+        said = f" (it said: {one_line(text, 160)})" if isinstance(text, str) and text else ""
         raise PlannerError(
             f"the planner ended without a plan: Claude did not call {STRUCTURED_OUTPUT_TOOL}{said}"
         )
@@ -427,7 +430,7 @@ def _failure(code: int, result: Mapping[str, Any] | None, stderr: bytes) -> str:
     what = f"the planner's Claude Code failed (exit {code}"
     if result is None:
         tail = [ln for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-        detail = _one_line(tail[-1]) if tail else "no result on its output"
+        detail = one_line(tail[-1], _LINE_MAX) if tail else "no result on its output"
         return f"{what}): {detail}"
     subtype = result.get("subtype")
     errors = result.get("errors")
@@ -442,7 +445,7 @@ def _failure(code: int, result: Mapping[str, Any] | None, stderr: bytes) -> str:
     elif subtype == "error_max_structured_output_retries":
         hint = "; Claude could not produce a plan in the required shape"
     head = f"{what}, {subtype})" if isinstance(subtype, str) else f"{what})"
-    return f"{head}: {_one_line(detail) or 'no detail'}{hint}"
+    return f"{head}: {one_line(detail, _LINE_MAX) or 'no detail'}{hint}"
 
 
 def clean_text(text: str) -> str:
@@ -453,11 +456,6 @@ def clean_text(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     return text
-
-
-def _one_line(text: str, limit: int = _LINE_MAX) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "\u2026"
 
 
 # -- triggers ----------------------------------------------------------------------------------

@@ -2,7 +2,12 @@
 
 A pid alone never identifies a process: pids come back within seconds on a busy machine. Every
 liveness check here pairs the pid with the process's start time. Stdlib only at import time;
-psutil is loaded lazily, and only where /proc is missing (macOS). Windows support belongs here.
+psutil is loaded lazily, and only on the portable path (macOS). Windows support belongs here.
+
+Linux-only paths (``/proc`` reads here, inotify in ``store/watch.py``) are taken only where
+:func:`linux_paths` says so. ``FANOUT_PORTABLE=1`` in the environment turns them off, so a
+Linux machine runs the code macOS runs (psutil, polling); children inherit it, so one variable
+switches the hooks, the supervisor and its watchdog alike.
 """
 
 from __future__ import annotations
@@ -14,10 +19,46 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
+    from types import ModuleType
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    import psutil
+
+PORTABLE_ENV = "FANOUT_PORTABLE"
+_HAS_PROC = os.path.isdir("/proc/self")
+
+
+def linux_paths() -> bool:
+    """Whether to take the Linux-only paths: ``/proc`` is there and ``FANOUT_PORTABLE`` is unset
+    (or ``0``). Read at each call, so a test can switch a process it has already imported."""
+    return _HAS_PROC and os.environ.get(PORTABLE_ENV, "0") in ("", "0")
+
+
+def _psutil() -> ModuleType:
+    """psutil, for the portable path. A hook runs as ``python -I -S``: only this package's parent
+    directory is on sys.path, and where psutil is not beside it (an editable install, or a
+    distribution's split of packages) this interpreter's site-packages are appended: its venv's
+    if it runs in one (without site, ``sys.prefix`` names the base interpreter, not the venv)."""
+    try:
+        import psutil
+    except ImportError:
+        import site
+        import sys
+
+        bin_dir = os.path.dirname(os.path.abspath(sys.executable))
+        venvs = [
+            root
+            for root in (os.path.dirname(bin_dir), bin_dir)
+            if os.path.isfile(os.path.join(root, "pyvenv.cfg"))
+        ]
+        prefixes = venvs[:1] or [sys.prefix]
+        missing = [path for path in site.getsitepackages(prefixes) if path not in sys.path]
+        if not missing:
+            raise
+        sys.path.extend(missing)
+        import psutil
+    return psutil
 
 
 def _proc_stat(pid: int) -> list[str] | None:
@@ -37,14 +78,13 @@ def process_start_time(pid: int) -> float | None:
     """
     if pid <= 0:
         return None
-    if os.path.isdir("/proc/self"):
+    if linux_paths():
         fields = _proc_stat(pid)
         if fields is None or fields[0] in ("Z", "X"):
             return None
         return float(fields[19])
     try:
-        import psutil
-
+        psutil = _psutil()
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
@@ -64,16 +104,14 @@ _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish", "busybox"})
 
 
 def process_name(pid: int) -> str | None:
-    if os.path.isdir("/proc/self"):
+    if linux_paths():
         try:
             with open(f"/proc/{pid}/comm", "rb") as handle:
                 return handle.read().decode("utf-8", "replace").strip()
         except OSError:
             return None
     try:
-        import psutil
-
-        return str(psutil.Process(pid).name())
+        return str(_psutil().Process(pid).name())
     except Exception:  # noqa: BLE001
         return None
 
@@ -112,14 +150,15 @@ def find_conductor(start_pid: int | None = None) -> tuple[int, float] | None:
 def groups_with_env(name: str, value: str) -> set[int]:
     """Process groups of this user's live processes whose environment has ``name=value``.
 
-    Linux only (``/proc/<pid>/environ``); elsewhere an empty set. This is how the watchdog finds
-    workers the supervisor started but died before telling it about.
+    This is how the watchdog finds workers the supervisor started but died before telling it
+    about. Linux: ``/proc/<pid>/environ``; elsewhere psutil (macOS reads another process's
+    environment too, as long as it is the same user's).
     """
-    if not os.path.isdir("/proc/self"):
-        return set()
+    me = os.getpid()
+    if not linux_paths():
+        return _portable_groups(lambda proc: proc.environ().get(name) == value, skip=me)
     needle = f"{name}={value}".encode()
     found: set[int] = set()
-    me = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
@@ -134,13 +173,13 @@ def groups_with_env(name: str, value: str) -> set[int]:
 
 
 def groups_in_session(sid: int) -> set[int]:
-    """Process groups of the live processes in session ``sid`` (Linux; elsewhere empty).
+    """Process groups of the live processes in session ``sid``.
 
     Session membership is inherited at fork, before exec: a worker caught between the two
     already belongs to its supervisor's session, though its environment is not yet its own.
     """
-    if not os.path.isdir("/proc/self"):
-        return set()
+    if not linux_paths():
+        return _portable_groups(lambda proc: os.getsid(proc.pid) == sid)
     found: set[int] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -151,14 +190,30 @@ def groups_in_session(sid: int) -> set[int]:
     return found
 
 
+def _portable_groups(match: Callable[[psutil.Process], bool], *, skip: int = 0) -> set[int]:
+    """Process groups of the live processes ``match`` accepts (psutil; not the hook path)."""
+    try:
+        psutil = _psutil()
+    except ImportError:
+        return set()  # the watchdog still stops every group it was told about
+    found: set[int] = set()
+    for proc in psutil.process_iter():
+        if proc.pid == skip:
+            continue
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and match(proc):
+                found.add(os.getpgid(proc.pid))
+        except (psutil.Error, OSError):
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
 def parent_pid(pid: int) -> int | None:
-    if os.path.isdir("/proc/self"):
+    if linux_paths():
         fields = _proc_stat(pid)
         return int(fields[1]) if fields else None
     try:
-        import psutil
-
-        return int(psutil.Process(pid).ppid())
+        return int(_psutil().Process(pid).ppid())
     except Exception:  # noqa: BLE001
         return None
 

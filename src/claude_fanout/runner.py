@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from claude_fanout import defaults, procs
 from claude_fanout.errors import FanoutError
-from claude_fanout.plan import Plan, plan_to_json
+from claude_fanout.plan import Plan, load_plan, plan_to_json
+from claude_fanout.preflight import check_runnable
 from claude_fanout.states import EventType, RunState
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
@@ -54,8 +55,10 @@ def start_run(
     ``env`` (default: this process's) is the supervisor's environment, which workers inherit.
     ``conductor`` (session_id, pid, start_time) names the Claude Code session that asked for
     the run: its hooks deliver the results there, and the supervisor cancels the run if that
-    process dies.
+    process dies. A plan that cannot run here (``check_runnable``) is refused before anything
+    is created.
     """
+    check_runnable(plan, project=project, env=env)
     run = create_run(project)
     write_atomic(run.plan_path, plan_to_json(plan).encode("utf-8"))
     active.mark(run.project, run.run_id)
@@ -82,6 +85,7 @@ def resume_run(run: RunDir, *, env: Mapping[str, str] | None = None) -> StartedR
         raise FanoutError(
             f"run {run.run_id} is still {status.state}; 'fanout cancel {run.run_id}' first"
         )
+    check_runnable(load_plan(run.plan_path, project=run.project), project=run.project, env=env)
     info = supervisor_info(run)
     if info is not None and isinstance(info.get("pid"), int):
         # A frozen supervisor declared lost must never wake up beside its successor.

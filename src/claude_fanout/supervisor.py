@@ -55,6 +55,8 @@ class _Slot:
     task: Task
     state: TaskState
     attempt: int = 0
+    # Attempts made by earlier supervisors of this run (before a `fanout resume`).
+    earlier_attempts: int = 0
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     deadline: float = math.inf
@@ -216,7 +218,7 @@ class Supervisor:
         ]
         if not branches:
             return
-        from claude_fanout import merge
+        from claude_fanout.git import merge
 
         try:
             # After a resume: what an earlier merge applied (and the person may have undone
@@ -238,9 +240,13 @@ class Supervisor:
         self._adopt_worktrees()
         for task_id, slot in self._slots.items():
             seen = recorded.tasks.get(task_id)
-            if seen is not None and seen.state is TaskState.SUCCEEDED:
+            if seen is None:
+                continue
+            # Attempts go on counting where the earlier supervisor stopped (one log, one count);
+            # `retries` is counted afresh for this supervisor's attempts.
+            slot.attempt = slot.earlier_attempts = seen.attempt
+            if seen.state is TaskState.SUCCEEDED:
                 slot.state = TaskState.SUCCEEDED
-                slot.attempt = seen.attempt
         if recorded.cancel_requested and self._cancel_reason is None:
             self._cancel_reason = "cancel requested"
 
@@ -333,9 +339,7 @@ class Supervisor:
             self.run.make_worker_dirs(task.id)
         except (FanoutError, OSError) as exc:
             # E.g. a worker directory replaced by a symlink: refused, and this task fails.
-            slot.state = TaskState.RUNNING
-            self._emit(EventType.TASK_STARTED, task=task.id, attempt=slot.attempt, pid=None)
-            self._finish(slot, None, None, TaskState.FAILED, f"cannot start: {exc}", now)
+            self._not_started(slot, str(exc), now)
             return
         log_fd = open_private(self.run.log_path(task.id), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         fds: list[int] = []
@@ -369,11 +373,11 @@ class Supervisor:
                 stdout_fd=fds[1] if fds else None,
             )
         except (OSError, FanoutError) as exc:
-            message = str(exc) if isinstance(exc, FanoutError) else f"{exc}"
-            os.write(log_fd, f"fanout: cannot start {task.id}: {message}\n".encode())
-            slot.state = TaskState.RUNNING
-            self._emit(EventType.TASK_STARTED, task=task.id, attempt=slot.attempt, pid=None)
-            self._finish(slot, None, None, TaskState.FAILED, f"cannot start: {message}", now)
+            message = str(exc)
+            if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+                message = f"{exc.strerror}: {exc.filename}"  # not "[Errno 2] ..."
+            os.write(log_fd, f"fanout: {task.id} could not start: {message}\n".encode())
+            self._not_started(slot, message, now)
             return
         finally:
             os.close(log_fd)
@@ -385,6 +389,14 @@ class Supervisor:
         slot.started = now
         slot.deadline = now + task.timeout_s
         self._emit(EventType.TASK_STARTED, task=task.id, attempt=slot.attempt, pid=proc.pid)
+
+    def _not_started(self, slot: _Slot, why: str, now: float) -> None:
+        """The attempt never got a process: it fails (and may be retried) as one ``task_exited``
+        marked ``not_started``; there is no ``task_started`` for a process that never was."""
+        slot.started = 0.0
+        self._finish(
+            slot, None, None, TaskState.FAILED, f"could not start: {why}", now, not_started=True
+        )
 
     def _argv(self, task: Task) -> list[str]:
         if task.kind is TaskKind.SHELL:
@@ -444,13 +456,13 @@ class Supervisor:
     def _worktree_for(self, slot: _Slot) -> Path:
         """The git worktree a writer runs in (made on its first attempt, from the run's snapshot
         of the working tree plus what the writers it depends on committed); its cwd in there."""
-        from claude_fanout import worktree
+        from claude_fanout.git import snapshot, worktrees
 
         task = slot.task
         project = self.run.project
         if task.id not in self._worktrees:
             if self._base is None:
-                self._base = worktree.snapshot(project)
+                self._base = snapshot.snapshot(project)
                 _ignore_everything(self.run.worktrees_dir.parent.parent)
             base = self._base
             dep_branches = [
@@ -459,15 +471,15 @@ class Supervisor:
                 if dep in self._worktrees and self._status_commit(dep)
             ]
             if dep_branches:
-                base = worktree.base_with_deps(project, base, dep_branches)
-            path = worktree.create(
+                base = snapshot.base_with_deps(project, base, dep_branches)
+            path = worktrees.create(
                 project,
                 worktrees_dir=self.run.worktrees_dir,
                 run_id=self.run.run_id,
                 task_id=task.id,
                 base=base,
             )
-            branch = worktree.branch_name(self.run.run_id, task.id)
+            branch = worktrees.branch_name(self.run.run_id, task.id)
             self._worktrees[task.id] = (path, branch)
             self._emit(
                 EventType.WORKTREE_CREATED,
@@ -479,7 +491,7 @@ class Supervisor:
             )
         path, _branch = self._worktrees[task.id]
         slot.worktree = path
-        return worktree.worktree_cwd(project, path)
+        return worktrees.worktree_cwd(project, path)
 
     def _status_commit(self, task_id: str) -> str | None:
         self._status = fold_tail(self.run, self._status)
@@ -622,13 +634,13 @@ class Supervisor:
         """Commit a writer's changes on its branch; publish ``replace`` directives so that until
         the merge-back the Conductor reads the worker's version of each file it changed (only
         where the working tree still holds the snapshot's version: there, it *is* the merge)."""
-        from claude_fanout import worktree
+        from claude_fanout.git import repo, worktrees
 
         assert slot.worktree is not None
         task = slot.task
         path, branch = self._worktrees[task.id]
-        sha = worktree.commit(path, f"fanout {self.run.run_id}/{task.id}\n\n{task.prompt[:2000]}")
-        files = worktree.changed_files(self.run.project, self._base or "HEAD", sha) if sha else []
+        sha = worktrees.commit(path, f"fanout {self.run.run_id}/{task.id}\n\n{task.prompt[:2000]}")
+        files = repo.changed_files(self.run.project, self._base or "HEAD", sha) if sha else []
         self._emit(
             EventType.WORKTREE_COMMITTED, task=task.id, branch=branch, commit=sha, files=files
         )
@@ -636,9 +648,9 @@ class Supervisor:
             self._publish_previews(task, sha, files)
 
     def _publish_previews(self, task: Task, sha: str, files: list[str]) -> None:
-        from claude_fanout import worktree
+        from claude_fanout.git import repo
 
-        root = worktree.repo_root(self.run.project)
+        root = repo.repo_root(self.run.project)
         project_rel = Path(os.path.realpath(self.run.project)).relative_to(os.path.realpath(root))
         changes = self.run.out_dir(task.id) / "changes"
         for rel in files[: defaults.MAX_PREVIEW_FILES]:
@@ -683,6 +695,7 @@ class Supervisor:
         outcome: TaskState,
         reason: str | None,
         now: float,
+        **extra: object,
     ) -> None:
         duration = max(0.0, now - slot.started) if slot.started else 0.0
         rate_limited, slot.rate_limited = slot.rate_limited, False
@@ -696,6 +709,7 @@ class Supervisor:
             outcome=str(outcome),
             duration_s=round(duration, 3),
             reason=reason,
+            **extra,
         )
         # After the record: whoever takes the slot next starts after this exit, in any log.
         self._release_slot(slot)
@@ -711,7 +725,7 @@ class Supervisor:
             self._retry(slot, now, round(delay, 3), reason, rate_limited=True)
             return
         retriable = outcome in (TaskState.FAILED, TaskState.TIMED_OUT)
-        counted = slot.attempt - slot.rate_retries
+        counted = slot.attempt - slot.earlier_attempts - slot.rate_retries
         if retriable and counted <= slot.task.retries and not self._cancelling:
             self._retry(slot, now, backoff_s(counted), reason)
 
@@ -923,9 +937,9 @@ def _ignore_everything(directory: Path) -> None:
 
 def _git_show(root: Path, rev: str, path: str) -> bytes | None:
     """The bytes of ``path`` at ``rev``; None when it does not exist there."""
-    from claude_fanout import worktree
+    from claude_fanout.git import repo
 
-    proc = worktree.run_git(["cat-file", "blob", f"{rev}:{path}"], cwd=root, ok=(0, 128))
+    proc = repo.run_git(["cat-file", "blob", f"{rev}:{path}"], cwd=root, ok=(0, 128))
     return proc.stdout if proc.returncode == 0 else None
 
 

@@ -198,6 +198,7 @@ CONDUCTOR_GRACE_S = 1.0
 MOMENTS = ("before tasks start", "while running", "between tasks with deps")
 
 
+@pytest.mark.portable
 @pytest.mark.timeout(120)
 @pytest.mark.soak_timeout
 def test_conductor_killed_at_random_moments_leaves_nothing(
@@ -302,6 +303,7 @@ def test_conductor_killed_at_random_moments_leaves_nothing(
 # -- 2. the supervisor SIGKILLed, or SIGSTOPped ------------------------------------------------
 
 
+@pytest.mark.portable
 @pytest.mark.timeout(90)
 @pytest.mark.soak_timeout
 def test_supervisor_sigkilled_workers_stop_run_reads_lost(
@@ -377,6 +379,7 @@ class OrphanedWorkers(AssertionError):
     """Workers outlived their SIGKILLed supervisor and its watchdog."""
 
 
+@pytest.mark.portable
 @pytest.mark.timeout(90)
 @pytest.mark.soak_timeout
 def test_supervisor_sigkilled_while_starting_workers_orphans_nothing(

@@ -30,6 +30,7 @@ def hook(project: Path, event: str, **fields: Any) -> dict[str, Any] | None:
     return json.loads(out.getvalue()) if out.getvalue() else None
 
 
+@pytest.mark.portable
 def test_directives_published_by_a_worker_steer_the_conductor(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from claude_fanout import merge, worktree
+from claude_fanout.git import merge, snapshot, worktrees
+from claude_fanout.git.repo import changed_files
 from claude_fanout.store.eventlog import read_events
 from tests.helpers import CLIResult, FakeRun, git
 
@@ -53,18 +54,18 @@ class Writers:
     def __init__(self, repo: Path, run_id: str = "R1", directory: Path | None = None) -> None:
         self.repo = repo
         self.run_id = run_id
-        self.base = worktree.snapshot(repo)
+        self.base = snapshot.snapshot(repo)
         self.dir = directory or repo / ".claude" / "wt" / run_id
         self.paths: dict[str, Path] = {}
 
     def task(self, task: str, change: Callable[[Path], object]) -> tuple[str, str]:
-        path = worktree.create(
+        path = worktrees.create(
             self.repo, worktrees_dir=self.dir, run_id=self.run_id, task_id=task, base=self.base
         )
         change(path)
-        assert worktree.commit(path, f"{task}: work") is not None
+        assert worktrees.commit(path, f"{task}: work") is not None
         self.paths[task] = path
-        return task, worktree.branch_name(self.run_id, task)
+        return task, worktrees.branch_name(self.run_id, task)
 
 
 def writes(rel: str, text: str) -> Callable[[Path], object]:
@@ -280,8 +281,8 @@ def test_never_writes_through_a_symlinked_directory(repo: Path, tmp_path: Path) 
 
 def test_a_branch_with_no_changes_is_unchanged(repo: Path) -> None:
     run = Writers(repo)
-    path = worktree.create(repo, worktrees_dir=run.dir, run_id="R1", task_id="W1", base=run.base)
-    assert worktree.commit(path, "nothing") is None
+    path = worktrees.create(repo, worktrees_dir=run.dir, run_id="R1", task_id="W1", base=run.base)
+    assert worktrees.commit(path, "nothing") is None
     report = merge.merge_run(repo, run.base, [("W1", "fanout/R1/W1")])
     assert report.unchanged == ["W1"]
     assert report.clean
@@ -336,11 +337,11 @@ def record_writers(fake: FakeRun, run: Writers, committed: dict[str, str | None]
         if task not in run.paths and task not in committed:
             continue
         path = run.paths.get(task) or run.dir / task
-        branch = worktree.branch_name(run.run_id, task)
+        branch = worktrees.branch_name(run.run_id, task)
         fake.log.append("worktree_created", task=task, branch=branch, path=str(path), base=run.base)
         if task in committed:
             commit = committed[task]
-            files = worktree.changed_files(run.repo, run.base, commit) if commit else []
+            files = changed_files(run.repo, run.base, commit) if commit else []
             fake.log.append(
                 "worktree_committed", task=task, branch=branch, commit=commit, files=files
             )
@@ -354,7 +355,7 @@ def test_fanout_merge_reports_merges_conflicts_and_records_the_event(
     run.task("W1", writes("src/a.py", edit(BASE_TEXT, 5, "W1 version")))
     run.task("W2", writes("src/a.py", edit(BASE_TEXT, 5, "W2 version")))
     heads = {
-        t: git(repo, "rev-parse", worktree.branch_name(fake.run_id, t)).strip() for t in run.paths
+        t: git(repo, "rev-parse", worktrees.branch_name(fake.run_id, t)).strip() for t in run.paths
     }
     record_writers(fake, run, {"W1": heads["W1"], "W2": heads["W2"]})
     fake.log.append(
@@ -401,7 +402,7 @@ def test_fanout_merge_exits_0_when_everything_merged(
     fake = FakeRun(repo, "20260101-000000-000-abce", {"W1": {}, "W2": {}}, None)
     run = Writers(repo, run_id=fake.run_id)
     run.task("W1", writes("src/a.py", edit(BASE_TEXT, 1, "W1")))
-    path = worktree.create(
+    path = worktrees.create(
         repo, worktrees_dir=run.dir, run_id=fake.run_id, task_id="W2", base=run.base
     )
     run.paths["W2"] = path
@@ -452,9 +453,9 @@ def test_gc_refuses_a_live_run_and_removes_a_finished_ones_worktrees_and_branche
     assert not done_run.dir.exists()
     branches = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/fanout")
     assert branches.split() == [f"fanout/{live.run_id}/W1"]
-    worktrees = git(repo, "worktree", "list", "--porcelain")
-    assert done.run_id not in worktrees
-    assert live.run_id in worktrees
+    listed = git(repo, "worktree", "list", "--porcelain")
+    assert done.run_id not in listed
+    assert live.run_id in listed
     assert live.path.is_dir()
     assert (repo / "docs.md").read_text() == "docs\n"
 
@@ -518,7 +519,7 @@ def conflicting_run(repo: Path, run_id: str) -> tuple[FakeRun, Writers]:
     run = Writers(repo, run_id=fake.run_id)
     run.task("W1", writes("src/a.py", edit(BASE_TEXT, 5, "W1 version")))
     run.task("W2", writes("src/a.py", edit(BASE_TEXT, 5, "W2 version")))
-    heads = {t: git(repo, "rev-parse", worktree.branch_name(run_id, t)).strip() for t in run.paths}
+    heads = {t: git(repo, "rev-parse", worktrees.branch_name(run_id, t)).strip() for t in run.paths}
     record_writers(fake, run, {"W1": heads["W1"], "W2": heads["W2"]})
     for task in ("W1", "W2"):
         fake.finish(task)

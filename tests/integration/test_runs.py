@@ -70,6 +70,7 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.portable
 def test_diamond_with_failing_branch(project: Path, fanout, write_plan) -> None:
     (project / "helpers.py").write_text("def double(x):\n    return {'doubled': x * 2}\n")
     plan = write_plan(
@@ -199,6 +200,7 @@ def test_failed_task_is_retried_with_backoff(project: Path, fanout, write_plan) 
     assert (task["state"], task["attempt"]) == ("succeeded", 2)
 
 
+@pytest.mark.portable
 def test_cancel_leaves_no_process_alive(project: Path, fanout, write_plan) -> None:
     plan = write_plan(
         [{"id": f"W{i}", "kind": "shell", "argv": sleeper_with_child()} for i in (1, 2, 3)]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from claude_fanout import worktree
 from claude_fanout.errors import FanoutError
+from claude_fanout.git import snapshot, worktrees
+from claude_fanout.git.repo import GitError, NotAGitRepoError, changed_files
 from tests.helpers import git
 
 
@@ -59,7 +60,7 @@ def test_snapshot_has_uncommitted_and_untracked_files_and_touches_nothing(repo: 
         "refs": git(repo, "for-each-ref"),
     }
 
-    commit = worktree.snapshot(repo)
+    commit = snapshot.snapshot(repo)
 
     after = {
         "index": (repo / ".git" / "index").read_bytes(),
@@ -83,15 +84,15 @@ def test_snapshot_has_uncommitted_and_untracked_files_and_touches_nothing(repo: 
 def test_snapshot_of_an_unborn_branch_has_no_parent(project: Path, tmp_path: Path) -> None:
     git(project, "init", "-q")
     (project / "first.txt").write_text("hello\n")
-    commit = worktree.snapshot(project)
+    commit = snapshot.snapshot(project)
     assert tree_of(project, commit) == {"first.txt": "hello\n"}
     assert git(project, "rev-list", "--parents", "-n1", commit).split() == [commit]
     assert git(project, "status", "--porcelain") == "?? first.txt\n"
 
 
 def test_snapshot_refuses_a_directory_outside_git_with_a_one_line_fix(project: Path) -> None:
-    with pytest.raises(worktree.NotAGitRepoError) as caught:
-        worktree.snapshot(project)
+    with pytest.raises(NotAGitRepoError) as caught:
+        snapshot.snapshot(project)
     message = str(caught.value)
     assert isinstance(caught.value, FanoutError)
     assert "\n" not in message
@@ -100,20 +101,20 @@ def test_snapshot_refuses_a_directory_outside_git_with_a_one_line_fix(project: P
 
 
 def test_snapshot_leaves_out_worktrees_inside_the_project(repo: Path) -> None:
-    base = worktree.snapshot(repo)
-    made = worktree.create(
+    base = snapshot.snapshot(repo)
+    made = worktrees.create(
         repo, worktrees_dir=repo / "wt-unignored", run_id="R1", task_id="W1", base=base
     )
     assert made.is_dir()
-    again = worktree.snapshot(repo)
+    again = snapshot.snapshot(repo)
     assert not any(name.startswith("wt-unignored") for name in tree_of(repo, again))
 
 
 def test_create_checks_out_the_snapshot_on_the_task_branch(repo: Path) -> None:
     (repo / "src" / "app.py").write_text("uncommitted\n")
     (repo / "new.txt").write_text("untracked\n")
-    base = worktree.snapshot(repo)
-    path = worktree.create(
+    base = snapshot.snapshot(repo)
+    path = worktrees.create(
         repo, worktrees_dir=repo / ".claude" / "wt" / "R1", run_id="R1", task_id="W1", base=base
     )
     assert path == repo / ".claude" / "wt" / "R1" / "W1"
@@ -123,8 +124,8 @@ def test_create_checks_out_the_snapshot_on_the_task_branch(repo: Path) -> None:
     assert git(path, "rev-parse", "HEAD").strip() == base
     # The user's checkout is where it was.
     assert git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
-    with pytest.raises(worktree.GitError, match="already exists"):
-        worktree.create(
+    with pytest.raises(GitError, match="already exists"):
+        worktrees.create(
             repo, worktrees_dir=repo / ".claude" / "wt" / "R1", run_id="R1", task_id="W1", base=base
         )
 
@@ -141,9 +142,9 @@ def test_worktreeinclude_copies_ignored_files_like_claude_code(repo: Path, tmp_p
     outside.write_text("not yours\n")
     (repo / ".env.link").symlink_to(outside)  # matches, ignored, but leaves the project
     (repo / ".env.inside").symlink_to(".env")  # matches, ignored, stays inside
-    base = worktree.snapshot(repo)
+    base = snapshot.snapshot(repo)
 
-    path = worktree.create(
+    path = worktrees.create(
         repo, worktrees_dir=repo / ".claude" / "wt" / "R1", run_id="R1", task_id="W1", base=base
     )
 
@@ -162,9 +163,9 @@ def test_worktreeinclude_copies_ignored_files_like_claude_code(repo: Path, tmp_p
 def test_worktreeinclude_never_copies_a_file_that_is_not_ignored(repo: Path) -> None:
     (repo / ".worktreeinclude").write_text("*.txt\n")
     (repo / "draft.txt").write_text("untracked, not ignored\n")
-    base = worktree.snapshot(repo)
+    base = snapshot.snapshot(repo)
     (repo / "draft.txt").write_text("changed after the snapshot\n")
-    path = worktree.create(
+    path = worktrees.create(
         repo, worktrees_dir=repo / ".claude" / "wt" / "R1", run_id="R1", task_id="W1", base=base
     )
     # It is in the worktree because the snapshot has it, not because it was copied.
@@ -183,59 +184,59 @@ def test_commit_needs_no_identity_and_ignores_signing_and_hooks(repo: Path, tmp_
         (hooks / name).write_text(f"#!/bin/sh\necho {name} > {tmp_path}/{name}.ran\nexit 1\n")
         (hooks / name).chmod(0o755)
     git(repo, "config", "core.hooksPath", str(hooks))
-    base = worktree.snapshot(repo)
-    path = worktree.create(
+    base = snapshot.snapshot(repo)
+    path = worktrees.create(
         repo, worktrees_dir=repo / ".claude" / "wt" / "R1", run_id="R1", task_id="W1", base=base
     )
-    assert worktree.commit(path, "W1: nothing") is None
+    assert worktrees.commit(path, "W1: nothing") is None
 
     (path / "src" / "app.py").write_text("changed\n")
     (path / "added.txt").write_text("new\n")
     (path / "README.md").unlink()
     (path / ".env").write_text("ignored stays out\n")
-    made = worktree.commit(path, "W1: review fixes")
+    made = worktrees.commit(path, "W1: review fixes")
 
     assert made is not None
     assert git(repo, "rev-parse", "fanout/R1/W1").strip() == made
     assert git(repo, "log", "-1", "--format=%an <%ae>|%cn|%s", made).strip() == (
         "claude-fanout <fanout@claude-fanout.invalid>|claude-fanout|W1: review fixes"
     )
-    assert worktree.changed_files(repo, base, made) == ["README.md", "added.txt", "src/app.py"]
+    assert changed_files(repo, base, made) == ["README.md", "added.txt", "src/app.py"]
     assert not list(tmp_path.glob("*.ran"))
-    assert worktree.commit(path, "W1: again") is None
+    assert worktrees.commit(path, "W1: again") is None
 
 
 def test_base_with_deps_merges_the_dependencies_branches(repo: Path) -> None:
     (repo / "src" / "b.py").write_text("one\ntwo\nthree\n")
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "b")
-    base = worktree.snapshot(repo)
+    base = snapshot.snapshot(repo)
     wt_dir = repo / ".claude" / "wt" / "R1"
-    w1 = worktree.create(repo, worktrees_dir=wt_dir, run_id="R1", task_id="W1", base=base)
-    w2 = worktree.create(repo, worktrees_dir=wt_dir, run_id="R1", task_id="W2", base=base)
+    w1 = worktrees.create(repo, worktrees_dir=wt_dir, run_id="R1", task_id="W1", base=base)
+    w2 = worktrees.create(repo, worktrees_dir=wt_dir, run_id="R1", task_id="W2", base=base)
     (w1 / "src" / "app.py").write_text("W1\n")
     (w2 / "src" / "b.py").write_text("one\ntwo\nthree\nW2\n")
-    worktree.commit(w1, "W1")
-    worktree.commit(w2, "W2")
+    worktrees.commit(w1, "W1")
+    worktrees.commit(w2, "W2")
 
-    assert worktree.base_with_deps(repo, base, []) == base
-    merged = worktree.base_with_deps(repo, base, ["fanout/R1/W1", "fanout/R1/W2"])
+    assert snapshot.base_with_deps(repo, base, []) == base
+    merged = snapshot.base_with_deps(repo, base, ["fanout/R1/W1", "fanout/R1/W2"])
     files = tree_of(repo, merged)
     assert files["src/app.py"] == "W1\n"
     assert files["src/b.py"] == "one\ntwo\nthree\nW2\n"
-    w3 = worktree.create(repo, worktrees_dir=wt_dir, run_id="R1", task_id="W3", base=merged)
+    w3 = worktrees.create(repo, worktrees_dir=wt_dir, run_id="R1", task_id="W3", base=merged)
     assert (w3 / "src" / "app.py").read_text() == "W1\n"
 
 
 def test_base_with_deps_names_conflicting_branches_and_files(repo: Path) -> None:
-    base = worktree.snapshot(repo)
+    base = snapshot.snapshot(repo)
     wt_dir = repo / ".claude" / "wt" / "R1"
     for task in ("W1", "W2"):
-        path = worktree.create(repo, worktrees_dir=wt_dir, run_id="R1", task_id=task, base=base)
+        path = worktrees.create(repo, worktrees_dir=wt_dir, run_id="R1", task_id=task, base=base)
         (path / "src" / "app.py").write_text(f"def main():\n    return '{task}'\n")
-        worktree.commit(path, task)
-    with pytest.raises(worktree.DepsConflictError) as caught:
-        worktree.base_with_deps(repo, base, ["fanout/R1/W1", "fanout/R1/W2"])
+        worktrees.commit(path, task)
+    with pytest.raises(snapshot.DepsConflictError) as caught:
+        snapshot.base_with_deps(repo, base, ["fanout/R1/W1", "fanout/R1/W2"])
     message = str(caught.value)
     assert "\n" not in message
     assert "fanout/R1/W1" in message
@@ -245,29 +246,29 @@ def test_base_with_deps_names_conflicting_branches_and_files(repo: Path) -> None
 
 
 def test_an_id_git_cannot_take_as_a_branch_is_refused(repo: Path) -> None:
-    base = worktree.snapshot(repo)
-    with pytest.raises(worktree.GitError, match=r"W1\.lock.*rename the task"):
-        worktree.create(
+    base = snapshot.snapshot(repo)
+    with pytest.raises(GitError, match=r"W1\.lock.*rename the task"):
+        worktrees.create(
             repo, worktrees_dir=repo / ".claude" / "wt", run_id="R1", task_id="W1.lock", base=base
         )
 
 
 def test_cleanup_removes_the_runs_worktrees_and_branches_only(repo: Path) -> None:
-    base = worktree.snapshot(repo)
-    keep = worktree.create(
+    base = snapshot.snapshot(repo)
+    keep = worktrees.create(
         repo, worktrees_dir=repo / ".claude" / "wt" / "R2", run_id="R2", task_id="W1", base=base
     )
     wt_dir = repo / ".claude" / "wt" / "R1"
     made = [
-        worktree.create(repo, worktrees_dir=wt_dir, run_id="R1", task_id=t, base=base)
+        worktrees.create(repo, worktrees_dir=wt_dir, run_id="R1", task_id=t, base=base)
         for t in ("W1", "W2")
     ]
     (made[0] / "dirty.txt").write_text("uncommitted work in a worktree\n")
     # A worker moved its worktree to another branch: the branch still goes with the run.
     git(repo, "branch", "fanout/R1/extra", base)
 
-    removed = worktree.remove_run_worktrees(repo, wt_dir)
-    deleted = worktree.delete_run_branches(repo, "R1")
+    removed = worktrees.remove_run_worktrees(repo, wt_dir)
+    deleted = worktrees.delete_run_branches(repo, "R1")
 
     assert sorted(p.name for p in removed) == ["W1", "W2"]
     assert not wt_dir.exists()
@@ -275,19 +276,19 @@ def test_cleanup_removes_the_runs_worktrees_and_branches_only(repo: Path) -> Non
     assert git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/fanout").split() == [
         "fanout/R2/W1"
     ]
-    worktrees = git(repo, "worktree", "list", "--porcelain")
-    assert str(keep) in worktrees
-    assert str(wt_dir) not in worktrees
+    listed = git(repo, "worktree", "list", "--porcelain")
+    assert str(keep) in listed
+    assert str(wt_dir) not in listed
     assert keep.is_dir()
 
 
 def test_deleting_branches_removes_worktrees_still_on_them(repo: Path) -> None:
-    base = worktree.snapshot(repo)
-    path = worktree.create(
+    base = snapshot.snapshot(repo)
+    path = worktrees.create(
         repo, worktrees_dir=repo / ".claude" / "wt" / "R1", run_id="R1", task_id="W1", base=base
     )
-    assert worktree.delete_run_branches(repo, "R1") == ["fanout/R1/W1"]
+    assert worktrees.delete_run_branches(repo, "R1") == ["fanout/R1/W1"]
     assert not path.exists()
     assert "fanout/R1" not in git(repo, "worktree", "list", "--porcelain")
-    with pytest.raises(worktree.GitError, match="no run id"):
-        worktree.delete_run_branches(repo, "../x")
+    with pytest.raises(GitError, match="no run id"):
+        worktrees.delete_run_branches(repo, "../x")

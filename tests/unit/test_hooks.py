@@ -317,6 +317,7 @@ def test_stop_delivers_the_collected_results_once_then_allows(project, make_run)
     assert active.run_ids(project) == []
 
 
+@pytest.mark.portable
 def test_stop_waits_inside_the_hook_for_news(project, make_run):
     config(project, wait_s=5)
     run = make_run({"W1": {}})
@@ -332,6 +333,7 @@ def test_stop_waits_inside_the_hook_for_news(project, make_run):
     assert 0.25 < time.monotonic() - started < 4
 
 
+@pytest.mark.portable
 def test_a_lost_run_is_reported_not_waited_for(project, make_run):
     config(project, wait_s=30)
     run = make_run({"W1": {}})
@@ -354,6 +356,7 @@ def test_stop_ignores_sessions_without_runs(project, make_run):
 # -- SessionEnd, fail-open, depth ----------------------------------------------------------------
 
 
+@pytest.mark.portable
 def test_session_end_cancels_the_sessions_unfinished_runs(project, make_run):
     mine = make_run({"W1": {}})
     mine.start("W1")
@@ -453,6 +456,7 @@ def later(delay: float, *steps: Callable[[], None]) -> Any:
     return timer
 
 
+@pytest.mark.portable
 def test_rewake_waits_for_the_workers_then_wakes_once(project, make_run):
     run = make_run({"W1": {}, "W2": {}}, delivery="rewake")
     run.start("W1")
@@ -477,6 +481,7 @@ def test_rewake_waits_for_the_workers_then_wakes_once(project, make_run):
     assert post(project) is None
 
 
+@pytest.mark.portable
 def test_a_failure_wakes_early_and_the_rest_follows(project, make_run):
     run = make_run({"W1": {}, "W2": {}}, delivery="rewake")
     run.start("W1")
@@ -493,6 +498,7 @@ def test_a_failure_wakes_early_and_the_rest_follows(project, make_run):
     assert "run " + run.run_id + " failed: 1 failed, 1 succeeded" in err
 
 
+@pytest.mark.portable
 def test_rewake_gives_up_after_its_bound(project, make_run):
     (project / ".claude" / "fanout.toml").write_text("[delivery]\nrewake_max_wait_s = 1\n")
     make_run({"W1": {}}, delivery="rewake").start("W1")

@@ -188,7 +188,9 @@ def test_a_plan_that_is_an_endless_device_is_refused(project):
         [
             sys.executable,
             "-c",
-            limit + "import sys; from claude_fanout.cli import main; sys.exit(main(sys.argv[1:]))",
+            limit
+            + "import sys; from claude_fanout.cli.main import main; "
+            + "sys.exit(main(sys.argv[1:]))",
             "run",
             "plan.json",
         ],

@@ -7,7 +7,9 @@ import sys
 
 STDLIB_ONLY = [
     "claude_fanout",
+    "claude_fanout.cli.main",  # rich only where output is drawn: `fanout publish` never loads it
     "claude_fanout.config",
+    "claude_fanout.doctor",  # plain `fanout doctor` stays well under a second
     "claude_fanout.hooks.prompt",
     "claude_fanout.plan",
     "claude_fanout.planner",
@@ -18,6 +20,7 @@ STDLIB_ONLY = [
     "claude_fanout.store.rundir",
     "claude_fanout.store.state",
     "claude_fanout.supervisor",
+    "claude_fanout.text",  # the hooks' report formats durations and cuts with it
     "claude_fanout.watchdog",
 ]
 

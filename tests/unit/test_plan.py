@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from claude_fanout.plan import (
     plan_to_json,
     topological_order,
 )
+from claude_fanout.preflight import check_runnable
 
 property_settings = settings(
     derandomize=True,
@@ -297,7 +299,16 @@ def test_claims_work_in_a_project_whose_path_contains_glob_characters(
             "field 'version': 2 is not a version",
             id="version-2",
         ),
-        pytest.param({"tasks": [shell("A")]}, "field 'version': None is not", id="version-missing"),
+        pytest.param(
+            {"tasks": [shell("A")]},
+            """field 'version': required but missing; add "version": 1 to the plan""",
+            id="version-missing",
+        ),
+        pytest.param(
+            {"version": None, "tasks": [shell("A")]},
+            "field 'version': None is not a version",
+            id="version-null",
+        ),
         pytest.param(
             {"version": "1", "tasks": [shell("A")]}, "field 'version': '1' is not", id="version-str"
         ),
@@ -880,3 +891,94 @@ def test_bad_claude_grants_name_the_field(
 def test_bad_run_budgets_name_the_field(project: Path) -> None:
     assert "field 'max_cost_usd'" in str(refused(plan_of(claude("W"), max_cost_usd=-1), project))
     assert "field 'max_turns'" in str(refused(plan_of(claude("W"), max_turns=0), project))
+
+
+@pytest.mark.parametrize(
+    ("task_id", "why", "suggestion"),
+    [
+        ("fix.lock", "its part 'fix.lock' ends with '.lock'", "fix-lock"),
+        ("a..b", "it contains '..'", "a.b"),
+        ("v1.", "it ends with '.'", "v1"),
+        ("a...lock.", "it contains '..'", "a-lock"),
+    ],
+)
+def test_a_writer_id_git_refuses_as_a_branch_is_refused_with_a_rename(
+    project: Path, task_id: str, why: str, suggestion: str
+) -> None:
+    error = refused(plan_of(claude(task_id, write=True)), project)
+
+    assert (error.task, error.field) == (task_id, "id")
+    assert f"branch fanout/<RUN>/{task_id}, which git refuses ({why})" in str(error)
+    assert f"rename the task, e.g. '{suggestion}'" in str(error)
+    # The same ids are fine for tasks that get no branch.
+    assert parse_plan(plan_of(claude(task_id), shell(task_id + "x")), project=project)
+
+
+def runnable_refused(data: dict[str, Any], project: Path, **kw: Any) -> PlanError:
+    plan = parse_plan(data, project=project)
+    with pytest.raises(PlanError) as info:
+        check_runnable(plan, project=project, **kw)
+    assert "\n" not in str(info.value) and str(info.value).startswith("plan: task ")
+    return info.value
+
+
+def test_a_shell_program_that_is_nowhere_is_refused_before_the_run(project: Path) -> None:
+    error = runnable_refused(plan_of(shell("A"), shell("B", argv=["no-such-tool-4711"])), project)
+
+    assert (error.task, error.field) == ("B", "argv")
+    assert "no program 'no-such-tool-4711' on PATH; install it, fix the name" in str(error)
+
+
+def test_a_shell_program_is_looked_up_on_the_workers_path(project: Path) -> None:
+    tools = project / "tools"
+    tools.mkdir()
+    (tools / "mytool").write_text("#!/bin/sh\n")
+    (tools / "mytool").chmod(0o755)
+    data = plan_of(shell("A", argv=["mytool"]))
+    runnable_refused(data, project, env={"PATH": "/usr/bin:/bin"})
+
+    # The task's own PATH, the run's environment, and a relative entry read from the project
+    # root (the worker's cwd) all count.
+    check_runnable(
+        parse_plan(plan_of(shell("A", argv=["mytool"], env={"PATH": str(tools)})), project=project),
+        project=project,
+        env={"PATH": "/bin"},
+    )
+    check_runnable(parse_plan(data, project=project), project=project, env={"PATH": str(tools)})
+    check_runnable(parse_plan(data, project=project), project=project, env={"PATH": "tools"})
+
+
+def test_a_program_path_starts_at_the_project_root(project: Path) -> None:
+    (project / "run.sh").write_text("#!/bin/sh\n")
+    data = plan_of(shell("A", argv=["./run.sh"]))
+
+    error = runnable_refused(data, project)
+    assert f"{project / 'run.sh'} is not executable; chmod +x it" in str(error)
+    (project / "run.sh").chmod(0o755)
+    check_runnable(parse_plan(data, project=project), project=project)
+
+    error = runnable_refused(plan_of(shell("A", argv=["sub/run.sh"])), project)
+    assert f"no program at {project / 'sub' / 'run.sh'}" in str(error)
+    assert "(shell tasks run in the project root); fix the path" in str(error)
+
+
+def test_a_program_an_earlier_task_may_build_is_checked_when_it_starts(project: Path) -> None:
+    build = shell("build")
+    use = shell("use", argv=["./out/tool"], deps=["build"])
+
+    check_runnable(parse_plan(plan_of(build, use), project=project), project=project)
+    # Without deps nothing could build it: refused.
+    error = runnable_refused(plan_of(shell("use", argv=["./out/tool"])), project)
+    assert error.task == "use"
+
+
+def test_a_writer_outside_a_git_work_tree_is_refused(project: Path) -> None:
+    error = runnable_refused(plan_of(shell("A"), claude("W", write=True)), project)
+
+    assert (error.task, error.field) == ("W", "write")
+    assert f"{project} is not inside a git repository" in str(error)
+    assert f"run 'git init' in {project} (or drop write: true)" in str(error)
+    check_runnable(parse_plan(plan_of(claude("W")), project=project), project=project)
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True, timeout=30)
+    writer = parse_plan(plan_of(claude("W", write=True)), project=project)
+    check_runnable(writer, project=project)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from claude_fanout import defaults, settings
+from claude_fanout import defaults, install, settings_hooks
 from claude_fanout.compat import TESTED_MAX, TESTED_MIN
 from claude_fanout.config import Config, ConfigError, Trigger, load_config
 from claude_fanout.errors import PlanError
@@ -41,7 +41,7 @@ from claude_fanout.planner import (
 from claude_fanout.runner import wait_run
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
-from tests.helpers import wait_until
+from tests.helpers import git, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 SESSION = "5f0c7a52-1111-4c1e-9a57-000000000001"
@@ -157,8 +157,8 @@ def prompt_hook(project: Path, prompt: str) -> str | None:
         "hook_event_name": "UserPromptSubmit",
         "prompt": prompt,
     }
-    command = settings.hook_command(
-        "UserPromptSubmit", python=sys.executable, entry=settings.default_entry()
+    command = settings_hooks.hook_command(
+        "UserPromptSubmit", python=sys.executable, entry=install.default_entry()
     )
     done = subprocess.run(
         ["sh", "-c", command],
@@ -462,16 +462,26 @@ def test_the_bundled_cli_is_found_without_the_sdk_on_sys_path(tmp_path: Path) ->
         "import sys; sys.path.insert(0, sys.argv[1]); from claude_fanout.planner import find_cli;"
         " print(find_cli({}, search_path=False))"
     )
-    src = str(Path(settings.default_entry()).parents[2])
+    src = str(Path(install.default_entry()).parents[2])
     found = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code, src], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert found == str(wheel_cli)
 
 
+def test_a_planned_writer_outside_git_starts_nothing_and_says_how_to_fix_it(
+    repo: Path, fake_cli: FakeCLI
+) -> None:
+    text = prompt_hook(repo, "/fanout --wait block review and fix the parser")
+    assert text is not None
+    assert "task W2: field 'write'" in text and f"run 'git init' in {repo}" in text
+    assert nothing_started(repo)
+
+
 def test_a_planned_run_starts_and_the_conductor_is_told_what_was_planned(
     repo: Path, fake_cli: FakeCLI
 ) -> None:
+    git(repo, "init", "-q")  # W2 writes: it needs a git work tree
     text = prompt_hook(repo, "/fanout --wait block review and fix the parser")
     assert text is not None
     (run,) = list_runs(repo)
@@ -516,6 +526,7 @@ def test_a_cli_too_old_and_a_conductor_too_old_are_said_plainly(
     # Claude Code before 2.1.275 hands its hooks CLAUDE_CODE_ENTRYPOINT but no
     # CLAUDE_CODE_SESSION_ATTENDED.
     monkeypatch.setenv("CLAUDE_CODE_ENTRYPOINT", "cli")
+    git(repo, "init", "-q")  # W2 writes: it needs a git work tree
     text = prompt_hook(repo, "/fanout review and fix the parser")
     assert text is not None
     try:
@@ -535,6 +546,7 @@ def test_a_current_cli_and_conductor_get_no_warning(
 ) -> None:
     monkeypatch.setenv("CLAUDE_CODE_ENTRYPOINT", "cli")
     monkeypatch.setenv("CLAUDE_CODE_SESSION_ATTENDED", "1")
+    git(repo, "init", "-q")  # W2 writes: it needs a git work tree
     text = prompt_hook(repo, "/fanout review and fix the parser")
     assert text is not None
     try:
@@ -786,6 +798,6 @@ def test_a_trigger_whose_plan_fails_starts_nothing(
 
 
 def test_the_hook_outlives_the_longest_planner() -> None:
-    from claude_fanout.settings import FANOUT_HOOKS
+    from claude_fanout.settings_hooks import FANOUT_HOOKS
 
     assert FANOUT_HOOKS["UserPromptSubmit"].timeout > defaults.PLANNER_MAX_TIMEOUT_S + 10 + 2

@@ -743,6 +743,37 @@ def test_worktree_records_give_a_task_its_branch_and_commit_and_the_run_its_merg
     assert status.merge == {"merged": ["W1"], "conflicts": [], "base": "abc"}
 
 
+def test_the_fold_carries_a_writers_worktree_path_base_and_whether_it_committed() -> None:
+    events = [
+        ev("run_created", 1.0, tasks=["W1", "W2", "W3", "R1"]),
+        ev("worktree_created", 2.0, task="W1", branch="fanout/R/W1", path="/wt/W1", base="abc"),
+        ev("worktree_created", 2.1, task="W2", branch="fanout/R/W2", path="/wt/W2", base="abc"),
+        ev("worktree_created", 2.2, task="W3", branch="fanout/R/W3", path="/wt/W3", base="abc"),
+        ev("worktree_committed", 3.0, task="W1", branch="fanout/R/W1", commit="def"),
+        # W2 changed nothing: committed, without a commit.
+        ev("worktree_committed", 3.1, task="W2", branch="fanout/R/W2", commit=None),
+        # A damaged record names no branch: it makes no worktree.
+        ev("worktree_created", 3.2, task="R1", branch=7, path="/wt/R1", base="abc"),
+    ]
+    status = folded(events)
+    w1, w2, w3, reader = (status.tasks[t] for t in ("W1", "W2", "W3", "R1"))
+
+    assert (w1.worktree, w1.base, w1.branch) == ("/wt/W1", "abc", "fanout/R/W1")
+    assert (w1.committed, w1.commit) == (True, "def")
+    assert (w2.committed, w2.commit) == (True, None)
+    assert (w3.worktree, w3.committed, w3.commit) == ("/wt/W3", False, None)
+    assert (reader.worktree, reader.base, reader.branch) == (None, None, None)
+    # The snapshot keeps all of it: a reader that starts from state.json sees the same.
+    assert RunStatus.from_dict(json.loads(json.dumps(status.to_dict()))) == status
+
+    # A new worktree for W1 (its old one gone on resume) holds nothing committed yet.
+    again = folded(
+        [*events, ev("worktree_created", 4.0, task="W1", branch="fanout/R/W1", path="/wt2/W1")]
+    )
+    assert (again.tasks["W1"].worktree, again.tasks["W1"].committed) == ("/wt2/W1", False)
+    assert again.tasks["W1"].commit is None
+
+
 def test_a_merge_of_chosen_tasks_changes_only_their_outcome_and_a_failed_one_none() -> None:
     conflict = {"task": "W2", "branch": "fanout/R/W2", "files": ["a.py"], "with": ["W1"]}
     status = folded(

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 from claude_fanout.store.files import write_atomic
+from claude_fanout.text import first_line
 
 __all__ = [
     "CLAUDE_BIN_ENV",
@@ -312,18 +313,13 @@ def _content(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [block for block in content if isinstance(block, dict)]
 
 
-def _one_line(text: str, limit: int = _LINE_MAX) -> str:
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    return line if len(line) <= limit else line[: limit - 1] + "\u2026"
-
-
 def _short_input(tool_input: object) -> str:
     if isinstance(tool_input, dict):
         for key in ("file_path", "path", "command", "pattern", "url", "query", "description"):
             value = tool_input.get(key)
             if isinstance(value, str) and value:
-                return _one_line(value, 120)
-    return _one_line(json.dumps(tool_input, default=str), 120)
+                return first_line(value, 120)
+    return first_line(json.dumps(tool_input, default=str), 120)
 
 
 def render(message: Mapping[str, Any]) -> Iterator[str]:
@@ -338,7 +334,7 @@ def render(message: Mapping[str, Any]) -> Iterator[str]:
     elif kind == "assistant":
         for block in _content(message):
             if block.get("type") == "text" and str(block.get("text", "")).strip():
-                yield f"[assistant] {_one_line(str(block['text']))}"
+                yield f"[assistant] {first_line(str(block['text']), _LINE_MAX)}"
             elif block.get("type") == "tool_use":
                 yield f"[tool] {block.get('name')} {_short_input(block.get('input'))}"
     elif kind == "user":
@@ -350,7 +346,7 @@ def render(message: Mapping[str, Any]) -> Iterator[str]:
                 content = " ".join(str(c.get("text", "")) for c in content if isinstance(c, dict))
             text = content if isinstance(content, str) else ""
             status = "error" if block.get("is_error") else "ok"
-            yield f"[tool-result] {status} {len(text)} chars: {_one_line(text, 120)}"
+            yield f"[tool-result] {status} {len(text)} chars: {first_line(text, 120)}"
     elif kind == "result":
         cost = message.get("total_cost_usd")
         yield (
@@ -540,15 +536,15 @@ def _sources_flag(argv: Sequence[str]) -> list[str] | None:
 
 def _reason(error: str | None, result: Mapping[str, Any] | None, tail: Sequence[str]) -> str:
     if error is not None:
-        line = _one_line(error)
+        line = first_line(error, _LINE_MAX)
         if tail:
-            line += f" | {_one_line(tail[-1], 150)}"
+            line += f" | {first_line(tail[-1], 150)}"
         return line
     assert result is not None
     errors = result.get("errors")
     first = errors[0] if isinstance(errors, list) and errors else None
     detail = first or result.get("result") or result.get("terminal_reason") or ""
-    return _one_line(f"{result.get('subtype')}: {detail}")
+    return first_line(f"{result.get('subtype')}: {detail}", _LINE_MAX)
 
 
 def _failure_text(

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import re
 
+from claude_fanout import text as plain
+
 TAG = "worker-output"
 
 # Tags that frame text for the model: ours (and the older ``worker-result``), and those Claude
@@ -55,7 +57,7 @@ def clean(text: str) -> str:
 
 def one_line(text: str) -> str:
     """Cleaned, with every run of whitespace (newlines included) made one space."""
-    return " ".join(clean(text).split())
+    return plain.one_line(clean(text))
 
 
 class Fence:

@@ -19,6 +19,7 @@ from claude_fanout.hooks.framing import Fence, one_line
 from claude_fanout.states import TaskState
 from claude_fanout.store import layout
 from claude_fanout.store.files import open_private
+from claude_fanout.text import cut, duration
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -82,19 +83,7 @@ def excerpt(
 def quoted(value: object, limit: int = _REASON_CHARS) -> str:
     """Free text a worker may have shaped (a failure's reason, a file name), on fanout's own line:
     one line, cleaned, cut, and quoted, so it reads as a value and not as fanout speaking."""
-    text = one_line(str(value))
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return json.dumps(text, ensure_ascii=False)
-
-
-def seconds(value: float) -> str:
-    if value < 10:
-        return f"{value:.1f}s"
-    if value < 60:
-        return f"{value:.0f}s"
-    minutes, secs = divmod(int(value), 60)
-    return f"{minutes}m{secs:02d}s"
+    return json.dumps(cut(one_line(str(value)), limit), ensure_ascii=False)
 
 
 def task_line(task: TaskStatus) -> str:
@@ -107,7 +96,7 @@ def task_line(task: TaskStatus) -> str:
         line = f"{tid} {task.state}"
     facts = []
     if task.duration_s is not None:
-        facts.append(f"in {seconds(task.duration_s)}")
+        facts.append(f"in {duration(task.duration_s)}")
     spent = usage.brief(task.usage)
     if spent:
         facts.append(spent)

@@ -113,7 +113,7 @@ def _let_go(
 ) -> dict[str, Any]:
     """The turn's budget is spent with workers still at work: say so to the model and to the
     person, plainly; a headless session's runs are released so they finish without it."""
-    from claude_fanout.hooks.report import seconds
+    from claude_fanout.text import duration
 
     unfinished = [(path, status) for path, status in runs if not status.state.terminal]
     headless = not is_interactive()
@@ -130,7 +130,7 @@ def _let_go(
     )
     if headless:
         ending = (
-            f"fanout has stopped holding this turn after {seconds(held_s)}: the workers above "
+            f"fanout has stopped holding this turn after {duration(held_s)}: the workers above "
             "are still at work, and their results are not in this conversation. They keep "
             "running after this session ends. In your answer, say plainly which work is not "
             "done yet and that its results come later, from: " + later + ". Do not present "
@@ -138,7 +138,7 @@ def _let_go(
         )
     else:
         ending = (
-            f"fanout has stopped holding this turn after {seconds(held_s)}: the workers above "
+            f"fanout has stopped holding this turn after {duration(held_s)}: the workers above "
             "are still at work. Their results will be delivered after your next tool call or "
             "the next prompt; meanwhile do not present that work as finished or redo it. "
             "Status any time: " + later + "."
@@ -147,7 +147,7 @@ def _let_go(
         1 for _, status in unfinished for task in status.tasks.values() if not task.state.terminal
     )
     shown = (
-        f"fanout: stopped waiting after {seconds(held_s)}; {still} worker(s) of run "
+        f"fanout: stopped waiting after {duration(held_s)}; {still} worker(s) of run "
         f"{', '.join(ids)} still at work"
         + (" and left running" if headless else "")
         + f" (fanout wait {ids[0]})."

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from claude_fanout.store.eventlog import Event
     from claude_fanout.store.files import StrPath
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 _MAX_ERRORS = 20
 _MAX_NOTICES = 50
 # Usage counters summed per task (over its attempts) and per run, as ``task_usage`` reports them.
@@ -44,9 +44,11 @@ class TaskStatus:
 
     __slots__ = (
         "attempt",
+        "base",
         "branch",
         "claims",
         "commit",
+        "committed",
         "ended",
         "exit_code",
         "id",
@@ -57,6 +59,7 @@ class TaskStatus:
         "started",
         "state",
         "usage",
+        "worktree",
     )
 
     def __init__(
@@ -75,6 +78,9 @@ class TaskStatus:
         usage: dict[str, float] | None = None,
         branch: str | None = None,
         commit: str | None = None,
+        worktree: str | None = None,
+        base: str | None = None,
+        committed: bool = False,
     ) -> None:
         self.id = id
         self.state = state
@@ -92,6 +98,11 @@ class TaskStatus:
         # Writers: the worktree branch and the commit holding the task's changes.
         self.branch = branch
         self.commit = commit
+        # Writers: the worktree's path, the run's snapshot it was made from, and whether the
+        # task's work was committed (``commit`` None then means it changed nothing).
+        self.worktree = worktree
+        self.base = base
+        self.committed = committed
 
     @property
     def duration_s(self) -> float | None:
@@ -287,6 +298,11 @@ def fold(status: RunStatus, event: Event) -> None:
         task.ended = task.exit_code = task.signal = task.reason = None
     elif kind == EventType.TASK_EXITED and task is not None:
         task.state = _ended_state(event.get("outcome"), TaskState.FAILED)
+        attempt = _integer(event.get("attempt"))
+        if attempt is not None:  # a not_started attempt has no task_started to count it
+            task.attempt = attempt
+        if event.get("not_started") is True:  # the attempt never had a process
+            task.pid = task.started = None
         task.ended = ts
         task.exit_code = _integer(event.get("exit_code"))
         task.signal = _integer(event.get("signal"))
@@ -342,12 +358,25 @@ def fold(status: RunStatus, event: Event) -> None:
             task.usage = add_usage(task.usage, counts)
             status.usage = add_usage(status.usage, counts)
     elif kind == EventType.WORKTREE_CREATED and task is not None:
-        task.branch = _text(event.get("branch")) or task.branch
+        _fold_worktree(task, event)
     elif kind == EventType.WORKTREE_COMMITTED and task is not None:
         task.branch = _text(event.get("branch")) or task.branch
         task.commit = _text(event.get("commit"))
+        task.committed = True
     elif kind == EventType.RUN_MERGED:
         status.merge = fold_merge(status.merge, event)
+
+
+def _fold_worktree(task: TaskStatus, event: Event) -> None:
+    """A writer got a worktree: a new one holds nothing committed yet."""
+    branch = _text(event.get("branch"))
+    if branch is None:
+        return
+    task.branch = branch
+    task.worktree = _text(event.get("path"))
+    task.base = _text(event.get("base"))
+    task.commit = None
+    task.committed = False
 
 
 _MERGE_LISTS = ("merged", "already_merged", "undone", "unchanged", "skipped")

@@ -1,14 +1,17 @@
 """Wait until one of some files changes, without polling where the kernel can tell us.
 
 Linux: inotify through ctypes (a change is noticed in well under a millisecond; a 50 ms poll
-would cost half its period on average). Elsewhere, or if inotify is unavailable: a short poll of
-the files' sizes and mtimes. Every wait is bounded by ``timeout``. Hook path: standard library.
+would cost half its period on average). Elsewhere, if inotify is unavailable, or with
+``FANOUT_PORTABLE=1`` (``procs.linux_paths``): a short poll of the files' sizes and mtimes. Every
+wait is bounded by ``timeout``. Hook path: standard library.
 """
 
 from __future__ import annotations
 
 import os
 import time
+
+from claude_fanout.procs import linux_paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,8 +39,8 @@ def wait_for_change(paths: Sequence[str], timeout: float) -> bool:
 
 
 def _inotify_wait(paths: Sequence[str], timeout: float) -> bool | None:
-    """None when inotify cannot be used here (not Linux, no libc, limits reached)."""
-    if not os.path.isdir("/proc/self"):
+    """None when inotify cannot be used here (not Linux, no libc, limits reached, or turned off)."""
+    if not linux_paths():
         return None
     try:
         import ctypes

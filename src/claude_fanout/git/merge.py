@@ -11,41 +11,40 @@ person has undone its change since (or edited over it), it reads "undone" and st
 (``fanout merge RUN TASK`` names it to apply it again). Naming tasks merges exactly those, in the
 order given.
 
-Files are written as a temporary file in the same directory, then renamed over the target; a path
-whose directory in the working tree is a symlink (or a file) is a conflict, never written through.
-Content is compared as the bytes git stores: clean/smudge filters and eol conversion are not
-applied (a project that relies on them gets conflicts to resolve by hand).
+Files are read and written through ``entries.WorkingTree``: a path whose directory in the working
+tree is a symlink (or a file) is a conflict, never written through. Content is compared as the
+bytes git stores: clean/smudge filters and eol conversion are not applied (a project that relies
+on them gets conflicts to resolve by hand).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import stat
 import tempfile
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from claude_fanout.worktree import GitError, make_parents, repo_root, resolve_commit, run_git
+from claude_fanout.git.entries import (
+    GITLINK,
+    SYMLINK,
+    Changes,
+    Entry,
+    Ours,
+    WorkingTree,
+    branch_changes,
+)
+from claude_fanout.git.repo import GitError, repo_root, resolve_commit, run_git
+from claude_fanout.git.worktrees import run_branches
+
+if TYPE_CHECKING:
+    from claude_fanout.store.state import RunStatus
 
 WORKING_TREE = "working tree"
 
-_REGULAR, _EXECUTABLE, _SYMLINK, _GITLINK = 0o100644, 0o100755, 0o120000, 0o160000
-_ZERO_OID = "0" * 40
 # git's own heuristic (buffer_is_binary): a NUL byte in the first 8000 bytes.
 _BINARY_PROBE = 8000
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One file as git sees it: mode (0o100644, 0o100755, 0o120000 symlink, 0o160000 submodule)
-    and content (a symlink's target for a link)."""
-
-    mode: int
-    data: bytes
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,12 @@ def merge_entries(base: Entry | None, ours: Entry | None, theirs: Entry | None) 
         return Resolution(None, "added on both sides with different content")
     if ours is None or theirs is None:
         return Resolution(None, "deleted on one side, changed on the other")
-    if _GITLINK in (base.mode, ours.mode, theirs.mode):
+    return _merge_changed(base, ours, theirs)
+
+
+def _merge_changed(base: Entry, ours: Entry, theirs: Entry) -> Resolution:
+    """A path present on all three sides that both sides changed: its mode, then its content."""
+    if GITLINK in (base.mode, ours.mode, theirs.mode):
         return Resolution(None, "submodule changed on both sides")
     if ours.mode in (theirs.mode, base.mode):
         mode = theirs.mode
@@ -99,7 +103,7 @@ def merge_entries(base: Entry | None, ours: Entry | None, theirs: Entry | None) 
         return Resolution(Entry(mode, theirs.data))
     if theirs.data == base.data:
         return Resolution(Entry(mode, ours.data))
-    if _SYMLINK in (base.mode, ours.mode, theirs.mode):
+    if SYMLINK in (base.mode, ours.mode, theirs.mode):
         return Resolution(None, "symlink changed on both sides")
     if _binary(base) or _binary(ours) or _binary(theirs):
         return Resolution(None, "binary file changed on both sides")
@@ -107,206 +111,6 @@ def merge_entries(base: Entry | None, ours: Entry | None, theirs: Entry | None) 
     if merged is None:
         return Resolution(None, "overlapping hunks")
     return Resolution(Entry(mode, merged))
-
-
-# -- the working tree --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Ours:
-    entry: Entry | None
-    # Why nothing may be written at this path (a parent is a symlink or a file, a directory
-    # stands where the file goes); None when it is writable.
-    blocked: str | None = None
-
-
-class _WorkingTree:
-    """Reads and writes files under ``root`` without following a symlink anywhere on the way.
-    A dry run keeps its writes in memory, so later branches still see earlier ones."""
-
-    def __init__(self, root: Path, *, dry_run: bool) -> None:
-        self.root = root
-        self.dry_run = dry_run
-        self._overlay: dict[str, Entry | None] = {}
-        self._original: dict[str, _Ours] = {}
-        self._written: set[str] = set()
-
-    def original(self, path: str) -> _Ours:
-        """The path as it was before this merge wrote anything."""
-        if path not in self._original:
-            self._original[path] = self._read_disk(path)
-        return self._original[path]
-
-    def read(self, path: str) -> _Ours:
-        """The path as the merge sees it now: after the writes of the branches applied so far."""
-        if path in self._written:
-            return self._read_disk(path)
-        first = self.original(path)
-        if path in self._overlay:
-            return _Ours(self._overlay[path], first.blocked)
-        return first
-
-    def _read_disk(self, path: str) -> _Ours:
-        parts = _safe_parts(path)
-        if parts is None:
-            return _Ours(None, f"unsafe path {path!r}")
-        here = self.root
-        for part in parts[:-1]:
-            here = here / part
-            try:
-                st = os.lstat(here)
-            except FileNotFoundError:
-                return _Ours(None)
-            if stat.S_ISLNK(st.st_mode):
-                return _Ours(
-                    None, f"{here.relative_to(self.root)} is a symlink in the working tree"
-                )
-            if not stat.S_ISDIR(st.st_mode):
-                return _Ours(None, f"{here.relative_to(self.root)} is a file in the working tree")
-        target = here / parts[-1]
-        try:
-            st = os.lstat(target)
-        except FileNotFoundError:
-            return _Ours(None)
-        if stat.S_ISLNK(st.st_mode):
-            return _Ours(Entry(_SYMLINK, os.fsencode(os.readlink(target))))
-        if stat.S_ISDIR(st.st_mode):
-            return _Ours(None, "a directory stands there in the working tree")
-        if not stat.S_ISREG(st.st_mode):
-            return _Ours(None, "a special file stands there in the working tree")
-        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "rb") as handle:
-            data = handle.read()
-        return _Ours(Entry(_EXECUTABLE if st.st_mode & 0o100 else _REGULAR, data))
-
-    def write(self, path: str, entry: Entry | None) -> None:
-        if self.dry_run:
-            self._overlay[path] = entry
-            return
-        self._written.add(path)
-        parts = _safe_parts(path)
-        if parts is None:
-            raise GitError(f"merge: refusing unsafe path {path!r}")
-        if entry is None:
-            self._delete(parts)
-        else:
-            self._write(parts, entry)
-
-    def _delete(self, parts: tuple[str, ...]) -> None:
-        target = self.root.joinpath(*parts)
-        try:
-            os.unlink(target)
-        except FileNotFoundError:
-            return
-        # Like git: a directory left empty by a deletion goes too.
-        for depth in range(len(parts) - 1, 0, -1):
-            try:
-                os.rmdir(self.root.joinpath(*parts[:depth]))
-            except OSError:
-                break
-
-    def _write(self, parts: tuple[str, ...], entry: Entry) -> None:
-        found = make_parents(self.root, parts[:-1])
-        if found is None:
-            where = self.root.joinpath(*parts[:-1])
-            raise GitError(f"merge: {where} is no directory any more; nothing written there")
-        here = found
-        target = here / parts[-1]
-        tmp = here / f".{parts[-1]}.fanout-{os.getpid()}-{secrets.token_hex(4)}.tmp"
-        if entry.mode == _SYMLINK:
-            os.symlink(os.fsdecode(entry.data), tmp)
-        else:
-            try:
-                previous = os.lstat(target)
-                perms = stat.S_IMODE(previous.st_mode) if stat.S_ISREG(previous.st_mode) else None
-            except FileNotFoundError:
-                perms = None
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-            fd = os.open(tmp, flags, 0o666)
-            try:
-                view = memoryview(entry.data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if perms is None:
-                    perms = stat.S_IMODE(os.fstat(fd).st_mode)  # 0o666 less the umask
-                if entry.mode == _EXECUTABLE:
-                    perms |= (perms & 0o444) >> 2
-                else:
-                    perms &= ~0o111
-                os.fchmod(fd, perms)
-            finally:
-                os.close(fd)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            os.unlink(tmp)
-            raise
-
-
-def _safe_parts(path: str) -> tuple[str, ...] | None:
-    parts = tuple(path.split("/"))
-    if not parts or any(p in ("", ".", "..") or p.lower() == ".git" for p in parts):
-        return None
-    return parts
-
-
-# -- what a branch changed ---------------------------------------------------------------------
-
-
-# path -> (the base's entry, the branch's entry); None = absent.
-Changes = dict[str, tuple[Entry | None, Entry | None]]
-
-
-def branch_changes(root: Path, base: str, commit: str) -> Changes:
-    """Every path ``commit`` changed relative to ``base``, with both sides' content."""
-    proc = run_git(
-        ["diff", "--raw", "-z", "--no-renames", "--no-abbrev", "--no-ext-diff", base, commit, "--"],
-        cwd=root,
-    )
-    fields = proc.stdout.split(b"\0")
-    records: list[tuple[str, int, str, int, str]] = []
-    for meta, raw_path in zip(fields[0::2], fields[1::2], strict=False):
-        if not meta.startswith(b":"):
-            continue
-        old_mode, new_mode, old_oid, new_oid = meta[1:].decode().split()[:4]
-        records.append(
-            (os.fsdecode(raw_path), int(old_mode, 8), old_oid, int(new_mode, 8), new_oid)
-        )
-    wanted = {
-        oid
-        for _, old_mode, old_oid, new_mode, new_oid in records
-        for mode, oid in ((old_mode, old_oid), (new_mode, new_oid))
-        if mode not in (0, _GITLINK) and oid != _ZERO_OID
-    }
-    blobs = _read_blobs(root, wanted)
-
-    def entry(mode: int, oid: str) -> Entry | None:
-        if mode == 0:
-            return None
-        if mode == _GITLINK:
-            return Entry(mode, oid.encode())
-        return Entry(mode if mode in (_EXECUTABLE, _SYMLINK) else _REGULAR, blobs[oid])
-
-    return {path: (entry(om, oo), entry(nm, no)) for path, om, oo, nm, no in records}
-
-
-def _read_blobs(root: Path, oids: Iterable[str]) -> dict[str, bytes]:
-    wanted = sorted(oids)
-    if not wanted:
-        return {}
-    proc = run_git(
-        ["cat-file", "--batch"], cwd=root, input="".join(f"{o}\n" for o in wanted).encode()
-    )
-    out, pos, blobs = proc.stdout, 0, {}
-    for oid in wanted:
-        end = out.index(b"\n", pos)
-        header = out[pos:end].split()
-        if len(header) != 3:
-            raise GitError(f"merge: object {oid} is missing from the repository at {root}")
-        size = int(header[2])
-        blobs[oid] = out[end + 1 : end + 1 + size]
-        pos = end + 1 + size + 1
-    return blobs
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -405,7 +209,7 @@ class MergeReport:
 # -- prediction and merge ----------------------------------------------------------------------
 
 
-def _reason(resolution: Resolution, ours: _Ours) -> str | None:
+def _reason(resolution: Resolution, ours: Ours) -> str | None:
     """Why the path cannot take the merge result: a blocked path (symlinked or file parent)
     names that, whatever the content merge said; None when it can."""
     if ours.blocked is not None and (resolution.conflict or resolution.entry != ours.entry):
@@ -422,7 +226,7 @@ def _kind(resolution: Resolution, first: Entry | None, second: Entry | None) -> 
 def _overlaps(
     changes: dict[str, Changes],
     order: Sequence[str],
-    tree: _WorkingTree,
+    tree: WorkingTree,
     held: Sequence[str] = (),
 ) -> list[Overlap]:
     """Pairwise: each task in ``order`` against the ``held`` tasks (whose change the working tree
@@ -444,7 +248,7 @@ def _overlaps(
             if resolution.conflict is None and resolution.entry == ours.entry:
                 continue  # the change is there already: "already merged", not an overlap
             others = [changes[t][path][1] for t in (*held, *order) if path in changes[t]]
-            own = _Ours(_own_edits(base, ours.entry, others), ours.blocked)
+            own = Ours(_own_edits(base, ours.entry, others), ours.blocked)
             if own.entry == base and own.blocked is None:
                 continue
             resolution = merge_entries(base, own.entry, theirs)
@@ -464,7 +268,7 @@ def predict(
     changes = {
         task: branch_changes(root, base_commit, resolve_commit(root, b)) for task, b in branches
     }
-    tree = _WorkingTree(root, dry_run=True)
+    tree = WorkingTree(root, dry_run=True)
     return _overlaps(changes, [task for task, _ in branches], tree)
 
 
@@ -495,7 +299,7 @@ def merge_run(
     for task, branch in context:
         with contextlib.suppress(GitError):  # a branch deleted by hand explains nothing
             changes[task] = branch_changes(root, base_commit, resolve_commit(root, branch))
-    tree = _WorkingTree(root, dry_run=dry_run)
+    tree = WorkingTree(root, dry_run=dry_run)
     report.undone = [
         task
         for task, _ in branches
@@ -518,24 +322,9 @@ def merge_run(
         if not changes[task]:
             report.unchanged.append(task)
             continue
-        writes: dict[str, Entry | None] = {}
-        reasons: dict[str, str] = {}
-        blame: list[str] = []
-        for path, (base_entry, theirs) in sorted(changes[task].items()):
-            ours = tree.read(path)
-            resolution = merge_entries(base_entry, ours.entry, theirs)
-            reason = _reason(resolution, ours)
-            if reason is not None:
-                reasons[path] = reason
-                for name in _blame(path, base_entry, theirs, tree, present):
-                    if name not in blame:
-                        blame.append(name)
-            elif resolution.entry != ours.entry:
-                writes[path] = resolution.entry
-        if reasons:
-            report.conflicts.append(
-                BranchConflict(task, branch, tuple(reasons), tuple(blame), reasons)
-            )
+        writes, conflict = _resolve_branch(task, branch, changes[task], tree, present)
+        if conflict is not None:
+            report.conflicts.append(conflict)
             continue
         for path, (_, theirs) in changes[task].items():
             present.setdefault(path, []).append((task, theirs))
@@ -549,7 +338,35 @@ def merge_run(
     return report
 
 
-def _present(changes: Changes, tree: _WorkingTree) -> bool:
+def _resolve_branch(
+    task: str,
+    branch: str,
+    changes: Changes,
+    tree: WorkingTree,
+    present: dict[str, list[tuple[str, Entry | None]]],
+) -> tuple[dict[str, Entry | None], BranchConflict | None]:
+    """What merging one branch onto the working tree would write, path by path, or the conflict
+    that keeps the whole branch out (its files, why, and whose changes it collides with)."""
+    writes: dict[str, Entry | None] = {}
+    reasons: dict[str, str] = {}
+    blame: list[str] = []
+    for path, (base_entry, theirs) in sorted(changes.items()):
+        ours = tree.read(path)
+        resolution = merge_entries(base_entry, ours.entry, theirs)
+        reason = _reason(resolution, ours)
+        if reason is not None:
+            reasons[path] = reason
+            for name in _blame(path, base_entry, theirs, tree, present):
+                if name not in blame:
+                    blame.append(name)
+        elif resolution.entry != ours.entry:
+            writes[path] = resolution.entry
+    if reasons:
+        return writes, BranchConflict(task, branch, tuple(reasons), tuple(blame), reasons)
+    return writes, None
+
+
+def _present(changes: Changes, tree: WorkingTree) -> bool:
     """Whether the working tree (as it was before this merge) holds every change in ``changes``."""
     for path, (base, theirs) in changes.items():
         ours = tree.original(path)
@@ -570,11 +387,23 @@ def settled_tasks(record: Mapping[str, Any] | None) -> set[str]:
     return found
 
 
+def unmerged_writers(project: str | os.PathLike[str], status: RunStatus) -> list[str]:
+    """The run's writers whose committed change no merge put into the working tree and whose
+    branch is still there: what deleting the run's branches (``fanout gc``) would lose."""
+    settled = settled_tasks(status.merge)
+    branches = set(run_branches(project, status.run_id))
+    return [
+        task_id
+        for task_id, task in status.tasks.items()
+        if task.commit and task.branch in branches and task_id not in settled
+    ]
+
+
 def _blame(
     path: str,
     base: Entry | None,
     theirs: Entry | None,
-    tree: _WorkingTree,
+    tree: WorkingTree,
     present: dict[str, list[tuple[str, Entry | None]]],
 ) -> list[str]:
     """Whose changes to ``path`` collide with ``theirs``: the tasks merged into it whose own

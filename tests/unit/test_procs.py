@@ -1,0 +1,182 @@
+"""The platform seam: ``FANOUT_PORTABLE=1`` turns every Linux-only path off, and the portable
+paths (psutil, polling) answer what the Linux ones do.
+
+The probe runs in a child process, as hooks and supervisors do, under an audit hook that records
+what fanout's own code opens under ``/proc``, lists there, and which libraries it loads through
+ctypes (inotify). psutil's own reads of ``/proc`` (on Linux that is how psutil works) are not
+fanout's and are left out; on macOS there is no ``/proc`` at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claude_fanout import procs
+
+LINUX = os.path.isdir("/proc/self")
+
+PROBE = r"""
+import json, os, subprocess, sys, threading, time
+
+seen = {"proc_opens": [], "proc_listings": 0, "dlopens": []}
+
+
+def from_psutil():
+    frame = sys._getframe(2)
+    while frame is not None:
+        if os.sep + "psutil" + os.sep in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def audit(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes)):
+        path = os.fsdecode(args[0])
+        if path.startswith("/proc/") and not from_psutil():
+            seen["proc_opens"].append(path)
+    elif event == "os.listdir" and os.fsdecode(args[0] or ".") == "/proc" and not from_psutil():
+        seen["proc_listings"] += 1
+    elif event == "ctypes.dlopen":
+        seen["dlopens"].append(str(args[0]))
+
+
+sys.addaudithook(audit)
+sys.path.insert(0, sys.argv[3])  # as the hook entry script does under -I -S
+
+from claude_fanout import procs
+from claude_fanout.store import watch
+
+me = os.getpid()
+out = {"linux_paths": procs.linux_paths(), "pid": me}
+out["start_time"] = procs.process_start_time(me)
+out["alive"] = procs.is_alive(me, out["start_time"])
+out["name"] = procs.process_name(me)
+out["parent"] = procs.parent_pid(me)
+out["conductor"] = procs.find_conductor()
+# A child in a process group of its own, in this session, carrying a marker.
+child = subprocess.Popen(
+    [sys.executable, "-c", "import time; time.sleep(60)"],
+    env={**os.environ, "PROBE_MARK": sys.argv[2]},
+    process_group=0,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+)
+try:
+    out["child"] = child.pid
+    out["env_groups"] = sorted(procs.groups_with_env("PROBE_MARK", sys.argv[2]))
+    out["session_groups"] = sorted(procs.groups_in_session(os.getsid(0)))
+    out["own_group"] = os.getpgid(0)
+finally:
+    child.kill()
+    child.wait()
+out["dead_child_alive"] = procs.is_alive(child.pid, out["start_time"])
+# A change to a watched file ends the wait; without one, the wait runs out.
+target = sys.argv[1]
+timer = threading.Timer(0.2, lambda: open(target, "a").write("x\n"))
+began = time.monotonic()
+timer.start()
+out["changed"] = watch.wait_for_change([target], 5.0)
+out["waited_s"] = time.monotonic() - began
+timer.join()
+out["unchanged"] = watch.wait_for_change([target], 0.2)
+out["seen"] = json.loads(json.dumps(seen))  # what follows is the test's, not fanout's
+out["psutil_imported"] = "psutil" in sys.modules
+import site
+
+site.main()  # what -S left out, for the test's own psutil
+import psutil
+
+out["psutil_create_time"] = psutil.Process(me).create_time()
+out["psutil_name"] = psutil.Process(me).name()
+with open(f"/proc/{me}/stat" if os.path.isdir("/proc/self") else os.devnull, "rb") as handle:
+    stat = handle.read()
+out["stat_ticks"] = int(stat[stat.rfind(b")") + 2 :].split()[19]) if stat else None
+out["ppid"] = os.getppid()
+print(json.dumps(out))
+"""
+
+
+def probe(tmp_path: Path, *, portable: bool) -> dict[str, Any]:
+    """Run the probe as a hook runs (``python -I -S`` under ``sh -c``, without site-packages on
+    sys.path, in a session of its own); its findings."""
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    target = tmp_path / "watched"
+    target.write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in (procs.PORTABLE_ENV, "CLAUDE_PID")}
+    if portable:
+        env[procs.PORTABLE_ENV] = "1"
+    package_parent = Path(procs.__file__).resolve().parents[1]
+    command = (
+        f'"{sys.executable}" -I -S "{script}" "{target}" {tmp_path.name} "{package_parent}"; true'
+    )
+    proc = subprocess.run(
+        ["sh", "-c", command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def test_the_switch_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(procs.PORTABLE_ENV, raising=False)
+    assert procs.linux_paths() is LINUX
+    for off in ("", "0"):
+        monkeypatch.setenv(procs.PORTABLE_ENV, off)
+        assert procs.linux_paths() is LINUX
+    monkeypatch.setenv(procs.PORTABLE_ENV, "1")
+    assert procs.linux_paths() is False
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["native", "portable"])
+def test_each_path_answers_the_same_questions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, portable: bool
+) -> None:
+    if not portable and not LINUX:
+        pytest.skip("the native paths are Linux's")
+    out = probe(tmp_path, portable=portable)
+    assert out["linux_paths"] is not portable
+    # psutil only on the portable path: found even without site-packages on sys.path.
+    assert out["psutil_imported"] is portable
+    # The start time identifies the process: psutil's creation time on the portable path,
+    # /proc/<pid>/stat's clock ticks since boot on Linux.
+    expected = out["psutil_create_time"] if portable else float(out["stat_ticks"])
+    assert out["start_time"] == expected
+    assert out["alive"] is True and out["dead_child_alive"] is False
+    assert out["name"] == out["psutil_name"]
+    assert out["parent"] == out["ppid"]  # `sh`, which ran the probe
+    # find_conductor walks up past `sh` to the first ancestor that is not a shell: this test,
+    # identified as this process identifies itself on the same path.
+    if portable:
+        monkeypatch.setenv(procs.PORTABLE_ENV, "1")
+    else:
+        monkeypatch.delenv(procs.PORTABLE_ENV, raising=False)
+    assert out["conductor"] == [os.getpid(), procs.process_start_time(os.getpid())]
+    # The watchdog's scans: the child's group by its environment and by its session.
+    assert out["env_groups"] == [out["child"]]
+    assert set(out["session_groups"]) == {out["child"], out["own_group"]}
+    assert out["changed"] is True and out["waited_s"] < 2.0
+    assert out["unchanged"] is False
+    seen = out["seen"]
+    if portable:
+        # Nothing Linux-only: no /proc read or listing of fanout's own, no inotify through ctypes.
+        assert seen == {"proc_opens": [], "proc_listings": 0, "dlopens": []}
+    else:
+        # The audit sees the native paths, so the portable run's silence means something.
+        opened = {path.rsplit("/", 1)[-1] for path in seen["proc_opens"]}
+        assert {"stat", "comm", "environ"} <= opened, seen
+        assert seen["proc_listings"] >= 2 and seen["dlopens"], seen
