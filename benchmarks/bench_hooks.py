@@ -4,10 +4,10 @@
                                                [--small-events N]
 
 Every call is ``/bin/sh -c "<command>"``, the command being what ``fanout install`` writes
-(``settings.hook_command``), with ``CLAUDE_PROJECT_DIR`` set, the project as working directory and
-a recorded payload (``tests/fixtures/hooks/``, rewritten to a scratch project) on stdin. Wall time
-is ``time.perf_counter`` around ``subprocess.run``; the variants are interleaved round-robin (the
-starting variant rotates each round) so machine noise hits all of them alike.
+(``settings_hooks.hook_command``), with ``CLAUDE_PROJECT_DIR`` set, the project as working
+directory and a recorded payload (``tests/fixtures/hooks/``, rewritten to a scratch project) on
+stdin. Wall time is ``time.perf_counter`` around ``subprocess.run``; the variants are interleaved
+round-robin (the starting variant rotates each round) so machine noise hits all of them alike.
 
 Measured side by side, in one run:
 
@@ -47,7 +47,7 @@ import tempfile
 import threading
 import time
 
-from claude_fanout import procs, settings
+from claude_fanout import install, procs, settings_hooks
 from claude_fanout.states import EventType
 from claude_fanout.store import active, layout
 from claude_fanout.store.eventlog import EventLog, encode
@@ -64,7 +64,7 @@ SH = "/bin/sh"  # what Claude Code runs hooks with (dash on Debian/Ubuntu)
 TARGET_A = 1.2
 TARGET_B = 1.3
 TARGET_GROWTH = 1.10
-SRC = os.path.dirname(os.path.dirname(os.path.abspath(settings.__file__)))
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(settings_hooks.__file__)))
 # What each hook imports on its path (dispatch imports the handler; Stop's loads config+tomllib).
 HOOK_MODULES = {
     "PreToolUse": ["claude_fanout.hooks.dispatch", "claude_fanout.hooks.pre_tool_use"],
@@ -472,9 +472,9 @@ def main() -> None:
     args = parser.parse_args()
 
     python = sys.executable
-    entry = settings.default_entry()
+    entry = install.default_entry()
     commands = {
-        event: settings.hook_command(event, python=python, entry=entry)
+        event: settings_hooks.hook_command(event, python=python, entry=entry)
         for event in ("PreToolUse", "PostToolUse", "Stop")
     }
     floor = f"{shlex.quote(python)} -I -S -c 'import json, sys; json.load(sys.stdin)'"

@@ -60,17 +60,10 @@ from typing import Any
 import psutil
 
 from claude_fanout.claude.env import PARENT_SESSION_VARS
-from claude_fanout.fake_api import (
-    FakeMessagesAPI,
-    Reply,
-    Request,
-    Text,
-    ToolUse,
-    Usage,
-    claude_cli,
-    cli_env,
-    summarize_read_output,
-)
+from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
+from claude_fanout.testing.models import summarize_read_output
+from claude_fanout.testing.replies import Reply, Text, ToolUse, Usage
+from claude_fanout.testing.requests import Request
 
 CONDUCTOR_MARK = "CONDUCTOR:"
 SUBAGENT_MARK = "cc_is_subagent=true"  # billing header in a subagent's system prompt (2.1.330)

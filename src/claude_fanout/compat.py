@@ -15,6 +15,7 @@ from typing import Final, NamedTuple
 __all__ = [
     "ATTENDED_ENV",
     "MECHANISMS",
+    "STRUCTURED_OUTPUT_ENDS",
     "TESTED_MAX",
     "TESTED_MIN",
     "Mechanism",
@@ -37,12 +38,13 @@ class Mechanism(NamedTuple):
 
     name: str
     since: str
-    used_by: str  # "workers": the CLI fanout starts (workers, planner); "conductor": the session
-    # whose hooks fanout runs in
+    used_by: str  # "workers" / "planner": the CLI fanout starts; "conductor": the session whose
+    # hooks fanout runs in
     without: str  # what fanout does on an older release
 
 
 ATTENDED_ENV: Final = "CLAUDE_CODE_SESSION_ATTENDED"
+STRUCTURED_OUTPUT_ENDS: Final = "StructuredOutput ends the session"
 
 # Measured by scripts/compat and by probing each release (docs/compat.md); ``since`` is the
 # oldest measured release that has it.
@@ -60,6 +62,13 @@ MECHANISMS: Final = (
         "workers",
         "a worker stopped at its max_turns or max_cost_usd ends as if it succeeded (exit 0, no "
         "error), so fanout marks it over budget without saying why",
+    ),
+    Mechanism(
+        STRUCTURED_OUTPUT_ENDS,
+        "2.1.191",
+        "planner",
+        "after the planner's valid StructuredOutput call the CLI asks the model for one more "
+        "turn; the plan is the same, one turn dearer",
     ),
     Mechanism(
         ATTENDED_ENV,

@@ -60,7 +60,7 @@ SLOT_RETRY_S = 0.25
 
 # Planning: `/fanout <instruction>` with no paths asks Claude for a plan (see planner.py).
 PLANNER_TIMEOUT_S = 90.0
-# planner.timeout_s may not exceed this: the UserPromptSubmit hook's own timeout (settings.py) is
+# planner.timeout_s may not exceed this: the UserPromptSubmit hook's own timeout (settings_hooks) is
 # this plus PLANNER_HOOK_MARGIN_S, time enough to stop the planner and start the run.
 PLANNER_MAX_TIMEOUT_S = 300.0
 PLANNER_HOOK_MARGIN_S = 30

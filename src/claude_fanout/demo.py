@@ -28,21 +28,13 @@ from typing import Any
 
 from rich.markup import escape
 
-from claude_fanout import settings
-from claude_fanout.fake_api import (
-    EditThenReport,
-    FakeMessagesAPI,
-    ReadThenSummarize,
-    Reply,
-    Request,
-    Text,
-    ToolUse,
-    claude_cli,
-    cli_env,
-)
+from claude_fanout import install
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import RunDir, list_runs
 from claude_fanout.store.state import load_status
+from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
+from claude_fanout.testing.models import FINAL_MARK, is_worker, scripted_model
+from claude_fanout.testing.requests import Request
 
 FILES = {
     "src/inventory.py": "def reserve(stock, sku, qty):\n    stock[sku] -= qty  # may go negative\n",
@@ -53,9 +45,6 @@ FILES = {
 }
 PROMPT = "/fanout review for bugs -- src/*.py"
 EDITS_PROMPT = "/fanout --plan .claude/fanout/edits.json"
-FINAL_MARK = "All of this session's fanout workers are done"
-WORKER_MARK = "Your file:"
-EDIT_MARK = "replace `"
 REFUND = "return gateway.post(card, -cents)"
 EDITS_PLAN = {
     "version": 1,
@@ -89,82 +78,6 @@ EDITS_PLAN = {
 }
 
 
-def is_worker(request: Request) -> bool:
-    text = request.first_user_text()
-    return WORKER_MARK in text or EDIT_MARK in text
-
-
-class ScriptedConductor:
-    """The Conductor's scripted model, reacting to what the CLI sends: it reads a file a worker
-    owns, waits with Bash when that is denied, ends its turn, and merges once handed the
-    results."""
-
-    def __init__(
-        self, project: Path, *, claimed: str, wait_for: str, last_word: str = "MERGED."
-    ) -> None:
-        self.project = project
-        self.claimed = claimed
-        self.last_word = last_word
-        # Waits with Bash until this worker has finished, so that its result is injected
-        # after the call whatever the machine's speed (bounded by the Bash tool's timeout).
-        self.wait_command = (
-            f'until grep -qs \'"task":"{wait_for}"[^}}]*"type":"task_exited"\' '
-            ".claude/runs/*/events.jsonl; do sleep 0.1; done"
-        )
-
-    def __call__(self, request: Request) -> Reply:
-        feedback = "\n".join(request.hook_feedback())
-        if feedback:
-            if FINAL_MARK in feedback:
-                return Reply([Text(self.last_word)])
-            return Reply([Text("Still waiting for the workers.")])
-        results = request.tool_results()
-        if not results and "tool_result" not in json.dumps(request.messages):
-            read = ToolUse("Read", {"file_path": str(self.project / self.claimed)})
-            return Reply([Text("Let me look at the code first."), read])
-        if results and "claimed by worker" in results[-1][1]:
-            wait = ToolUse(
-                "Bash", {"command": self.wait_command, "description": "wait for that worker"}
-            )
-            return Reply([Text("A worker owns that file; I will wait."), wait])
-        return Reply([Text("I will wait for the workers' results.")])
-
-
-def scripted_model(project: Path, *, model_delay_s: float, files: list[str] | None = None) -> Any:
-    """One handler for everyone: workers read and summarise their file (the last one slowly,
-    so the Conductor has to wait for it at Stop); the Conductor follows its script."""
-    workers = ReadThenSummarize(delay_s=model_delay_s)
-    slow = ReadThenSummarize(delay_s=model_delay_s * 4)
-    writers = EditThenReport(delay_s=model_delay_s)
-    ordered = sorted(FILES if files is None else files)  # `src/*.py` order: W1, W2, W3
-    slowest = ordered[-1]
-    reviewer = ScriptedConductor(
-        project, claimed=ordered[0], wait_for="W1", last_word="MERGED: three reviews combined."
-    )
-    editor = ScriptedConductor(
-        project, claimed="src/billing.py", wait_for="W1", last_word="Edits reviewed."
-    )
-
-    def handle(request: Request) -> Reply:
-        if request.is_side_call:
-            return Reply([Text("Fan-out review")])
-        if EDIT_MARK in request.first_user_text():
-            reply = writers(request)
-            assert isinstance(reply, Reply)
-            return reply
-        if is_worker(request):
-            brain = slow if slowest in request.first_user_text() else workers
-            reply = brain(request)
-            assert isinstance(reply, Reply)
-            return reply
-        # The CLI expands /fanout into its command file; the arguments stay.
-        if "edits.json" in request.first_user_text():
-            return editor(request)
-        return reviewer(request)
-
-    return handle
-
-
 def make_project(scratch: Path) -> Path:
     project = scratch / "project"
     for rel, text in FILES.items():
@@ -176,7 +89,7 @@ def make_project(scratch: Path) -> Path:
     _git(project, "init", "-q", "-b", "main")
     # As in a real repository: the hooks go to settings.local.json, which git ignores; the
     # /fanout command is committed with the rest; the run store keeps itself out of git.
-    settings.install(project=project)
+    install.install(project=project)
     _git(project, "add", "-A")
     _git(project, "commit", "-qm", "the shop")
     return project
@@ -209,7 +122,9 @@ def run_demo(
         f"  model: a scripted fake of the Messages API on 127.0.0.1, {model_delay_s:g}s "
         "per turn (the worker on the last file is 4x slower)"
     )
-    with FakeMessagesAPI(scripted_model(project, model_delay_s=model_delay_s)) as api:
+    with FakeMessagesAPI(
+        scripted_model(project, model_delay_s=model_delay_s, files=list(FILES))
+    ) as api:
         env = cli_env(api.base_url, scratch / "home")
         console.print("\n[bold]Act 1[/]: three read-only reviewers")
         review = _run(console, project, PROMPT, env=env, api=api)

@@ -1,8 +1,8 @@
 """``fanout doctor --probe``: every Claude Code mechanism fanout depends on, tried for real.
 
 The CLI under test runs offline: a scripted fake of the Messages API on 127.0.0.1
-(:mod:`claude_fanout.fake_api`), a scratch HOME and a scratch project, with fanout's hooks
-installed there by :func:`claude_fanout.settings.install`. Nothing of the user's is read or
+(:mod:`claude_fanout.testing.fake_api`), a scratch HOME and a scratch project, with fanout's hooks
+installed there by :func:`claude_fanout.install.install`. Nothing of the user's is read or
 written. Six CLI sessions run at once (:mod:`claude_fanout.probe_sessions`), each showing
 what it alone can:
 
@@ -39,7 +39,7 @@ from typing import Any, Final
 from claude_fanout import compat
 from claude_fanout import probe_sessions as sessions
 from claude_fanout.claude.cli import runnable_cli
-from claude_fanout.fake_api import FakeMessagesAPI
+from claude_fanout.testing.fake_api import FakeMessagesAPI
 
 __all__ = [
     "MECHANISMS",

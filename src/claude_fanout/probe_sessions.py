@@ -1,7 +1,8 @@
 """How ``fanout doctor --probe`` tries each Claude Code mechanism: the sessions and their model.
 
 One scripted model (:class:`Script`) serves every session through one
-:class:`~claude_fanout.fake_api.FakeMessagesAPI`, telling them apart by markers in their prompts.
+:class:`~claude_fanout.testing.fake_api.FakeMessagesAPI`, telling them apart by markers in
+their prompts.
 Each ``probe_*`` function runs its session(s) against the CLI under test and returns
 findings, judged from what the fake received and what the CLI and fanout recorded.
 """
@@ -20,24 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from claude_fanout import settings
+from claude_fanout import install, settings_hooks
 from claude_fanout.claude.cli import CLAUDE_BIN_ENV
 from claude_fanout.claude.command import command, prompt_file
 from claude_fanout.claude.env import worker_env
 from claude_fanout.claude.stream import collect
-from claude_fanout.demo import FINAL_MARK
-from claude_fanout.fake_api import (
-    FakeMessagesAPI,
-    Reply,
-    Request,
-    Text,
-    ToolUse,
-    Usage,
-    cli_env,
-    side_call_reply,
-    structured_output,
-)
 from claude_fanout.planner import PLANNER_MARK
+from claude_fanout.testing.fake_api import FakeMessagesAPI, cli_env
+from claude_fanout.testing.models import FINAL_MARK, side_call_reply, structured_output
+from claude_fanout.testing.replies import Reply, Text, ToolUse, Usage
+from claude_fanout.testing.requests import Request
 
 __all__ = [
     "Finding",
@@ -217,7 +210,7 @@ def conductor_project(scratch: Path) -> Path:
     (project / PLAN_FILE).write_text(json.dumps(PROBE_PLAN))
     # One Stop wait long enough for W3: the turn is blocked once, with the results.
     (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 30\n")
-    settings.install(scope="project", project=project)
+    install.install(scope="project", project=project)
     return project
 
 
@@ -465,7 +458,7 @@ def probe_rewake(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding]
     an async Stop hook shaped like fanout's Rewake exits 2; the idle session must be woken."""
     project = scratch / "rewake"
     (project / ".claude").mkdir(parents=True)
-    spec = settings.FANOUT_HOOKS["Rewake"]
+    spec = settings_hooks.FANOUT_HOOKS["Rewake"]
     ran = project / "hook-ran"
     script = project / "rewake_hook.py"
     # Like fanout's Rewake hook: runs after the turn ended, exits 2 with words for the session.

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_fanout.fake_api import FakeMessagesAPI, Handler
+from claude_fanout.testing.fake_api import FakeMessagesAPI
+from claude_fanout.testing.replies import Handler
 
 StartFake = Callable[[Handler], FakeMessagesAPI]
 

@@ -16,20 +16,10 @@ from typing import Any
 import pytest
 
 from claude_fanout.executors.claude import run_claude_task
-from claude_fanout.fake_api import (
-    ErrorReply,
-    FakeMessagesAPI,
-    Handler,
-    Reply,
-    Request,
-    Text,
-    ToolUse,
-    Usage,
-    claude_cli,
-    cli_env,
-    read_then_summarize,
-    scripted,
-)
+from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
+from claude_fanout.testing.models import read_then_summarize, scripted
+from claude_fanout.testing.replies import ErrorReply, Handler, Reply, Text, ToolUse, Usage
+from claude_fanout.testing.requests import Request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 

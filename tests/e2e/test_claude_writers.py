@@ -18,13 +18,16 @@ from typing import Any
 import pytest
 
 from claude_fanout import procs
-from claude_fanout.fake_api import EditThenReport, Reply, Request, Text, ToolUse, cli_env
 from claude_fanout.hooks import dispatch
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run, wait_run
 from claude_fanout.states import RunState, TaskState
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.state import RunStatus
+from claude_fanout.testing.fake_api import cli_env
+from claude_fanout.testing.models import EditThenReport
+from claude_fanout.testing.replies import Reply, Text, ToolUse
+from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
 from tests.helpers import git, wait_until
 

@@ -19,12 +19,14 @@ from typing import Any
 
 import pytest
 
-from claude_fanout import settings
-from claude_fanout.demo import FINAL_MARK, is_worker, scripted_model
-from claude_fanout.fake_api import FakeMessagesAPI, Reply, Request, Text, claude_cli, cli_env
+from claude_fanout import install
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
+from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
+from claude_fanout.testing.models import FINAL_MARK, is_worker, scripted_model
+from claude_fanout.testing.replies import Reply, Text
+from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
 from tests.helpers import processes_under, wait_until
 
@@ -62,7 +64,7 @@ def fanout_project(project: Path) -> Path:
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(text)
     # The default: hooks in .claude/settings.local.json, the file Claude Code reads as "local".
-    settings.install(project=project)
+    install.install(project=project)
     return project
 
 

@@ -13,22 +13,15 @@ from typing import Any
 
 import pytest
 
-from claude_fanout.fake_api import (
-    ErrorReply,
-    FakeMessagesAPI,
-    Handler,
-    Reply,
-    Request,
-    Text,
-    ToolUse,
-    Usage,
-    claude_cli,
-    cli_env,
+from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
+from claude_fanout.testing.models import (
     find_paths,
     read_then_summarize,
     scripted,
     summarize_read_output,
 )
+from claude_fanout.testing.replies import ErrorReply, Handler, Reply, Text, ToolUse, Usage
+from claude_fanout.testing.requests import Request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(20)]
 
@@ -402,7 +395,7 @@ def test_close_frees_the_port_and_joins_the_thread() -> None:
     with FakeMessagesAPI(lambda _r: Reply([Text("x")])) as api:
         port = int(api.base_url.rsplit(":", 1)[1])
         assert api.base_url == f"http://127.0.0.1:{port}"
-        thread = api._thread
+        thread = api.server_thread
         assert thread is not None
         assert thread.is_alive()
     assert not thread.is_alive()

@@ -20,13 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from claude_fanout import settings
+from claude_fanout import install
 from claude_fanout.claude.cli import cli_path
-from claude_fanout.demo import FINAL_MARK, is_worker
-from claude_fanout.fake_api import Reply, Request, Text, cli_env
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
 from claude_fanout.store.state import observe
+from claude_fanout.testing.fake_api import cli_env
+from claude_fanout.testing.models import FINAL_MARK, is_worker
+from claude_fanout.testing.replies import Reply, Text
+from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
 from tests.helpers import processes_under, wait_until
 
@@ -78,7 +80,7 @@ def test_seventeen_workers_in_waves_all_reach_a_headless_conductor(
     (project / ".claude" / "fanout.toml").write_text(
         f"[limits]\nmax_live_claude_workers = {LIVE}\n"
     )
-    settings.install(scope="project", project=project)
+    install.install(scope="project", project=project)
 
     def handle(request: Request) -> Reply:
         if request.is_side_call:
@@ -119,7 +121,7 @@ def test_a_run_that_outlives_every_bound_is_released_not_cancelled(
     project: Path, fake_api: StartFake, claude_home: Path
 ) -> None:
     (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 1\nmax_blocks = 2\n")
-    settings.install(scope="project", project=project)
+    install.install(scope="project", project=project)
     slow = [sys.executable, "-c", "import time; time.sleep(8); print('slow work done')"]
     plan = {
         "version": 1,

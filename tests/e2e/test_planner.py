@@ -19,23 +19,16 @@ from typing import Any
 
 import pytest
 
-from claude_fanout import settings
-from claude_fanout.demo import FINAL_MARK
-from claude_fanout.fake_api import (
-    FakeMessagesAPI,
-    Reply,
-    Request,
-    Text,
-    claude_cli,
-    cli_env,
-    side_call_reply,
-    structured_output,
-)
+from claude_fanout import install, settings_hooks
 from claude_fanout.planner import NEXT_STEP, PLANNER_MARK, PLANNER_RECORD, plan_schema
 from claude_fanout.runner import wait_run
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
+from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
+from claude_fanout.testing.models import FINAL_MARK, side_call_reply, structured_output
+from claude_fanout.testing.replies import Reply, Text
+from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
 from tests.helpers import processes_under, wait_until
 
@@ -110,15 +103,15 @@ def repo(project: Path) -> Path:
     for name, text in FILES.items():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(text)
-    settings.install(scope="project", project=project)
+    install.install(scope="project", project=project)
     return project
 
 
 def prompt_hook(project: Path, api: FakeMessagesAPI, home: Path, prompt: str) -> str | None:
     """The installed UserPromptSubmit command, run as Claude Code runs it, in the environment a
     Conductor pointed at the fake would give it."""
-    command = settings.hook_command(
-        "UserPromptSubmit", python=sys.executable, entry=settings.default_entry()
+    command = settings_hooks.hook_command(
+        "UserPromptSubmit", python=sys.executable, entry=install.default_entry()
     )
     payload = {
         "session_id": SESSION,

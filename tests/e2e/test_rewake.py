@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from claude_fanout import settings
-from claude_fanout.demo import FINAL_MARK, is_worker
-from claude_fanout.fake_api import ReadThenSummarize, Reply, Request, Text
+from claude_fanout import install
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
+from claude_fanout.testing.models import FINAL_MARK, ReadThenSummarize, is_worker
+from claude_fanout.testing.replies import Reply, Text
+from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
 from tests.e2e.tmux_claude import TmuxClaude
 from tests.helpers import processes_under, wait_until
@@ -49,7 +50,7 @@ class Conductor:
 @pytest.fixture
 def session(project: Path, claude_home: Path) -> Iterator[dict[str, object]]:
     (project / "src").mkdir()
-    settings.install(scope="project", project=project)
+    install.install(scope="project", project=project)
     holder: dict[str, object] = {}
     yield holder
     tui = holder.get("tui")

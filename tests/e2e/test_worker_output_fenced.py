@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from claude_fanout import settings, usage
-from claude_fanout.demo import FINAL_MARK, is_worker
-from claude_fanout.fake_api import Reply, Request, Text, claude_cli, cli_env
+from claude_fanout import install, usage
 from claude_fanout.hooks.framing import clean
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
+from claude_fanout.testing.fake_api import claude_cli, cli_env
+from claude_fanout.testing.models import FINAL_MARK, is_worker
+from claude_fanout.testing.replies import Reply, Text
+from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
 from tests.fences import ANY_TAG, read_fenced
 from tests.helpers import processes_under, wait_until
@@ -43,7 +45,7 @@ def test_a_hostile_result_reaches_the_model_inside_its_fence(
     (project / "src").mkdir()
     (project / "src" / "a.py").write_text("alpha = 1\n")
     (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 60\n")
-    settings.install(scope="project", project=project)
+    install.install(scope="project", project=project)
 
     def handle(request: Request) -> Reply:
         if request.is_side_call:

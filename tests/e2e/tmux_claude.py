@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from claude_fanout.fake_api import claude_cli, cli_env
+from claude_fanout.testing.fake_api import claude_cli, cli_env
 
 BUSY_MARK = "esc to interrupt"
 PROMPT_LINE = re.compile("^\u276f\\s?(.*)$")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_fanout import compat, doctor, settings
+from claude_fanout import compat, doctor, install, settings_hooks
 from claude_fanout.doctor import FAIL, OK, WARN, Check
 from tests.helpers import CLIResult, FakeRun, git
 
@@ -39,15 +39,16 @@ def only(checks: list[Check], name: str) -> Check:
 
 
 def test_a_healthy_install_has_nothing_to_fail(project: Path, home: Path) -> None:
-    settings.install(scope="local", project=project, home=home)
+    install.install(scope="local", project=project, home=home)
 
     checks = run_doctor(project, home)
 
     assert not doctor.failed(checks), [c for c in checks if c.status == FAIL]
     hooks = only(checks, "local hooks")
     assert hooks.status == OK
-    assert "settings.local.json" in hooks.detail and f"{len(settings.FANOUT_HOOKS)} hooks" in (
-        hooks.detail
+    assert (
+        "settings.local.json" in hooks.detail
+        and f"{len(settings_hooks.FANOUT_HOOKS)} hooks" in (hooks.detail)
     )
     assert only(checks, "/fanout").status == OK
     assert only(checks, "config").status == OK
@@ -69,8 +70,8 @@ def test_a_hook_command_that_points_nowhere_fails(
     python = tmp_path / "python3"
     python.symlink_to(sys.executable)
     entry = tmp_path / "entry.py"
-    entry.write_text(Path(settings.default_entry()).read_text())
-    settings.install(scope="project", project=project, python=str(python), entry=str(entry))
+    entry.write_text(Path(install.default_entry()).read_text())
+    install.install(scope="project", project=project, python=str(python), entry=str(entry))
     gone = python if missing == "interpreter" else entry
     gone.unlink()
 
@@ -88,7 +89,7 @@ def test_hooks_of_another_installation_are_flagged(
     entry = tmp_path / "elsewhere" / "entry.py"
     entry.parent.mkdir()
     entry.write_text("")
-    settings.install(scope="user", project=project, home=home, entry=str(entry))
+    install.install(scope="user", project=project, home=home, entry=str(entry))
 
     check = only(run_doctor(project, home), "user hooks")
 
@@ -101,7 +102,7 @@ def test_hooks_that_run_fanout_hook_need_it_on_path(
     import json
 
     path = project / ".claude" / "settings.json"
-    path.write_text(json.dumps(settings.merge_hooks({}, settings.plugin_hooks())))
+    path.write_text(json.dumps(settings_hooks.merge_hooks({}, settings_hooks.plugin_hooks())))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
 
@@ -117,7 +118,7 @@ def test_hooks_that_run_fanout_hook_need_it_on_path(
 def test_an_incomplete_install_names_the_missing_events(project: Path, home: Path) -> None:
     import json
 
-    settings.install(scope="project", project=project)
+    install.install(scope="project", project=project)
     path = project / ".claude" / "settings.json"
     data = json.loads(path.read_text())
     del data["hooks"]["Stop"]
@@ -295,7 +296,7 @@ def test_the_cli_exits_1_on_a_failure_and_its_json_parses(
 ) -> None:
     python = tmp_path / "python3"
     python.symlink_to(sys.executable)
-    settings.install(scope="project", project=project, python=str(python))
+    install.install(scope="project", project=project, python=str(python))
     python.unlink()
 
     result = fanout("doctor", "--json", env={"HOME": str(home)})
@@ -312,8 +313,10 @@ def test_the_cli_exits_1_on_a_failure_and_its_json_parses(
 
 
 def test_hook_targets_reads_back_what_install_writes() -> None:
-    for event in settings.FANOUT_HOOKS:
-        command = settings.hook_command(event, python="/opt/py 3/bin/python", entry="/x/entry.py")
+    for event in settings_hooks.FANOUT_HOOKS:
+        command = settings_hooks.hook_command(
+            event, python="/opt/py 3/bin/python", entry="/x/entry.py"
+        )
         assert doctor.hook_targets(command) == ("/opt/py 3/bin/python", "/x/entry.py")
-    assert doctor.hook_targets(settings.plugin_hook_command("Stop")) is None
+    assert doctor.hook_targets(settings_hooks.plugin_hook_command("Stop")) is None
     assert doctor.hook_targets("echo hi") is None

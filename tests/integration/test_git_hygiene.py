@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_fanout import settings
+from claude_fanout import install
 from tests.helpers import CLIResult, git
 
 pytestmark = pytest.mark.timeout(60)
@@ -156,13 +156,13 @@ def test_a_project_in_a_sub_directory_of_the_repository(
     """The exclude entry is anchored at the project's own .claude/, not the repository's top."""
     sub = repo / "services" / "api"
     sub.mkdir(parents=True)
-    report = settings.install(project=sub)
+    report = install.install(project=sub)
     assert not report.shared
     git(repo, "check-ignore", "-q", "services/api/.claude/settings.local.json")
     assert "/services/api/.claude/settings.local.json" in exclude_file(repo).read_text()
     assert status(repo) == ["?? services/api/.claude/commands/fanout.md"]
 
-    settings.uninstall(project=sub)
+    install.uninstall(project=sub)
     assert status(repo) == []
     assert "settings.local.json" not in exclude_file(repo).read_text()
     assert os.listdir(sub) == []

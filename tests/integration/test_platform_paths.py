@@ -18,8 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
-from claude_fanout import defaults, procs
-from claude_fanout import settings as fanout_settings
+from claude_fanout import defaults, install, procs, settings_hooks
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run
 from claude_fanout.states import RunState
@@ -142,8 +141,8 @@ def test_an_installed_hook_tells_a_live_run_from_a_lost_one_on_either_path(
     (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 0\n")
     live = FakeRun(project, "20261130-000000-000-abcd", {"W1": {}}, SESSION)
     live.start("W1")
-    command = fanout_settings.hook_command(
-        "Stop", python=sys.executable, entry=fanout_settings.default_entry()
+    command = settings_hooks.hook_command(
+        "Stop", python=sys.executable, entry=install.default_entry()
     )
     payload = {
         "session_id": SESSION,

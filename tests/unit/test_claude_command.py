@@ -1,13 +1,15 @@
 """The command line of a headless session (a worker's, the planner's), its environment, the
 CLI lookup, and what is read back from a worker's stream.
 
-The streams in tests/fixtures/streams were recorded from the real CLI (record.py there).
+The streams in tests/fixtures/streams were recorded from the real CLI (tools/record_streams.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,12 +72,18 @@ def test_the_command_grants_exactly_the_task_tools_and_budgets() -> None:
     assert (flags["-p"], flags["--output-format"]) == (None, "stream-json")
 
 
-def test_the_command_means_what_the_sdk_would_send_for_the_same_options() -> None:
-    """Guard against drift: the SDK's own command builder, for the options fanout used to pass
-    it, yields the same flags (the SDK adds its stdin protocol, fanout passes the prompt)."""
+def test_the_command_means_what_the_sdk_would_send_for_the_same_options(tmp_path: Path) -> None:
+    """Guard against drift: the SDK, given the options fanout used to pass it, starts the CLI with
+    the same flags (the SDK adds its stdin protocol, fanout passes the prompt). What the SDK sends
+    is read from a fake CLI that records its argv, through the SDK's public ``query``."""
     sdk = pytest.importorskip("claude_agent_sdk")
-    from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
-
+    argv_log = tmp_path / "argv.jsonl"
+    fake_cli = tmp_path / "claude"
+    fake_cli.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(argv_log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\nsys.exit(3)\n"
+    )
+    fake_cli.chmod(0o755)
     options = sdk.ClaudeAgentOptions(
         tools=["Read", "Bash"],
         allowed_tools=["Read", "Bash(pytest *)"],
@@ -86,11 +94,19 @@ def test_the_command_means_what_the_sdk_would_send_for_the_same_options() -> Non
         setting_sources=["project", "local"],
         strict_mcp_config=True,
         system_prompt={"type": "preset", "preset": "claude_code"},
-        cli_path="/x/claude",
+        cli_path=str(fake_cli),
     )
-    transport = SubprocessCLITransport(prompt="x", options=options)
-    transport._cli_path = "/x/claude"
-    theirs = _flags(transport._build_command())
+
+    async def start_session() -> None:
+        with pytest.raises(sdk.ProcessError):  # the fake CLI exits 3 once it has written argv
+            async for _message in sdk.query(prompt="x", options=options):
+                pass
+
+    asyncio.run(asyncio.wait_for(start_session(), timeout=30))
+    started = [json.loads(line) for line in argv_log.read_text().splitlines()]
+    sessions = [argv for argv in started if "--output-format" in argv]
+    assert len(sessions) == 1, started
+    theirs = _flags(["/x/claude", *sessions[0]])
     ours = _flags(
         command(
             cli="/x/claude",

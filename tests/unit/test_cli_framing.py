@@ -1,6 +1,6 @@
 """Finding fanout's words in what the real CLI sends the model, however it frames hook output.
 
-The fixture is the last request of a real Conductor session (``tests/fixtures/framing/record.py``):
+The fixture is the last request of a real Conductor session (``tools/record_framing.py``):
 UserPromptSubmit's context inside a system text, PostToolUse's after a tool result, and a Stop
 block that 2.1.332 sends twice: as a user text inside its own ``<system-reminder>`` with a
 preamble, and as a system text.
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_fanout.demo import FINAL_MARK
-from claude_fanout.fake_api import Request, fanout_text
+from claude_fanout.testing.models import FINAL_MARK
+from claude_fanout.testing.requests import Request, fanout_text
 from tests.fences import ANY_TAG, read_fenced
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "framing"

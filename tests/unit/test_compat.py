@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from claude_fanout import compat, fake_api
+from claude_fanout import compat
 from claude_fanout.claude import cli as claude_cli
 from claude_fanout.claude.command import command
+from claude_fanout.testing import fake_api
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "compat.py"
 
@@ -216,6 +217,10 @@ def test_a_cli_older_than_the_tested_range_gets_one_line_naming_version_and_fix(
         compat.cli_warning(str(fake_claude(tmp_path / "min" / "claude", compat.TESTED_MIN))) is None
     )
     assert compat.cli_warning(str(fake_claude(tmp_path / "new" / "claude", "9.0.0"))) is None
+    # In the range, a planner that needs one more turn is no reason to warn.
+    in_range = fake_claude(tmp_path / "2.1.142" / "claude", "2.1.142")
+    assert compat.STRUCTURED_OUTPUT_ENDS in [m.name for m in compat.missing_mechanisms("2.1.142")]
+    assert compat.cli_warning(str(in_range)) is None
     assert compat.cli_warning(str(tmp_path / "absent")) is None
 
 
@@ -233,6 +238,7 @@ def test_a_conductor_without_the_attended_marker_is_told_how_to_choose_delivery(
     assert [m.name for m in compat.missing_mechanisms("2.1.81")] == [
         "api_error_status",
         "is_error when stopped at a limit",
+        compat.STRUCTURED_OUTPUT_ENDS,
         compat.ATTENDED_ENV,
     ]
     assert compat.missing_mechanisms("2.1.275") == []

@@ -41,8 +41,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from claude_fanout import procs
-from claude_fanout import settings as fanout_settings
+from claude_fanout import install, procs, settings_hooks
 from claude_fanout.errors import FanoutError
 from claude_fanout.hooks import dispatch
 from claude_fanout.store.eventlog import read_events
@@ -749,8 +748,8 @@ def test_the_fuzzed_project_really_is_live(harness):
 
 
 def _hook_process(event: str, raw: bytes, project: Path) -> subprocess.CompletedProcess[bytes]:
-    command = fanout_settings.hook_command(
-        event, python=sys.executable, entry=fanout_settings.default_entry()
+    command = settings_hooks.hook_command(
+        event, python=sys.executable, entry=install.default_entry()
     )
     # The platform-path switch stays: the run stores here hold start times taken on its path.
     env = {

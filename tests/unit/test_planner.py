@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from claude_fanout import defaults, settings
+from claude_fanout import defaults, install, settings_hooks
 from claude_fanout.claude.cli import CLINotFoundError, find_cli, require_cli
 from claude_fanout.claude.env import PARENT_SESSION_VARS, planner_env
 from claude_fanout.compat import TESTED_MAX, TESTED_MIN
@@ -156,8 +156,8 @@ def prompt_hook(project: Path, prompt: str) -> str | None:
         "hook_event_name": "UserPromptSubmit",
         "prompt": prompt,
     }
-    command = settings.hook_command(
-        "UserPromptSubmit", python=sys.executable, entry=settings.default_entry()
+    command = settings_hooks.hook_command(
+        "UserPromptSubmit", python=sys.executable, entry=install.default_entry()
     )
     done = subprocess.run(
         ["sh", "-c", command],
@@ -462,7 +462,7 @@ def test_the_bundled_cli_is_found_without_the_sdk_on_sys_path(tmp_path: Path) ->
         " from claude_fanout.claude.cli import find_cli;"
         " print(find_cli({}, search_path=False))"
     )
-    src = str(Path(settings.default_entry()).parents[2])
+    src = str(Path(install.default_entry()).parents[2])
     found = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code, src], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -798,6 +798,6 @@ def test_a_trigger_whose_plan_fails_starts_nothing(
 
 
 def test_the_hook_outlives_the_longest_planner() -> None:
-    from claude_fanout.settings import FANOUT_HOOKS
+    from claude_fanout.settings_hooks import FANOUT_HOOKS
 
     assert FANOUT_HOOKS["UserPromptSubmit"].timeout > defaults.PLANNER_MAX_TIMEOUT_S + 10 + 2

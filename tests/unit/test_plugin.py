@@ -12,14 +12,9 @@ from typing import Any
 import pytest
 
 from claude_fanout._version import __version__
-from claude_fanout.fake_api import claude_cli
-from claude_fanout.settings import (
-    COMMAND_MARKER,
-    command_text,
-    fanout_hooks,
-    plugin_hook_command,
-    plugin_hooks,
-)
+from claude_fanout.install import COMMAND_MARKER, command_text
+from claude_fanout.settings_hooks import fanout_hooks, plugin_hook_command, plugin_hooks
+from claude_fanout.testing.fake_api import claude_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "plugin"

@@ -19,26 +19,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from claude_fanout import defaults
-from claude_fanout.settings import (
+from claude_fanout.install import COMMAND_MARKER, command_path, command_text, install, uninstall
+from claude_fanout.settings_files import (
     BACKUP_DIR,
-    COMMAND_MARKER,
-    FANOUT_HOOKS,
     LEGACY_BACKUP_SUFFIX,
+    Scope,
+    backup_dir,
+    settings_path,
+)
+from claude_fanout.settings_hooks import (
+    FANOUT_HOOKS,
     MARKER,
     STOP_HOOK_TIMEOUT_S,
-    Scope,
     SettingsError,
-    backup_dir,
-    command_path,
-    command_text,
     fanout_hooks,
     hook_command,
-    install,
     is_fanout_hook,
     merge_hooks,
     remove_hooks,
-    settings_path,
-    uninstall,
 )
 
 PY = "/opt/venvs/fanout/bin/python"

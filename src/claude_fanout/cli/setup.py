@@ -82,9 +82,9 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_uninstall(args: argparse.Namespace, project: Path) -> int:
-    from claude_fanout import settings
+    from claude_fanout import install
 
-    report = settings.uninstall(scope=args.scope, project=project)
+    report = install.uninstall(scope=args.scope, project=project)
     if not report.changed:
         print("fanout: nothing of fanout's to remove")
     for path in report.written:
@@ -97,9 +97,9 @@ def cmd_uninstall(args: argparse.Namespace, project: Path) -> int:
 
 
 def cmd_install(args: argparse.Namespace, project: Path) -> int:
-    from claude_fanout import settings
+    from claude_fanout import install
 
-    report = settings.install(scope=args.scope, project=project)
+    report = install.install(scope=args.scope, project=project)
     where = f"{report.settings} ({report.sharing})"
     if report.settings in report.written:
         print(f"fanout hooks installed into {where}")

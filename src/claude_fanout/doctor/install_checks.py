@@ -13,13 +13,17 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from claude_fanout import settings
+from claude_fanout import install, settings_files, settings_hooks
 from claude_fanout.doctor.findings import FAIL, OK, WARN, Check, runnable
 
 PLUGIN_PREFIX: Final = "fanout@"
 PLUGIN_HOOK_COMMAND: Final = "fanout-hook"
 # Claude Code reads them all: user, then project (shared), then local (yours).
-_SCOPES: Final = (settings.Scope.USER, settings.Scope.PROJECT, settings.Scope.LOCAL)
+_SCOPES: Final = (
+    settings_files.Scope.USER,
+    settings_files.Scope.PROJECT,
+    settings_files.Scope.LOCAL,
+)
 
 
 def hook_targets(command: str) -> tuple[str, str] | None:
@@ -49,7 +53,7 @@ def _read_settings(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         return None, "is not UTF-8 text"
     except json.JSONDecodeError as exc:
         return None, f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-    problem = settings.shape_problem(data, events=settings.FANOUT_HOOKS)
+    problem = settings_hooks.shape_problem(data, events=settings_hooks.FANOUT_HOOKS)
     if problem is not None:
         return None, f"has the wrong shape ({problem})"
     return data, None
@@ -63,13 +67,13 @@ def _fanout_commands(data: Mapping[str, Any]) -> list[tuple[str, str]]:
         for group in groups if isinstance(groups, list) else ():
             inner = group.get("hooks") if isinstance(group, dict) else None
             for hook in inner if isinstance(inner, list) else ():
-                if settings.is_fanout_hook(hook):
+                if settings_hooks.is_fanout_hook(hook):
                     found.append((str(event), str(hook["command"])))
     return found
 
 
 def _expected_events() -> Counter[str]:
-    return Counter(spec.event or name for name, spec in settings.FANOUT_HOOKS.items())
+    return Counter(spec.event or name for name, spec in settings_hooks.FANOUT_HOOKS.items())
 
 
 def install_checks(project: Path, env: Mapping[str, str], home: Path | None) -> Iterator[Check]:
@@ -77,7 +81,7 @@ def install_checks(project: Path, env: Mapping[str, str], home: Path | None) -> 
     installed: dict[str, frozenset[str]] = {}
     plugin_enabled = False
     for scope in _SCOPES:
-        path = settings.settings_path(scope, project=project, home=home)
+        path = settings_files.settings_path(scope, project=project, home=home)
         data, problem = _read_settings(path)
         where = f"{scope} settings ({path})"
         if problem is not None:
@@ -168,7 +172,7 @@ def _hook_checks(
             f"`fanout install --scope {scope}`",
         )
         return
-    ours = os.path.realpath(settings.default_entry())
+    ours = os.path.realpath(install.default_entry())
     if entries and ours not in entries:
         yield Check(
             section,
@@ -206,8 +210,8 @@ def _command_checks(
     section: str, project: Path, home: Path | None, *, hooks: bool
 ) -> Iterator[Check]:
     found = False
-    for scope in (settings.Scope.PROJECT, settings.Scope.USER):
-        path = settings.command_path(scope, project=project, home=home)
+    for scope in (settings_files.Scope.PROJECT, settings_files.Scope.USER):
+        path = install.command_path(scope, project=project, home=home)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -215,17 +219,17 @@ def _command_checks(
         except (OSError, UnicodeDecodeError) as exc:
             yield Check(section, "/fanout", WARN, f"{path} cannot be read ({exc})")
             continue
-        if settings.COMMAND_MARKER not in text:
+        if install.COMMAND_MARKER not in text:
             yield Check(
                 section,
                 "/fanout",
                 WARN,
-                f"{path} is not fanout's (no {settings.COMMAND_MARKER} line): /fanout runs it "
+                f"{path} is not fanout's (no {install.COMMAND_MARKER} line): /fanout runs it "
                 "instead of fanout's command",
             )
             continue
         found = True
-        if text != settings.command_text():
+        if text != install.command_text():
             yield Check(
                 section,
                 "/fanout",
