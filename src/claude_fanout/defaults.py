@@ -20,6 +20,9 @@ HEARTBEAT_INTERVAL_S = 1.0
 HEARTBEAT_STALE_S = 15.0
 # How long `fanout run` waits for a new supervisor to report in before calling the start failed.
 SUPERVISOR_START_TIMEOUT_S = 10.0
+# A reader of a run's state that folds this much of the log past state.json publishes the snapshot
+# itself (the supervisor republishes whenever the log grew): readers' cost stays flat in log length.
+SNAPSHOT_TAIL_BYTES = 32 * 1024
 # `fanout wait` and `fanout run` poll the log this often.
 WAIT_POLL_S = 0.05
 

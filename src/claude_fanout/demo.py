@@ -29,6 +29,7 @@ from typing import Any
 from rich.markup import escape
 
 from claude_fanout import install
+from claude_fanout.store import layout
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import RunDir, list_runs
 from claude_fanout.store.state import load_status
@@ -313,7 +314,7 @@ def _summarise(
         out = run.out_dir(task_id)
         try:
             meta = json.loads((out / "meta.json").read_text())
-            result = (out / "result.md").read_text().strip().splitlines()[0]
+            result = (out / layout.RESULT).read_text().strip().splitlines()[0]
         except (OSError, ValueError, IndexError):
             console.print(f"  {task_id}: no result ({status.tasks[task_id].state})")
             continue

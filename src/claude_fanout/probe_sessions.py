@@ -27,6 +27,7 @@ from claude_fanout.claude.command import command, prompt_file
 from claude_fanout.claude.env import worker_env
 from claude_fanout.claude.stream import collect
 from claude_fanout.planner import PLANNER_MARK
+from claude_fanout.store import layout
 from claude_fanout.testing.fake_api import FakeMessagesAPI, cli_env
 from claude_fanout.testing.models import FINAL_MARK, side_call_reply, structured_output
 from claude_fanout.testing.replies import Reply, Text, ToolUse, Usage
@@ -337,7 +338,7 @@ def _judge_stop(seen: _Conversation, *, released: bool, why_not: str) -> Finding
 def _settle(run: Any) -> None:
     """Let the probe's run end by itself; cancel it if it does not."""
     from claude_fanout.runner import wait_run
-    from claude_fanout.store.state import request_cancel
+    from claude_fanout.runtime.control import request_cancel
 
     status = wait_run(run, timeout_s=10)
     if not status.state.terminal:
@@ -352,7 +353,7 @@ def _worker_check(run: Any, events: list[dict[str, Any]]) -> Finding:
         return Finding("worker", False, "the run never started its claude worker W1")
     try:
         meta = json.loads((run.out_dir("W1") / "meta.json").read_text())
-        answer = (run.out_dir("W1") / "result.md").read_text()
+        answer = (run.out_dir("W1") / layout.RESULT).read_text()
     except (OSError, ValueError):
         return Finding("worker", False, "worker W1 left no meta.json / result.md")
     usage = meta.get("usage") or {}

@@ -19,12 +19,13 @@ from claude_fanout import defaults, procs
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import Plan, load_plan, plan_to_json
 from claude_fanout.preflight import check_runnable
+from claude_fanout.runtime.control import observe, supervisor_info
 from claude_fanout.states import EventType, RunState
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.files import write_atomic
 from claude_fanout.store.rundir import RunDir, create_run
-from claude_fanout.store.state import RunStatus, observe, supervisor_info
+from claude_fanout.store.status import RunStatus
 
 if TYPE_CHECKING:
     from claude_fanout.store.eventlog import Event

@@ -47,7 +47,8 @@ from claude_fanout.store.files import (
     write_json_atomic,
 )
 from claude_fanout.store.rundir import RunDir
-from claude_fanout.store.state import RunStatus, fold_tail, load_status, save_snapshot
+from claude_fanout.store.state import fold_tail, load_status, publish_snapshot, unfolded_bytes
+from claude_fanout.store.status import RunStatus
 
 DEPTH_ENV = "FANOUT_DEPTH"
 
@@ -910,12 +911,12 @@ class Supervisor:
         self._dirty = True
 
     def _flush(self) -> None:
-        """Fold what the log gained into the snapshot (written only when something changed)."""
-        if not self._dirty:
+        """Fold what the log gained into the snapshot: after its own records, and whenever
+        others' (workers' notices and claims, hooks' records) grew the log past it."""
+        if not self._dirty and not unfolded_bytes(self.run, self._status.offset):
             return
         self._status = fold_tail(self.run, self._status)
-        save_snapshot(self.run, self._status)
-        self._dirty = False
+        self._dirty = not publish_snapshot(self.run, self._status)
 
     def _heartbeat(self, *, force: bool = False) -> None:
         now = self._clock()

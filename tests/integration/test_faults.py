@@ -35,9 +35,9 @@ from claude_fanout import defaults, procs
 from claude_fanout.hooks import dispatch
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import StartedRun, start_run, wait_run
+from claude_fanout.runtime.control import observe, request_cancel
 from claude_fanout.states import RunState, TaskState
 from claude_fanout.store.eventlog import EventLog, read_events
-from claude_fanout.store.state import observe, request_cancel
 from tests.helpers import FakeRun, processes_under, wait_until
 
 PY = sys.executable

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from claude_fanout import usage
 from claude_fanout.hooks import framing, report
-from claude_fanout.store.state import RunStatus, fold
+from claude_fanout.store.state import fold
+from claude_fanout.store.status import RunStatus
 from tests.fences import ANY_TAG, WORKER_TAG_NAME, read_fenced
 from tests.helpers import FakeRun
 

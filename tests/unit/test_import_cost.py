@@ -19,10 +19,13 @@ STDLIB_ONLY = [
     "claude_fanout.planner",
     "claude_fanout.procs",
     "claude_fanout.runner",
+    "claude_fanout.runtime.control",
     "claude_fanout.states",
+    "claude_fanout.store.cursor",
     "claude_fanout.store.eventlog",
     "claude_fanout.store.rundir",
     "claude_fanout.store.state",
+    "claude_fanout.store.status",
     "claude_fanout.supervisor",
     "claude_fanout.text",  # the hooks' report formats durations and cuts with it
     "claude_fanout.watchdog",

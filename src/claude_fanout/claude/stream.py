@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
+from claude_fanout.store import layout
 from claude_fanout.store.files import write_atomic
 from claude_fanout.text import first_line
 
@@ -299,7 +300,7 @@ def collect(
     if not text.endswith("\n"):
         text += "\n"
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_dir / "result.md", text.encode("utf-8", "replace"))
+    write_atomic(out_dir / layout.RESULT, text.encode("utf-8", "replace"))
     write_atomic(out_dir / "meta.json", (json.dumps(meta, indent=2, default=str) + "\n").encode())
     return Outcome(ok, over_budget, rate_limited, reason, usage_of(result), meta)
 

@@ -11,7 +11,7 @@ from claude_fanout.plan import Plan, load_plan
 
 if TYPE_CHECKING:
     from claude_fanout.store.rundir import RunDir
-    from claude_fanout.store.state import RunStatus
+    from claude_fanout.store.status import RunStatus
 
 
 class UsageError(FanoutError):

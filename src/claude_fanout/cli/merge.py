@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 from claude_fanout.cli.common import UsageError, conflict_lines, plan_of
 from claude_fanout.errors import FanoutError
 from claude_fanout.runner import EXIT_NOT_MERGED
+from claude_fanout.runtime.control import observe
 from claude_fanout.store.rundir import RunDir, list_runs, resolve_run
-from claude_fanout.store.state import RunStatus, TaskStatus, observe
+from claude_fanout.store.status import RunStatus, TaskStatus
 
 if TYPE_CHECKING:
     import argparse

@@ -18,8 +18,8 @@ from claude_fanout.cli.render import narrate, print_status, status_json
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import load_plan
 from claude_fanout.runner import StartedRun, final_exit_code, start_run, wait_run
+from claude_fanout.runtime.control import observe, request_cancel
 from claude_fanout.store.rundir import list_runs, resolve_run
-from claude_fanout.store.state import observe, request_cancel
 
 if TYPE_CHECKING:
     import argparse

@@ -63,8 +63,8 @@ def store_checks(project: Path) -> list[Check]:
 
 def _run_checks(project: Path) -> list[Check]:
     from claude_fanout.errors import FanoutError, UnsafePathError
+    from claude_fanout.runtime.control import observe
     from claude_fanout.store.rundir import list_runs
-    from claude_fanout.store.state import observe
 
     section = "runs"
     states: dict[str, str] = {}

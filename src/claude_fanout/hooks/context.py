@@ -6,8 +6,9 @@ import os
 import re
 import time
 
+from claude_fanout.runtime.control import observe
 from claude_fanout.store import active, layout
-from claude_fanout.store.state import RunStatus, observe
+from claude_fanout.store.status import RunStatus
 
 # Session ids name files in the run store: anything else is not a session id we serve.
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")

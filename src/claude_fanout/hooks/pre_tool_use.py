@@ -73,7 +73,7 @@ def _deny(
         doing = f"is working on it (running {max(0.0, ctx.now - task.started):.0f}s)"
     else:
         doing = f"will work on it ({task.state})"
-    result = os.path.join(layout.out_dir(run_path, task_id), "result.md")
+    result = os.path.join(layout.out_dir(run_path, task_id), layout.RESULT)
     reason = (
         f"fanout: {relative(path, ctx.project)} is claimed by worker {task_id} of run "
         f"{status.run_id}, which {doing}{what}. Its result will be at "

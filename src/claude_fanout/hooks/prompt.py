@@ -26,6 +26,7 @@ import os
 import re
 
 from claude_fanout.hooks.context import is_interactive
+from claude_fanout.store import layout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -297,7 +298,7 @@ def launch(
             f"{plan.max_parallel} at once.",
         ]
     for task in plan.tasks:
-        result = os.path.relpath(run.out_dir(task.id) / "result.md", ctx.project)
+        result = os.path.relpath(run.out_dir(task.id) / layout.RESULT, ctx.project)
         owns = f" on {', '.join(task.claims)}" if task.claims else ""
         if origin is None:
             lines.append(f"- {task.id} ({task.kind}){owns}: result at {result}")

@@ -24,7 +24,7 @@ from claude_fanout.text import cut, duration
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from claude_fanout.hooks.delivery import News
-    from claude_fanout.store.state import RunStatus, TaskStatus
+    from claude_fanout.store.status import RunStatus, TaskStatus
 
 _EXCERPT_LINES = 8
 _LINE_CHARS = 200

@@ -17,6 +17,7 @@ import time
 from claude_fanout.hooks import delivery
 from claude_fanout.states import TaskState
 from claude_fanout.store import active, layout
+from claude_fanout.store.cursor import Cursor, peek_told
 from claude_fanout.store.watch import wait_for_change
 
 TYPE_CHECKING = False
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from claude_fanout.hooks.context import HookContext
-    from claude_fanout.store.state import RunStatus
+    from claude_fanout.store.status import RunStatus
 
 # Liveness (a supervisor dying writes nothing until its watchdog notices) is re-checked at
 # least this often while waiting.
@@ -60,7 +61,7 @@ def _ready(ctx: HookContext, runs: list[tuple[str, RunStatus]]) -> bool:
     if all(status.state.terminal for _, status in runs):
         return True
     for path, status in runs:
-        told = delivery.peek_told(path, ctx.session_id)
+        told = peek_told(path, ctx.session_id)
         for task_id, task in status.tasks.items():
             if task.state in _NEEDS_CONDUCTOR and told.get(task_id) != str(task.state):
                 return True
@@ -74,7 +75,7 @@ def _message(ctx: HookContext, runs: list[tuple[str, RunStatus]], limit: int) ->
     pending = []
     all_done = True
     for path, status in runs:
-        with delivery.Cursor(path, ctx.session_id) as cursor:
+        with Cursor(path, ctx.session_id) as cursor:
             if cursor.data.get("final"):
                 continue
             fresh, notices = delivery.news(status, cursor)

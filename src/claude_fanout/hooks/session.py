@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from claude_fanout import procs
 from claude_fanout.hooks import delivery
+from claude_fanout.runtime.control import request_cancel
 from claude_fanout.states import EventType
 from claude_fanout.store import active, layout
 from claude_fanout.store.eventlog import EventLog
-from claude_fanout.store.state import request_cancel
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -28,6 +28,7 @@ from claude_fanout.hooks import delivery
 from claude_fanout.hooks.context import is_interactive
 from claude_fanout.states import EventType
 from claude_fanout.store import active, layout
+from claude_fanout.store.cursor import Cursor
 from claude_fanout.store.eventlog import EventLog
 from claude_fanout.store.files import make_private_dir, write_json_atomic
 from claude_fanout.store.watch import wait_for_change
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
     from claude_fanout.config import Config
     from claude_fanout.hooks.context import HookContext
-    from claude_fanout.store.state import RunStatus
+    from claude_fanout.store.status import RunStatus
 
 # Liveness (a supervisor dying writes nothing until its watchdog notices) is re-checked at
 # least this often while waiting.
@@ -167,7 +168,7 @@ def _final(ctx: HookContext, runs: list[tuple[str, RunStatus]], config: Config) 
     message = report.Message(config.inject_max_chars, ending=report.DONE)
     room = message.room(len(runs))
     for path, status in runs:
-        with delivery.Cursor(path, ctx.session_id) as cursor:
+        with Cursor(path, ctx.session_id) as cursor:
             if cursor.data.get("final"):
                 continue
             fresh, notices = delivery.news(status, cursor)
