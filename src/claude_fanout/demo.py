@@ -33,7 +33,7 @@ from claude_fanout.store import layout
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import RunDir, list_runs
 from claude_fanout.store.state import load_status
-from claude_fanout.testing.fake_api import FakeMessagesAPI, bundled_cli, cli_env
+from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
 from claude_fanout.testing.models import FINAL_MARK, is_worker, scripted_model
 from claude_fanout.testing.requests import Request
 
@@ -114,7 +114,7 @@ def run_demo(
     console.print(f"[bold]fanout demo[/] in {project}")
     console.print(
         "  fanout's hooks installed in .claude/settings.local.json; the Conductor is the real "
-        f"Claude Code CLI ({bundled_cli().name} from claude-agent-sdk)"
+        f"Claude Code CLI ({claude_cli()})"
     )
     if live:
         console.print("  --live: your own Claude account and the real model (this costs tokens)")
@@ -161,7 +161,7 @@ def _run(
     started = time.monotonic()
     proc = procs.spawn_attached(
         [
-            str(bundled_cli()),
+            str(claude_cli()),
             "-p",
             prompt,
             "--allowedTools",

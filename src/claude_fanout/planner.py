@@ -32,7 +32,6 @@ request that needs the planner.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -42,7 +41,7 @@ from claude_fanout.text import one_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping
     from typing import Any
 
     from claude_fanout.config import Config
@@ -259,41 +258,6 @@ def to_plan_dict(output: object, *, instruction: str, max_tasks: int) -> dict[st
 # -- running the planner -----------------------------------------------------------------------
 
 
-def find_cli(
-    env: Mapping[str, str], *, site_dirs: Iterable[str] | None = None, search_path: bool = True
-) -> str:
-    """The Claude Code CLI for the planner: ``$FANOUT_CLAUDE_BIN``, else the one bundled in the
-    claude-agent-sdk wheel, else ``claude`` on PATH.
-
-    The hook runs under ``python -I -S`` (no site-packages on sys.path), and importing the SDK
-    would cost it 0.5 s, so the wheel is looked for by path: beside this package (a regular
-    install) and in the interpreter's own site-packages (an editable one).
-    """
-    from claude_fanout.executors.claude import CLAUDE_BIN_ENV, bundled_cli_path
-
-    chosen = env.get(CLAUDE_BIN_ENV)
-    if chosen:
-        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
-            raise PlannerError(
-                f"{CLAUDE_BIN_ENV}={chosen} is not an executable file; point it at the Claude "
-                "Code CLI"
-            )
-        return chosen
-    found = bundled_cli_path(site_dirs)
-    if found is not None:
-        return found
-    if search_path:
-        import shutil
-
-        found = shutil.which("claude", path=env.get("PATH", os.defpath))
-        if found:
-            return found
-    raise PlannerError(
-        "the planner found no Claude Code CLI (set FANOUT_CLAUDE_BIN, or install "
-        "claude-agent-sdk, which bundles one)"
-    )
-
-
 def planner_argv(
     cli: str,
     *,
@@ -302,53 +266,23 @@ def planner_argv(
     config: Config,
     env: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The planner's command line; the request itself goes to its stdin (an instruction that
-    starts with ``-`` must not read as an option)."""
-    from claude_fanout.executors.claude import DEFAULT_SETTING_SOURCES, SETTING_SOURCES_ENV
+    """The planner's command line (the one builder's, with the planner's options); the request
+    itself goes to its stdin (an instruction that starts with ``-`` must not read as an option)."""
+    from claude_fanout.claude.command import command
+    from claude_fanout.claude.env import setting_sources
 
-    # The workers' setting sources (project and local), overridden the same way.
-    sources = (env or {}).get(SETTING_SOURCES_ENV)
-    if sources is None:
-        sources = ",".join(DEFAULT_SETTING_SOURCES)
-    argv = [
-        cli,
-        "-p",
-        "--output-format",
-        "json",
-        "--json-schema",
-        json.dumps(schema, separators=(",", ":")),
-        "--append-system-prompt",
-        system,
-        "--tools",
-        ",".join(PLANNER_TOOLS),
-        "--allowedTools",
-        ",".join(PLANNER_TOOLS),
-        "--permission-mode",
-        "dontAsk",
-        "--strict-mcp-config",
-        "--max-turns",
-        str(config.planner_max_turns),
-        "--no-session-persistence",
-    ]
-    if sources.strip() != "all":
-        argv.append(
-            f"--setting-sources={','.join(s.strip() for s in sources.split(',') if s.strip())}"
-        )
-    if config.planner_model:
-        argv += ["--model", config.planner_model]
-    return argv
-
-
-def planner_env(base: Mapping[str, str], *, limit: int | None = None) -> dict[str, str]:
-    """``base`` without the parent session's markers, one level deeper than the Conductor and
-    at least at the hooks' depth limit (``limit``, default: the one ``base`` carries), so its
-    fanout hooks do nothing."""
-    from claude_fanout import depth
-    from claude_fanout.executors.claude import worker_env
-
-    env = worker_env(base)
-    env.update(depth.quiet_env(base, limit=depth.max_depth(base) if limit is None else limit))
-    return env
+    return command(
+        cli=cli,
+        tools=PLANNER_TOOLS,
+        max_turns=config.planner_max_turns,
+        model=config.planner_model,
+        # The workers' setting sources (project and local), overridden the same way.
+        sources=setting_sources(env or {}),
+        output_format="json",
+        json_schema=schema,
+        append_system_prompt=system,
+        persist_session=False,
+    )
 
 
 def run_planner(
@@ -365,11 +299,17 @@ def run_planner(
     from pathlib import Path
 
     from claude_fanout import procs
+    from claude_fanout.claude.cli import CLINotFoundError, require_cli
+    from claude_fanout.claude.env import planner_env
+    from claude_fanout.claude.stream import json_result
     from claude_fanout.errors import PlanError
     from claude_fanout.plan import parse_plan
 
     base = os.environ if env is None else env
-    cli = find_cli(base)
+    try:
+        cli = require_cli(base)
+    except CLINotFoundError as exc:
+        raise PlannerError(f"the planner cannot start: {exc}") from None
     schema = plan_schema(config.planner_max_tasks)
     system = system_prompt(project=project, cwd=cwd, max_tasks=config.planner_max_tasks)
     argv = planner_argv(cli, schema=schema, system=system, config=config, env=base)
@@ -391,7 +331,7 @@ def run_planner(
             "(raise planner.timeout_s in .claude/fanout.toml, up to "
             f"{defaults.PLANNER_MAX_TIMEOUT_S:g})"
         )
-    result = _result(out)
+    result = json_result(out)
     if code != 0 or result is None or result.get("is_error"):
         raise PlannerError(_failure(code, result, err))
     if result.get("structured_output") is None:
@@ -416,15 +356,6 @@ def run_planner(
         cost_usd=float(cost) if isinstance(cost, int | float) else None,
         wall_s=wall_s,
     )
-
-
-def _result(stdout: bytes) -> dict[str, Any] | None:
-    """The CLI's result object (``--output-format json`` prints exactly one)."""
-    try:
-        value = json.loads(stdout.decode("utf-8", "replace"))
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _failure(code: int, result: Mapping[str, Any] | None, stderr: bytes) -> str:

@@ -30,9 +30,13 @@ from pathlib import Path
 from types import FrameType
 
 from claude_fanout import defaults, depth, procs
+from claude_fanout.claude.cli import cli_path
+from claude_fanout.claude.command import command as claude_command
+from claude_fanout.claude.command import prompt_file
+from claude_fanout.claude.env import setting_sources, worker_env
+from claude_fanout.claude.stream import collect, render_lines, stderr_tail
 from claude_fanout.config import Config, load_config
 from claude_fanout.errors import FanoutError
-from claude_fanout.executors import claude
 from claude_fanout.plan import Plan, Task, TaskKind, load_plan, topological_order
 from claude_fanout.runtime import watchdog
 from claude_fanout.states import EventType, RunState, TaskState
@@ -356,7 +360,7 @@ class Supervisor:
                     cwd = self._worktree_for(slot)
                 argv = self._claude_argv(task, env)
                 slot.argv, slot.cwd, slot.started_wall = tuple(argv), cwd, time.time()
-                fds.append(claude.prompt_file(task.prompt))
+                fds.append(prompt_file(task.prompt))
                 fds.append(
                     open_private(
                         self.run.stream_path(task.id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -413,14 +417,14 @@ class Supervisor:
             turns.append(max(1, run_turns - self._spent_turns))
         if run_cost is not None:
             costs.append(max(0.0, run_cost - self._spent_cost))
-        return claude.command(
-            cli=claude.cli_path(env),
+        return claude_command(
+            cli=cli_path(env),
             tools=task.granted_tools,
             permission_mode=task.permission_mode,
             max_turns=min(turns) if turns else None,
             max_budget_usd=min(costs) if costs else None,
             model=task.model,
-            sources=claude.setting_sources(env),
+            sources=setting_sources(env),
         )
 
     def _run_budgets(self) -> tuple[int | None, float | None]:
@@ -501,7 +505,7 @@ class Supervisor:
     def _env(self, task: Task) -> dict[str, str]:
         env = dict(os.environ)
         if task.kind is TaskKind.CLAUDE:
-            env = claude.worker_env(env)
+            env = worker_env(env)
         env.update(task.env)
         env.update(
             FANOUT_RUN_ID=self.run.run_id,
@@ -566,7 +570,7 @@ class Supervisor:
                 slot.stream_offset += len(data)
             return
         slot.stream_offset += end + 1
-        lines = claude.render_lines(data[: end + 1])
+        lines = render_lines(data[: end + 1])
         if not lines:
             return
         fd = open_private(self.run.log_path(task_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
@@ -583,14 +587,14 @@ class Supervisor:
         task = slot.task
         self._render_stream(slot)
         slot.stream_offset = 0
-        result = claude.collect(
+        result = collect(
             stream_path=self.run.stream_path(task.id),
             out_dir=self.run.out_dir(task.id),
             argv=slot.argv,
             cwd=slot.cwd or self.run.project,
             exit_code=exit_code,
             signum=signum,
-            stderr=claude.stderr_tail(self.run.log_path(task.id)),
+            stderr=stderr_tail(self.run.log_path(task.id)),
             started_at=slot.started_wall,
             wall_s=max(0.0, now - slot.started),
         )
@@ -609,7 +613,7 @@ class Supervisor:
         slot.rate_limited = False
         setup_failed = exit_code == SETUP_FAILED_EXIT and result.meta.get("subtype") is None
         if setup_failed and task.write and self._config.worktree_setup:
-            tail = claude.stderr_tail(self.run.log_path(task.id))
+            tail = stderr_tail(self.run.log_path(task.id))
             setup_line = next((ln for ln in reversed(tail) if "worktree setup" in ln), "")
             return TaskState.FAILED, setup_line.removeprefix("fanout: ") or "setup failed"
         if result.over_budget:

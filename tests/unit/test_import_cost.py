@@ -7,6 +7,10 @@ import sys
 
 STDLIB_ONLY = [
     "claude_fanout",
+    "claude_fanout.claude.cli",  # the planner, inside a hook, finds and starts the CLI
+    "claude_fanout.claude.command",
+    "claude_fanout.claude.env",
+    "claude_fanout.claude.stream",
     "claude_fanout.cli.main",  # rich only where output is drawn: `fanout publish` never loads it
     "claude_fanout.config",
     "claude_fanout.depth",

@@ -73,6 +73,12 @@ def add_parsers(sub: Any) -> None:
 
 def cmd_run(args: argparse.Namespace, project: Path) -> int:
     plan = load_plan(args.plan, project=project)
+    if any(task.kind == "claude" for task in plan.tasks):
+        from claude_fanout.claude.cli import version_warning
+
+        warning = version_warning(os.environ)
+        if warning is not None:
+            print(f"fanout: warning: {warning}", file=sys.stderr)
     return _follow(start_run(plan, project=project), detach=args.detach, verb="started")
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from claude_fanout.config import Config
     from claude_fanout.hooks.context import HookContext
+    from claude_fanout.plan import Plan
 
 EVENT = "UserPromptSubmit"
 
@@ -92,6 +93,8 @@ def launch(ctx: HookContext, proposal: planning.Proposal, config: Config) -> str
     }
     mode = planning.delivery_mode(proposal.wait, config.delivery, interactive=is_interactive())
     plan = proposal.plan
+    guessed = proposal.wait is None and config.delivery == "auto"
+    warnings = _version_warnings(plan, guessed_mode=guessed)
     started = start_run(plan, project=Path(ctx.project), conductor=conductor, delivery=mode)
     if proposal.planned is not None:
         import contextlib
@@ -102,4 +105,17 @@ def launch(ctx: HookContext, proposal: planning.Proposal, config: Config) -> str
         with contextlib.suppress(OSError):  # a record for the user; the run does not need it
             record = proposal.planned.record(proposal.request)
             write_json_atomic(started.run.path / PLANNER_RECORD, record)
-    return report.started(plan, started.run, project=ctx.project, mode=mode, origin=proposal.origin)
+    text = report.started(plan, started.run, project=ctx.project, mode=mode, origin=proposal.origin)
+    return "\n".join([text, *(f"[fanout] Warning: {warning}" for warning in warnings)])
+
+
+def _version_warnings(plan: Plan, *, guessed_mode: bool) -> list[str]:
+    """What this Claude Code, or the one the workers run, is too old for (docs/compat.md)."""
+    from claude_fanout import compat
+
+    found = [compat.conductor_warning(os.environ) if guessed_mode else None]
+    if any(task.kind == "claude" for task in plan.tasks):
+        from claude_fanout.claude.cli import cli_path
+
+        found.append(compat.cli_warning(cli_path(os.environ)))
+    return [warning for warning in found if warning is not None]

@@ -28,10 +28,10 @@ import signal
 import time
 
 from claude_fanout import defaults, procs
+from claude_fanout.runtime.control import supervisor_info
 from claude_fanout.states import EventType
 from claude_fanout.store import layout
 from claude_fanout.store.eventlog import EventLog
-from claude_fanout.runtime.control import supervisor_info
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
