@@ -59,8 +59,8 @@ from typing import Any
 
 import psutil
 
-from claude_fanout.executors.claude import PARENT_SESSION_VARS
-from claude_fanout.testing.fake_api import FakeMessagesAPI, bundled_cli, cli_env
+from claude_fanout.claude.env import PARENT_SESSION_VARS
+from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
 from claude_fanout.testing.models import summarize_read_output
 from claude_fanout.testing.replies import Reply, Text, ToolUse, Usage
 from claude_fanout.testing.requests import Request
@@ -213,7 +213,9 @@ def classify(cmdline: Sequence[str], parent_cmdline: Sequence[str]) -> str:
     if "claude_fanout" in line or (len(cmdline) > 1 and cmdline[1].endswith("/fanout")):
         return "fanout client"
     if cmdline and os.path.basename(cmdline[0]) in ("claude", "claude.exe"):
-        return "claude CLI"
+        # `fanout run` asks the CLI its version before it starts claude tasks (compat.py): the
+        # client's start-up, not a session.
+        return "fanout client" if list(cmdline[1:]) == ["--version"] else "claude CLI"
     return "other"
 
 
@@ -413,7 +415,7 @@ def run_native(setup: Setup) -> Result:
     project, files = setup.project("native")
     setup.brain.delegate = files
     prompt = f"{CONDUCTOR_MARK} summarise the {len(files)} files under src/, one subagent each."
-    argv = [str(bundled_cli()), "-p", prompt, "--output-format", "json"]
+    argv = [str(claude_cli()), "-p", prompt, "--output-format", "json"]
     start = time.monotonic()
     with sampled() as sampler:
         out = parse_result(setup.run([*argv, *cli_flags("Agent," + READ_ONLY)], project))
@@ -510,7 +512,7 @@ class LiveSession:
     def __init__(self, setup: Setup, cwd: Path, flags: Sequence[str]) -> None:
         streams = ["--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
         self.proc = subprocess.Popen(
-            [str(bundled_cli()), "-p", *streams, *flags],
+            [str(claude_cli()), "-p", *streams, *flags],
             cwd=cwd,
             env=setup.env(),
             stdin=subprocess.PIPE,
@@ -588,7 +590,7 @@ def run_spawn(setup: Setup, k: int) -> Result:
     project, files = setup.project(f"spawn{k}")
 
     def one(path: Path) -> str | None:
-        argv = [str(bundled_cli()), "-p", f"Summarise {path}", "--output-format", "json"]
+        argv = [str(claude_cli()), "-p", f"Summarise {path}", "--output-format", "json"]
         text = str(parse_result(setup.run([*argv, *cli_flags()], project)).get("result"))
         return None if text.strip() == expected_summary(path) else f"{path.name}: {text[:160]!r}"
 
@@ -975,7 +977,7 @@ def main() -> None:
 
     print(
         f"bench_workers: Python {platform.python_version()}, {psutil.cpu_count()} CPUs, "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB; CLI {bundled_cli()}\n"
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB; CLI {claude_cli()}\n"
         f"claude_fanout from {Path(claude_fanout.__file__).parent}; HEAD {commit}"
     )
     print("load average at start: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))

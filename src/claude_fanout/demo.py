@@ -28,12 +28,12 @@ from typing import Any
 
 from rich.markup import escape
 
-from claude_fanout import install
+from claude_fanout import install, procs
 from claude_fanout.store import layout
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import RunDir, list_runs
 from claude_fanout.store.state import load_status
-from claude_fanout.testing.fake_api import FakeMessagesAPI, bundled_cli, cli_env
+from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
 from claude_fanout.testing.models import FINAL_MARK, is_worker, scripted_model
 from claude_fanout.testing.requests import Request
 
@@ -99,7 +99,7 @@ def make_project(scratch: Path) -> Path:
 def _git(project: Path, *args: str) -> str:
     ident = ["-c", "user.name=fanout demo", "-c", "user.email=demo@fanout.invalid"]
     return subprocess.run(
-        ["git", *ident, *args], cwd=project, capture_output=True, text=True, check=True
+        ["git", *ident, *args], cwd=project, capture_output=True, text=True, check=True, timeout=60
     ).stdout
 
 
@@ -114,7 +114,7 @@ def run_demo(
     console.print(f"[bold]fanout demo[/] in {project}")
     console.print(
         "  fanout's hooks installed in .claude/settings.local.json; the Conductor is the real "
-        f"Claude Code CLI ({bundled_cli().name} from claude-agent-sdk)"
+        f"Claude Code CLI ({claude_cli()})"
     )
     if live:
         console.print("  --live: your own Claude account and the real model (this costs tokens)")
@@ -159,9 +159,9 @@ def _run(
 ) -> int:
     console.print(f'\n  $ claude -p "{prompt}"\n')
     started = time.monotonic()
-    proc = subprocess.Popen(
+    proc = procs.spawn_attached(
         [
-            str(bundled_cli()),
+            str(claude_cli()),
             "-p",
             prompt,
             "--allowedTools",
@@ -179,14 +179,13 @@ def _run(
     known = {run.run_id for run in list_runs(project)}
     narrator = _Narrator(console, project, api, started, known)
     try:
-        while proc.poll() is None:
+        while procs.reap(proc) is None:
             narrator.step()
             time.sleep(0.05)
-        out, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    except BaseException:
+        procs.finish(proc, 0)  # killed and reaped
+        raise
+    out, err, _ = procs.finish(proc, 10)
     narrator.step()
     wall = time.monotonic() - started
     try:

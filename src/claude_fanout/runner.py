@@ -117,7 +117,7 @@ def _await_supervisor(started: StartedRun) -> None:
         offset = result.offset
         if any(e.get("type") == EventType.SUPERVISOR_STARTED for e in result.events):
             return
-        if started.supervisor.poll() is not None:
+        if procs.reap(started.supervisor) is not None:
             break
         time.sleep(defaults.WAIT_POLL_S)
     detail = _tail(started.run.supervisor_log_path)

@@ -58,3 +58,12 @@ def test_bench_workers_core_runs_every_case_and_checks_its_results(project: Path
     assert verdicts["permission rules"] == "yes"
     assert verdicts["working directory"] == "partly"
     assert verdicts["max turns"] == verdicts["cost budget"] == "no"
+
+
+def test_fanouts_version_probe_is_counted_as_its_client_not_as_a_session() -> None:
+    bench = load_bench()
+    client = [sys.executable, "-m", "claude_fanout", "run", "plan.json"]
+    assert bench.classify(["/opt/claude", "--version"], client) == "fanout client"
+    assert bench.classify(["/opt/claude", "-p", "--output-format", "stream-json"], []) == (
+        "claude CLI"
+    )

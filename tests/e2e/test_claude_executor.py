@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from claude_fanout.executors.claude import run_claude_task
-from claude_fanout.testing.fake_api import FakeMessagesAPI, bundled_cli, cli_env
+from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
 from claude_fanout.testing.models import read_then_summarize, scripted
 from claude_fanout.testing.replies import ErrorReply, Handler, Reply, Text, ToolUse, Usage
 from claude_fanout.testing.requests import Request
@@ -105,7 +105,7 @@ def test_reviewer_reads_the_file_and_reports_usage(
     assert meta["total_cost_usd"] > 0
     assert meta["duration_ms"] > 0
     assert meta["tools"] == ["Read", "Grep"]
-    assert meta["cli_path"] == str(bundled_cli())
+    assert meta["cli_path"] == str(claude_cli())
     assert meta["cli_version"]
     _assert_private_files(out)
 
@@ -415,7 +415,7 @@ def test_worker_started_from_a_real_hook_runs_project_hooks_only(
 
     api = fake_api(read_then_summarize())
     conductor = subprocess.run(
-        [str(bundled_cli()), "-p", "Hello there", "--output-format", "json", "--tools", ""],
+        [str(claude_cli()), "-p", "Hello there", "--output-format", "json", "--tools", ""],
         cwd=project,
         env=cli_env(api.base_url, claude_home),
         capture_output=True,

@@ -23,7 +23,7 @@ from claude_fanout import install
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
-from claude_fanout.testing.fake_api import FakeMessagesAPI, bundled_cli, cli_env
+from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
 from claude_fanout.testing.models import FINAL_MARK, is_worker, scripted_model
 from claude_fanout.testing.replies import Reply, Text
 from claude_fanout.testing.requests import Request
@@ -40,7 +40,7 @@ def run_conductor(
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
-            str(bundled_cli()),
+            str(claude_cli()),
             "-p",
             prompt,
             "--allowedTools",

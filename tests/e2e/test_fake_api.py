@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from claude_fanout.testing.fake_api import FakeMessagesAPI, bundled_cli, cli_env
+from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
 from claude_fanout.testing.models import (
     find_paths,
     read_then_summarize,
@@ -431,9 +431,8 @@ def test_cli_env_is_offline_and_clean(tmp_path: Path) -> None:
     assert "HTTPS_PROXY" not in env
 
 
-def test_bundled_cli_is_executable() -> None:
-    path = bundled_cli()
-    assert path.name == "claude"
+def test_the_selected_cli_is_executable() -> None:
+    path = claude_cli()
     assert path.stat().st_mode & 0o111
 
 

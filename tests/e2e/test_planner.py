@@ -25,7 +25,7 @@ from claude_fanout.runner import wait_run
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
-from claude_fanout.testing.fake_api import FakeMessagesAPI, bundled_cli, cli_env
+from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
 from claude_fanout.testing.models import FINAL_MARK, side_call_reply, structured_output
 from claude_fanout.testing.replies import Reply, Text
 from claude_fanout.testing.requests import Request
@@ -70,6 +70,16 @@ def is_worker(request: Request) -> bool:
     return WORKER_MARK in request.first_user_text()
 
 
+def plan_requests(api: FakeMessagesAPI) -> list[Request]:
+    """The planner's model calls that asked for a plan (not the extra turn an older CLI asks for
+    once it accepted one)."""
+    return [
+        r
+        for r in api.message_requests(side_calls=False)
+        if is_planner(r) and not r.structured_output_accepted
+    ]
+
+
 def brain(planner: Callable[[Request], Reply]) -> Callable[[Request], Reply]:
     """The planner answers as ``planner`` says; each worker reports on its file at once."""
 
@@ -77,6 +87,8 @@ def brain(planner: Callable[[Request], Reply]) -> Callable[[Request], Reply]:
         if request.is_side_call:
             return side_call_reply(request)
         if is_planner(request):
+            if request.structured_output_accepted:  # a CLI that asks for one more turn
+                return Reply([Text("The plan is given.")])
             return planner(request)
         if is_worker(request):
             task = request.first_user_text().split(WORKER_MARK, 1)[1].split(" ", 1)[0]
@@ -108,7 +120,6 @@ def prompt_hook(project: Path, api: FakeMessagesAPI, home: Path, prompt: str) ->
         "prompt": prompt,
     }
     env = cli_env(api.base_url, home)
-    env.pop("FANOUT_CLAUDE_BIN", None)  # the planner finds the bundled CLI by itself
     env.update(CLAUDE_PROJECT_DIR=str(project), CLAUDECODE="1", CLAUDE_CODE_SESSION_ID=SESSION)
     done = subprocess.run(
         ["sh", "-c", command],
@@ -141,11 +152,10 @@ def test_the_planners_structured_output_becomes_the_runs_plan(
     (run,) = list_runs(repo)
     status = wait_run(run, timeout_s=90)
 
-    # What the bundled CLI sent for the planner: one session, read-only tools plus the
-    # StructuredOutput tool carrying our schema; a valid answer ended it at once.
-    planner = [r for r in api.message_requests(side_calls=False) if is_planner(r)]
-    assert len(planner) == 1
-    (request,) = planner
+    # What the CLI sent for the planner: one session, read-only tools plus the
+    # StructuredOutput tool carrying our schema; a valid answer ended it (older CLIs ask for one
+    # more turn first).
+    (request,) = plan_requests(api)
     assert sorted(request.offered_tool_names) == ["Glob", "Grep", "Read", "StructuredOutput"]
     assert request.output_schema == plan_schema(8)
     assert request.first_user_text() == INSTRUCTION
@@ -244,7 +254,7 @@ def test_a_malformed_or_late_plan_starts_nothing_and_says_why(
     assert no_run(repo) and active.run_ids(repo) == []
     # The planner's CLI (and anything it started) is gone when the hook answers.
     assert processes_under(repo) == []
-    planner_calls = [r for r in api.message_requests(side_calls=False) if is_planner(r)]
+    planner_calls = plan_requests(api)
     if planner is bad_schema:
         # The CLI itself refused each answer and asked again, 5 times in all.
         refusals = [
@@ -262,7 +272,7 @@ def test_a_malformed_or_late_plan_starts_nothing_and_says_why(
 
 def run_conductor(project: Path, api: FakeMessagesAPI, home: Path, prompt: str) -> Any:
     return subprocess.Popen(
-        [str(bundled_cli()), "-p", prompt, "--allowedTools", "Read", "--output-format", "json"],
+        [str(claude_cli()), "-p", prompt, "--allowedTools", "Read", "--output-format", "json"],
         cwd=project,
         env=cli_env(api.base_url, home),
         stdin=subprocess.DEVNULL,

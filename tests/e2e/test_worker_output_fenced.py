@@ -20,7 +20,7 @@ from claude_fanout import install, usage
 from claude_fanout.hooks.framing import clean
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
-from claude_fanout.testing.fake_api import bundled_cli, cli_env
+from claude_fanout.testing.fake_api import claude_cli, cli_env
 from claude_fanout.testing.models import FINAL_MARK, is_worker
 from claude_fanout.testing.replies import Reply, Text
 from claude_fanout.testing.requests import Request
@@ -58,7 +58,7 @@ def test_a_hostile_result_reaches_the_model_inside_its_fence(
 
     api = fake_api(handle)
     proc = subprocess.Popen(
-        [str(bundled_cli()), "-p", "/fanout review -- src/a.py", "--output-format", "json"],
+        [str(claude_cli()), "-p", "/fanout review -- src/a.py", "--output-format", "json"],
         cwd=project,
         env=cli_env(api.base_url, claude_home),
         stdin=subprocess.DEVNULL,

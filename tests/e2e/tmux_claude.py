@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from claude_fanout.testing.fake_api import bundled_cli, cli_env
+from claude_fanout.testing.fake_api import claude_cli, cli_env
 
 BUSY_MARK = "esc to interrupt"
 PROMPT_LINE = re.compile("^\u276f\\s?(.*)$")
@@ -49,7 +49,7 @@ class TmuxClaude:
             f"cd {shlex.quote(str(project))} || exit 1\n"
             "exec env -i "
             + " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(env.items()))
-            + f" {shlex.quote(str(bundled_cli()))}\n"
+            + f" {shlex.quote(str(claude_cli()))}\n"
         )
         launcher.chmod(0o700)
         self.socket = f"fanout-test-{os.getpid()}-{time.monotonic_ns()}"

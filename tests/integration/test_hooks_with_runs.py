@@ -222,3 +222,58 @@ def test_records_others_append_to_a_live_run_cost_the_hooks_nothing(
     finally:
         request_cancel(run.path, by="test")
         started.supervisor.wait(timeout=20)
+
+
+@pytest.mark.parametrize(("max_depth", "answers"), [(None, False), (2, True)])
+def test_conductor_max_depth_reaches_the_hooks_of_a_workers_session(
+    project: Path, monkeypatch: pytest.MonkeyPatch, max_depth: int | None, answers: bool
+) -> None:
+    """A worker's own hooks stay quiet at the default depth limit (1) and work when the project
+    allows one more level: the supervisor hands the worker ``conductor.max_depth``."""
+    import shlex
+
+    from claude_fanout.hooks import entry
+
+    monkeypatch.delenv("FANOUT_DEPTH", raising=False)
+    monkeypatch.delenv("FANOUT_MAX_DEPTH", raising=False)
+    if max_depth is not None:
+        (project / ".claude" / "fanout.toml").write_text(f"[conductor]\nmax_depth = {max_depth}\n")
+    payload = json.dumps(
+        {
+            "session_id": "worker-session",
+            "cwd": str(project),
+            "hook_event_name": "UserPromptSubmit",
+            "prompt": "/fanout --plan no-such-plan.json",
+        }
+    )
+    command = shlex.join([sys.executable, "-I", "-S", entry.__file__, "UserPromptSubmit"])
+    script = (
+        'printf "%s\\n" "$FANOUT_DEPTH $FANOUT_MAX_DEPTH" > "$FANOUT_OUT_DIR/depth" && '
+        f'printf "%s" "$PAYLOAD" | {command} > "$FANOUT_OUT_DIR/answer.json"'
+    )
+    plan = parse_plan(
+        {
+            "version": 1,
+            "tasks": [
+                {
+                    "id": "W1",
+                    "kind": "shell",
+                    "argv": ["sh", "-c", script],
+                    "env": {"PAYLOAD": payload, "CLAUDE_PROJECT_DIR": str(project)},
+                }
+            ],
+        },
+        project=project,
+    )
+    started = start_run(plan, project=project)
+    status = wait_run(started.run, timeout_s=30)
+    started.supervisor.wait(timeout=10)
+    assert status.state is RunState.SUCCEEDED, status
+    out = started.run.out_dir("W1")
+    assert (out / "depth").read_text().split() == ["1", str(max_depth or 1)]
+    answer = (out / "answer.json").read_text()
+    if not answers:
+        assert answer == ""
+        return
+    context = json.loads(answer)["hookSpecificOutput"]["additionalContext"]
+    assert "Nothing was started" in context and "no plan file" in context

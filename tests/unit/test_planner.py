@@ -19,9 +19,11 @@ from typing import Any
 import pytest
 
 from claude_fanout import defaults, install, settings_hooks
+from claude_fanout.claude.cli import CLINotFoundError, find_cli, require_cli
+from claude_fanout.claude.env import PARENT_SESSION_VARS, planner_env
+from claude_fanout.compat import TESTED_MAX, TESTED_MIN
 from claude_fanout.config import Config, ConfigError, Trigger, load_config
 from claude_fanout.errors import PlanError
-from claude_fanout.executors.claude import PARENT_SESSION_VARS
 from claude_fanout.plan import parse_plan
 from claude_fanout.planner import (
     NEXT_STEP,
@@ -29,14 +31,11 @@ from claude_fanout.planner import (
     PLANNER_RECORD,
     PLANNER_TOOLS,
     PlannerError,
-    find_cli,
-    match_trigger,
     plan_schema,
-    planner_env,
     run_planner,
-    substitute,
     to_plan_dict,
 )
+from claude_fanout.planning import match_trigger, substitute
 from claude_fanout.runner import wait_run
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
@@ -70,6 +69,9 @@ ANSWER = {
 FAKE_CLI = """\
 #!{python}
 import json, os, subprocess, sys, time
+if sys.argv[1:] == ["--version"]:
+    print("{version} (Claude Code)")
+    sys.exit(0)
 here = os.path.dirname(os.path.abspath(__file__))
 spec = json.load(open(os.path.join(here, "fake.json")))
 calls = os.path.join(here, "calls")
@@ -113,6 +115,7 @@ def repo(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CLAUDE_PROJECT_DIR", str(project))
     for name in ("FANOUT_DEPTH", "FANOUT_MAX_DEPTH", "CLAUDE_PID", "CLAUDE_CODE_SESSION_ATTENDED"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("CLAUDE_CODE_ENTRYPOINT", raising=False)
     return project
 
 
@@ -124,11 +127,11 @@ def fake_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCLI:
 
 
 class FakeCLI:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, version: str = TESTED_MAX) -> None:
         root.mkdir()
         self.root = root
         self.path = root / "claude"
-        self.path.write_text(FAKE_CLI.format(python=sys.executable))
+        self.path.write_text(FAKE_CLI.format(python=sys.executable, version=version))
         self.path.chmod(0o755)
         self.set("answer", answer=ANSWER)
 
@@ -437,8 +440,8 @@ def test_a_missing_cli_starts_nothing_and_says_how_to_fix_it(
     assert f"FANOUT_CLAUDE_BIN={tmp_path / 'no-such-claude'} is not an executable file" in text
     assert text.endswith(NEXT_STEP)
     assert nothing_started(repo)
-    with pytest.raises(PlannerError, match=r"found no Claude Code CLI .*FANOUT_CLAUDE_BIN"):
-        find_cli({}, site_dirs=[str(tmp_path)], search_path=False)
+    with pytest.raises(CLINotFoundError, match=r"found no Claude Code CLI .*FANOUT_CLAUDE_BIN"):
+        require_cli({}, site_dirs=[str(tmp_path)], search_path=False)
 
 
 def test_the_bundled_cli_is_found_without_the_sdk_on_sys_path(tmp_path: Path) -> None:
@@ -450,17 +453,19 @@ def test_the_bundled_cli_is_found_without_the_sdk_on_sys_path(tmp_path: Path) ->
         bundled
     )
     # Under the hook's `python -I -S`, as `fanout install` writes it: the real wheel is found.
-    from claude_fanout.testing.fake_api import bundled_cli
+    import claude_agent_sdk
 
+    wheel_cli = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); from claude_fanout.planner import find_cli;"
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        " from claude_fanout.claude.cli import find_cli;"
         " print(find_cli({}, search_path=False))"
     )
     src = str(Path(install.default_entry()).parents[2])
     found = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code, src], capture_output=True, text=True, check=True
     ).stdout.strip()
-    assert found == str(bundled_cli())
+    assert found == str(wheel_cli)
 
 
 def test_a_planned_writer_outside_git_starts_nothing_and_says_how_to_fix_it(
@@ -508,6 +513,44 @@ def test_a_planned_run_starts_and_the_conductor_is_told_what_was_planned(
         assert record["structured_output"] == ANSWER
         assert record["instruction"] == "review and fix the parser"
         assert record["cost_usd"] == 0.0123
+    finally:
+        finish(repo)
+
+
+def test_a_cli_too_old_and_a_conductor_too_old_are_said_plainly(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = FakeCLI(tmp_path / "oldcli", version="1.0.100")
+    monkeypatch.setenv("FANOUT_CLAUDE_BIN", str(old.path))
+    # Claude Code before 2.1.275 hands its hooks CLAUDE_CODE_ENTRYPOINT but no
+    # CLAUDE_CODE_SESSION_ATTENDED.
+    monkeypatch.setenv("CLAUDE_CODE_ENTRYPOINT", "cli")
+    git(repo, "init", "-q")  # W2 writes: it needs a git work tree
+    text = prompt_hook(repo, "/fanout review and fix the parser")
+    assert text is not None
+    try:
+        warnings = [line for line in text.split("\n") if line.startswith("[fanout] Warning: ")]
+        assert len(warnings) == 2, text
+        assert "CLAUDE_CODE_SESSION_ATTENDED" in warnings[0]
+        assert '[delivery] mode = "rewake"' in warnings[0]
+        assert f"Claude Code 1.0.100 ({old.path}) is older than {TESTED_MIN}" in warnings[1]
+        assert "FANOUT_CLAUDE_BIN" in warnings[1]
+        assert len(list_runs(repo)) == 1  # said, and the run started all the same
+    finally:
+        finish(repo)
+
+
+def test_a_current_cli_and_conductor_get_no_warning(
+    repo: Path, fake_cli: FakeCLI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDE_CODE_ENTRYPOINT", "cli")
+    monkeypatch.setenv("CLAUDE_CODE_SESSION_ATTENDED", "1")
+    git(repo, "init", "-q")  # W2 writes: it needs a git work tree
+    text = prompt_hook(repo, "/fanout review and fix the parser")
+    assert text is not None
+    try:
+        assert "[fanout] Started run " in text and "Warning" not in text
+        assert "fanout wakes you" in text  # attended: results come back by rewake
     finally:
         finish(repo)
 

@@ -3,8 +3,10 @@
 What was told is kept in the session's cursor (``store.cursor``): the final state reported per
 task and the notices counted, so hooks Claude Code runs in parallel never report one result twice.
 
-The text that tells it is ``report.py`` (worker output fenced as data, sizes capped), imported
-only once there is news: a tool call with nothing new pays for neither.
+The text that tells it is ``report.py`` (worker output fenced as data, sizes capped), which
+imports this module, never the other way round; hooks import it only once there is news, so a
+tool call with nothing new pays for neither. The few plain lines a hook with no news still needs
+(``progress``, ``name``, ``relative``) are here for that reason.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import re
 
 from claude_fanout.states import TaskState
-from claude_fanout.store import layout
+from claude_fanout.store import active, layout
 from claude_fanout.store.cursor import Cursor
 
 TYPE_CHECKING = False
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 
     # (run path, status, tasks newly finished, new notices)
     News = tuple[str, RunStatus, list[str], list[str]]
+    # The same, and whether the run is done (its final delivery).
+    Final = tuple[str, RunStatus, list[str], list[str], bool]
 
 
 def news(status: RunStatus, cursor: Cursor) -> tuple[list[str], list[str]]:
@@ -113,13 +117,13 @@ def untold(status: RunStatus, told: dict[str, str]) -> bool:
     )
 
 
-def collect_news(ctx: HookContext) -> list[News]:
-    """(run path, status, finished tasks, notices) of each of this session's runs with news it
-    has not been told; marks them told."""
+def collect_news(ctx: HookContext, runs: list[tuple[str, RunStatus]]) -> list[News]:
+    """(run path, status, finished tasks, notices) of each of ``runs`` (this session's) with
+    news the session has not been told; marks them told."""
     if ctx.session_id is None:
         return []
     found = []
-    for run_path, status in ctx.session_runs():
+    for run_path, status in runs:
         with Cursor(run_path, ctx.session_id) as cursor:
             finished, notices = news(status, cursor)
         if finished or notices:
@@ -127,21 +131,25 @@ def collect_news(ctx: HookContext) -> list[News]:
     return found
 
 
-def tell_news(ctx: HookContext, *, limit: int | None = None) -> str:
-    """Results and notices of this session's runs it has not been told yet (marking them told).
-
-    ``limit`` defaults to ``inject.max_chars``, read only once there is news: a tool call with
-    nothing new does not pay for loading the configuration (nor for the fence's module).
-    """
-    found = collect_news(ctx)
-    if not found:
-        return ""
-    if limit is None:
-        from claude_fanout.config import load_config
-
-        limit = load_config(ctx.project).inject_max_chars
-    from claude_fanout.hooks import report
-
-    message = report.Message(limit)
-    report.add_news(message, found, project=ctx.project, now=ctx.now)
-    return message.render()
+def take_final(ctx: HookContext, runs: list[tuple[str, RunStatus]]) -> tuple[list[Final], bool]:
+    """What the session has not been told of ``runs``, each finished run's final delivery
+    included (taken once: marked delivered, and the run no longer served); and whether every
+    run not yet finally delivered is done."""
+    assert ctx.session_id is not None
+    pending: list[Final] = []
+    all_done = True
+    for path, status in runs:
+        with Cursor(path, ctx.session_id) as cursor:
+            if cursor.data.get("final"):
+                continue
+            fresh, notices = news(status, cursor)
+            done = status.state.terminal
+            if done:
+                cursor.data["final"] = True
+        all_done = all_done and done
+        if fresh or notices or done:
+            pending.append((path, status, fresh, notices, done))
+    for _path, status, _fresh, _notices, done in pending:
+        if done:
+            active.clear(ctx.project, status.run_id)
+    return pending, all_done

@@ -41,7 +41,9 @@ def handle_start(ctx: HookContext) -> dict[str, Any] | None:
         "[fanout] This session has fanout runs in flight; their results will be delivered to you "
         "after tool calls and when you stop:\n" + "\n".join(lines)
     )
-    return {"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}}
+    from claude_fanout.hooks import answers
+
+    return answers.context("SessionStart", text)
 
 
 def handle_end(ctx: HookContext) -> dict[str, Any] | None:

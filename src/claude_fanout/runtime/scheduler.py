@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import TextIO
 
-from claude_fanout import defaults, watchdog
+from claude_fanout import defaults
 from claude_fanout import procs as os_procs
 from claude_fanout.config import Config
 from claude_fanout.errors import FanoutError
@@ -37,6 +37,7 @@ from claude_fanout.executors.base import Executor, RunContext
 from claude_fanout.executors.registry import executors_for
 from claude_fanout.git import writers
 from claude_fanout.plan import Plan, TaskKind, topological_order
+from claude_fanout.runtime import watchdog
 from claude_fanout.runtime.limits import LEASES_DIR, ProjectLimits, RunBudget
 from claude_fanout.runtime.records import RunRecords
 from claude_fanout.runtime.task_run import Ended, ProcessSeam, Seams, TaskRun
@@ -144,6 +145,7 @@ class Scheduler:
             emit=self._emit,
             say=self._say,
             tell_watchdog=lambda message: watchdog.tell(self._watchdog_fd, message),
+            max_depth=self._config.max_depth,
         )
         self._order = topological_order(plan)
         self._tasks = {task.id: TaskRun(task, kinds[task.kind], seams) for task in plan.tasks}
@@ -388,9 +390,7 @@ class Scheduler:
             self._watchdog_fd = None
         pid, self._records.watchdog_pid = self._records.watchdog_pid, None
         if pid is not None:
-            deadline = time.monotonic() + 5.0
-            while time.monotonic() < deadline and not self._procs.reap_pid(pid):
-                time.sleep(0.005)
+            self._procs.reap_forked(pid, timeout_s=5.0)
 
 
 def _merge_back(

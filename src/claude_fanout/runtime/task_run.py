@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from claude_fanout import depth
 from claude_fanout.errors import FanoutError
 from claude_fanout.executors.base import Command, Executor, Exit, Verdict
 from claude_fanout.plan import Task
@@ -25,8 +26,6 @@ from claude_fanout.runtime.limits import Leases
 from claude_fanout.states import EventType, TaskState
 from claude_fanout.store.files import open_private
 from claude_fanout.store.rundir import RunDir
-
-DEPTH_ENV = "FANOUT_DEPTH"
 
 
 class Process(Protocol):
@@ -61,19 +60,20 @@ class ProcessSeam(Protocol):
 
     def process_start_time(self, pid: int) -> float | None: ...
 
-    def reap_pid(self, pid: int) -> bool: ...
+    def reap_forked(self, pid: int, *, timeout_s: float, poll_s: float = 0.005) -> bool: ...
 
 
 @dataclass(frozen=True)
 class Seams:
     """How a task run reaches the outside: the run directory, the OS, the event log, the
-    supervisor's own log, and the watchdog."""
+    supervisor's own log, and the watchdog; and how deep workers may fan out in turn."""
 
     run: RunDir
     procs: ProcessSeam
     emit: Callable[..., None]
     say: Callable[[str], None]
     tell_watchdog: Callable[[str], None]
+    max_depth: int
 
 
 @dataclass
@@ -191,17 +191,13 @@ class TaskRun:
         run = self._seams.run
         env = self.executor.environment(os.environ)
         env.update(self.task.env)
-        try:
-            depth = int(os.environ.get(DEPTH_ENV, "0"))
-        except ValueError:
-            depth = 0
         env.update(
             FANOUT_RUN_ID=run.run_id,
             FANOUT_RUN_DIR=str(run.path),
             FANOUT_TASK_ID=self.task.id,
             FANOUT_OUT_DIR=str(run.out_dir(self.task.id)),
             FANOUT_PROJECT=str(run.project),
-            **{DEPTH_ENV: str(depth + 1)},
+            **depth.child_env(os.environ, limit=self._seams.max_depth),
         )
         return env
 

@@ -27,6 +27,9 @@ STATE = "state.json"
 SUPERVISOR = "supervisor.json"
 SUPERVISOR_LOG = "supervisor.log"
 SESSIONS = "sessions"
+# Created (O_EXCL) by whoever records first that supervisor <pid> of the run is lost, its watchdog
+# or the next fanout process that finds the run lost: one record and one sweep per supervisor.
+LOST_CLAIM = "lost.{pid}"
 WORKERS = "workers"
 # Inside workers/<task id>/: the worker's output directory, its stdout+stderr, and a claude
 # worker's stream-json transcript; inside out/: the result the Conductor is pointed to.
@@ -72,6 +75,10 @@ def worker_dir(run: StrPath, task_id: str) -> str:
 
 def out_dir(run: StrPath, task_id: str) -> str:
     return join(run, WORKERS, task_id, OUT)
+
+
+def lost_claim(run: StrPath, supervisor_pid: int) -> str:
+    return join(run, LOST_CLAIM.format(pid=supervisor_pid))
 
 
 def session_cursor(run: StrPath, session_id: str) -> str:

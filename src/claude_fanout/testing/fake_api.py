@@ -49,7 +49,7 @@ from claude_fanout.testing.requests import Request
 
 __all__ = [
     "FakeMessagesAPI",
-    "bundled_cli",
+    "claude_cli",
     "cli_env",
     "error_json",
     "message_json",
@@ -437,15 +437,18 @@ class FakeMessagesAPI:
 # --------------------------------------------------------------------------- running the CLI
 
 
-def bundled_cli() -> Path:
-    """The Claude Code executable bundled in the ``claude-agent-sdk`` wheel."""
-    import claude_agent_sdk
+def claude_cli() -> Path:
+    """The Claude Code executable the tests drive: ``$FANOUT_CLAUDE_BIN`` when set (the one switch
+    that selects the CLI, see ``scripts/compat``), else the one bundled in the claude-agent-sdk
+    wheel; the same lookup the executor and the planner use."""
+    from claude_fanout.claude.cli import CLAUDE_BIN_ENV, find_cli
 
-    name = "claude.exe" if os.name == "nt" else "claude"
-    path = Path(claude_agent_sdk.__file__).parent / "_bundled" / name
-    if not path.is_file():
-        raise FileNotFoundError(f"no bundled Claude Code CLI at {path}")
-    return path
+    found = find_cli(os.environ, search_path=False)
+    if found is None or not os.path.isfile(found) or not os.access(found, os.X_OK):
+        raise FileNotFoundError(
+            f"no Claude Code CLI at {found} (set {CLAUDE_BIN_ENV} or install claude-agent-sdk)"
+        )
+    return Path(found)
 
 
 # Inherited variables that would steer the CLI somewhere else or change how it behaves.

@@ -210,6 +210,27 @@ class Request:
             return []
         return self.fanout_texts(newest=True)
 
+    @property
+    def structured_output_accepted(self) -> bool:
+        """Whether this request follows the CLI's acceptance of a ``StructuredOutput`` call (a
+        ``tool_result`` without ``is_error`` answering it). Claude Code ends a ``--json-schema``
+        session there from 2.1.191 on (docs/compat.md); 2.1.183 and older ask the model for one
+        more turn, which a model ends with a short text."""
+        called = {
+            str(block.get("id"))
+            for message in self.messages
+            if message.get("role") == "assistant"
+            for block in _blocks(message.get("content"))
+            if block.get("type") == "tool_use" and block.get("name") == STRUCTURED_OUTPUT_TOOL
+        }
+        users = self._user_messages()
+        return bool(users) and any(
+            block.get("type") == "tool_result"
+            and str(block.get("tool_use_id")) in called
+            and not block.get("is_error")
+            for block in _blocks(users[-1].get("content"))
+        )
+
     def system_text(self) -> str:
         """The system prompt, plus any ``role: "system"`` messages (the CLI sends its
         environment block, with ``Primary working directory``, as one of those)."""
