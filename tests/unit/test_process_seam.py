@@ -40,12 +40,7 @@ SIGNAL_CALLS = frozenset({"pthread_kill", "raise_signal", "alarm", "setitimer"})
 SIGNALLING_METHODS = frozenset({"kill", "terminate", "send_signal", "communicate"})
 
 # Each use outside the seam, by (file, call), and why it stays.
-ALLOWED: dict[tuple[str, str], str] = {
-    ("supervisor.py", "os.waitpid"): (
-        "Supervisor._stop_watchdog's bounded reap of its watchdog; the module is being split "
-        "into runtime/ and its successor calls runtime.watchdog.stop (procs.reap_forked)"
-    ),
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def process_control(path: Path) -> list[tuple[str, int]]:

@@ -83,9 +83,6 @@ class FakeProcs:
     def process_start_time(self, pid: int) -> float | None:
         return 1.0
 
-    def reap_forked(self, pid: int, *, timeout_s: float, poll_s: float = 0.005) -> bool:
-        return True
-
     @property
     def last_pid(self) -> int:
         return self._next_pid

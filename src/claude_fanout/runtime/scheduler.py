@@ -384,13 +384,8 @@ class Scheduler:
         self.cancel(f"cancelled by {self._procs.signal_name(signum)}")
 
     def _stop_watchdog(self) -> None:
-        watchdog.tell(self._watchdog_fd, "exit")
-        if self._watchdog_fd is not None:
-            os.close(self._watchdog_fd)
-            self._watchdog_fd = None
-        pid, self._records.watchdog_pid = self._records.watchdog_pid, None
-        if pid is not None:
-            self._procs.reap_forked(pid, timeout_s=5.0)
+        watchdog.stop(self._records.watchdog_pid, self._watchdog_fd)
+        self._records.watchdog_pid, self._watchdog_fd = None, None
 
 
 def _merge_back(

@@ -60,8 +60,6 @@ class ProcessSeam(Protocol):
 
     def process_start_time(self, pid: int) -> float | None: ...
 
-    def reap_forked(self, pid: int, *, timeout_s: float, poll_s: float = 0.005) -> bool: ...
-
 
 @dataclass(frozen=True)
 class Seams:
