@@ -54,7 +54,7 @@ import threading
 import time
 from pathlib import Path
 
-from claude_fanout import install, procs, settings_hooks
+from claude_fanout import install, pids, settings_hooks
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run
 from claude_fanout.runtime.control import observe, request_cancel, supervisor_info
@@ -146,7 +146,7 @@ def build_live_run(project: str, lines: int) -> tuple[str, str]:
     write_json_atomic(layout.join(run, layout.PLAN), plan)
 
     pid = os.getpid()
-    start_time = procs.process_start_time(pid)
+    start_time = pids.process_start_time(pid)
     now = time.time()
     t0 = now - 3600.0
     records: list[dict[str, object]] = [
@@ -242,7 +242,7 @@ def start_live_run(project: str) -> str:
         {"version": 1, "max_parallel": N_TASKS, "tasks": tasks}, project=Path(project)
     )
     pid = os.getpid()
-    conductor = {"session_id": SESSION_ID, "pid": pid, "start_time": procs.process_start_time(pid)}
+    conductor = {"session_id": SESSION_ID, "pid": pid, "start_time": pids.process_start_time(pid)}
     started = start_run(plan, project=Path(project), conductor=conductor, delivery="block")
     run = str(started.run.path)
     deadline = time.monotonic() + 30.0
@@ -281,7 +281,7 @@ def stop_live_run(run: str, timeout: float = 30.0) -> None:
     request_cancel(run, by="bench_hooks")
     pid, start_time = info.get("pid"), info.get("start_time")
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and procs.is_alive(pid, start_time):
+    while time.monotonic() < deadline and pids.is_alive(pid, start_time):
         time.sleep(0.1)
 
 
@@ -291,7 +291,7 @@ def write_supervisor(run: str, run_id: str) -> None:
         layout.join(run, layout.SUPERVISOR),
         {
             "pid": pid,
-            "start_time": procs.process_start_time(pid),
+            "start_time": pids.process_start_time(pid),
             "watchdog_pid": None,
             "heartbeat": time.time(),
             "run_id": run_id,
@@ -374,7 +374,7 @@ class Variant:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith("FANOUT_") or k == procs.PORTABLE_ENV
+            if not k.startswith("FANOUT_") or k == pids.PORTABLE_ENV
         }
         env.update(
             CLAUDE_PROJECT_DIR=self.project,

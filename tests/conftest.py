@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
-from claude_fanout import procs
+from claude_fanout import pids
 from tests.helpers import CLIResult, processes_under
 
 CODE_PATHS = ("native", "portable")
@@ -35,10 +35,10 @@ def code_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     if mode == "native" and not os.path.isdir("/proc/self"):
         pytest.skip("no Linux-only paths here: [portable] is what this machine runs")
     if mode == "portable":
-        monkeypatch.setenv(procs.PORTABLE_ENV, "1")
+        monkeypatch.setenv(pids.PORTABLE_ENV, "1")
     elif mode == "native":
-        monkeypatch.delenv(procs.PORTABLE_ENV, raising=False)
-    return "native" if procs.linux_paths() else "portable"
+        monkeypatch.delenv(pids.PORTABLE_ENV, raising=False)
+    return "native" if pids.linux_paths() else "portable"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

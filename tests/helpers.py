@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 
-from claude_fanout import procs
+from claude_fanout import pids
 from claude_fanout.store import active, layout
 from claude_fanout.store.eventlog import EventLog
 from claude_fanout.store.files import make_private_dir, write_json_atomic
@@ -95,7 +95,7 @@ class FakeRun:
             else {
                 "session_id": session,
                 "pid": os.getpid(),
-                "start_time": procs.process_start_time(os.getpid()),
+                "start_time": pids.process_start_time(os.getpid()),
             }
         )
         self.log.append(
@@ -115,7 +115,7 @@ class FakeRun:
             self.path / "supervisor.json",
             {
                 "pid": os.getpid(),
-                "start_time": procs.process_start_time(os.getpid()),
+                "start_time": pids.process_start_time(os.getpid()),
                 "heartbeat": time.time(),
             },
         )
@@ -151,7 +151,7 @@ class FakeRun:
                 self.path / "supervisor.json",
                 {
                     "pid": proc.pid,
-                    "start_time": procs.process_start_time(proc.pid),
+                    "start_time": pids.process_start_time(proc.pid),
                     "heartbeat": time.time(),
                 },
             )

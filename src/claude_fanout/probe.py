@@ -39,6 +39,7 @@ from typing import Any, Final
 from claude_fanout import compat
 from claude_fanout import probe_sessions as sessions
 from claude_fanout.claude.cli import runnable_cli
+from claude_fanout.probe_rewake import probe_rewake
 from claude_fanout.testing.fake_api import FakeMessagesAPI
 
 __all__ = [
@@ -204,7 +205,7 @@ def run_probe(
                 ),
                 ("budgets",): lambda: sessions.probe_budgets(workers, root, api),
                 ("structured_output",): lambda: sessions.probe_planner(workers, root, api),
-                ("rewake",): lambda: sessions.probe_rewake(conductor, root, api),
+                ("rewake",): lambda: probe_rewake(conductor, root, api),
             }
             futures = {ids: pool.submit(job) for ids, job in jobs.items()}
             found = {f.mechanism: f for ids, job in futures.items() for f in _findings(ids, job)}

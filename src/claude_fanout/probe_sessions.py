@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import shlex
 import subprocess
-import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from claude_fanout import install, procs, settings_hooks
+from claude_fanout import install, procs
 from claude_fanout.claude.cli import CLAUDE_BIN_ENV
 from claude_fanout.claude.command import command, prompt_file
 from claude_fanout.claude.env import worker_env
@@ -40,7 +35,6 @@ __all__ = [
     "probe_budgets",
     "probe_conductor",
     "probe_planner",
-    "probe_rewake",
 ]
 
 
@@ -141,7 +135,7 @@ class Script:
 # -- the sessions ------------------------------------------------------------------------------
 
 
-def _session_env(api: FakeMessagesAPI, scratch: Path, name: str) -> dict[str, str]:
+def session_env(api: FakeMessagesAPI, scratch: Path, name: str) -> dict[str, str]:
     """A session's environment: offline, its own HOME, and its temporary files (the CLI's
     ``claude-<uid>/`` and sockets among them) in the scratch directory, not the user's. Without
     fanout's own variables: run from inside a worker, ``FANOUT_DEPTH`` would silence the hooks
@@ -153,7 +147,7 @@ def _session_env(api: FakeMessagesAPI, scratch: Path, name: str) -> dict[str, st
     return {**env, "TMPDIR": str(tmp)}
 
 
-def _popen(
+def popen_session(
     argv: list[str], *, cwd: Path, env: dict[str, str], stdin: int, stdout: Any
 ) -> subprocess.Popen[str]:
     return procs.spawn_attached(
@@ -167,7 +161,7 @@ def _finish(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str, bool
     return out or "", err or "", ended
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1][:200] if lines else ""
 
@@ -223,11 +217,13 @@ def probe_conductor(
     from claude_fanout.store.rundir import list_runs
 
     project = script.project
-    env = _session_env(api, scratch, "conductor")
+    env = session_env(api, scratch, "conductor")
     env[CLAUDE_BIN_ENV] = worker_cli
     argv = [cli, "-p", f"/fanout --plan {PLAN_FILE}", "--allowedTools", "Bash,Read"]
     argv += ["--output-format", "json"]
-    proc = _popen(argv, cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    proc = popen_session(
+        argv, cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+    )
     out, err, ended = _finish(proc, SESSION_TIMEOUT_S)
     script.release()
     runs = list_runs(project)
@@ -238,7 +234,7 @@ def probe_conductor(
     if not ended:
         why_not = f"the session did not end within {SESSION_TIMEOUT_S:g}s"
     elif proc.returncode != 0:
-        why_not = f"the session exited {proc.returncode}: {_last_line(err) or 'no output'}"
+        why_not = f"the session exited {proc.returncode}: {last_line(err) or 'no output'}"
     else:
         why_not = "the session just ended"
     seen = _Conversation(
@@ -377,7 +373,7 @@ def probe_budgets(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding
     cwd = scratch / "workers"
     cwd.mkdir()
     (cwd / "notes.txt").write_text("one\ntwo\n")
-    env = worker_env(_session_env(api, scratch, "workers"))
+    env = worker_env(session_env(api, scratch, "workers"))
     runs = {
         TURNS_MARK: command(cli=cli, tools=["Read"], max_turns=MAX_TURNS),
         BUDGET_MARK: command(cli=cli, tools=["Read"], max_turns=30, max_budget_usd=MAX_BUDGET_USD),
@@ -387,7 +383,7 @@ def probe_budgets(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding
         stdin = prompt_file(f"{mark} Read notes.txt, again and again.")
         try:
             with (cwd / f"{n}.jsonl").open("w") as stream:
-                running[mark] = _popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=stream)
+                running[mark] = popen_session(argv, cwd=cwd, env=env, stdin=stdin, stdout=stream)
         finally:
             os.close(stdin)
     problems: list[str] = []
@@ -425,7 +421,7 @@ def probe_planner(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding
     project = scratch / "planner"
     (project / ".claude").mkdir(parents=True)
     (project / "a.txt").write_text("a\n")
-    env = _session_env(api, scratch, "planner")
+    env = session_env(api, scratch, "planner")
     env[CLAUDE_BIN_ENV] = cli
     try:
         planned = run_planner(
@@ -451,95 +447,3 @@ def probe_planner(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding
             )
         ]
     return [Finding("structured_output", True, "the schema's answer became the plan; 1 model call")]
-
-
-def probe_rewake(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding]:
-    """A streaming-input session (its stdin stays open, as an SDK client's does) ends its turn;
-    an async Stop hook shaped like fanout's Rewake exits 2; the idle session must be woken."""
-    project = scratch / "rewake"
-    (project / ".claude").mkdir(parents=True)
-    spec = settings_hooks.FANOUT_HOOKS["Rewake"]
-    ran = project / "hook-ran"
-    script = project / "rewake_hook.py"
-    # Like fanout's Rewake hook: runs after the turn ended, exits 2 with words for the session.
-    script.write_text(
-        "import sys, time\n"
-        f"open({str(ran)!r}, 'w').close()\n"
-        "time.sleep(0.5)\n"
-        f"sys.stderr.write({WAKE_TEXT!r})\n"
-        "sys.exit(2)\n"
-    )
-    hook = f"{shlex.quote(sys.executable)} -I -S {shlex.quote(str(script))}"
-    entry = {"type": "command", "command": hook, "timeout": spec.timeout}
-    if spec.async_rewake:
-        entry.update({"async": True, "asyncRewake": True})
-    (project / ".claude" / "settings.json").write_text(
-        json.dumps({"hooks": {"Stop": [{"hooks": [entry]}]}})
-    )
-    env = _session_env(api, scratch, "rewake")
-    argv = [cli, "-p", "--input-format", "stream-json", "--output-format", "stream-json"]
-    argv += ["--verbose"]
-    proc = _popen(argv, cwd=project, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert proc.stdin is not None and proc.stdout is not None
-    message = {"type": "user", "message": {"role": "user", "content": f"{REWAKE_MARK} hello"}}
-    lines: queue.Queue[str | None] = queue.Queue()
-    reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
-    reader.start()
-    results = 0
-    try:
-        proc.stdin.write(json.dumps(message) + "\n")
-        proc.stdin.flush()
-        deadline = time.monotonic() + SESSION_TIMEOUT_S
-        while results < 2 and time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            if _is_result(line):
-                results += 1
-                if results == 1:
-                    deadline = min(deadline, time.monotonic() + WAKE_WAIT_S)
-    except OSError:
-        pass
-    finally:
-        proc.stdin.close()
-        procs.wait_child(proc, timeout_s=5, kill=True)
-        reader.join(timeout=5)
-        err = proc.stderr.read() if proc.stderr else ""
-        if proc.stderr:
-            proc.stderr.close()
-    woken = [
-        r
-        for r in api.message_requests(side_calls=False)
-        if REWAKE_MARK in r.first_user_text() and WAKE_TEXT in r.newest_text()
-    ]
-    if results == 0:
-        detail = f"the session gave no result: {_last_line(err) or 'no output'}"
-    elif not ran.exists():
-        detail = "the async Stop hook never ran"
-    elif not woken:
-        detail = f"the hook exited 2, but the idle session was not woken within {WAKE_WAIT_S:g}s"
-    elif results < 2:
-        detail = "woken, but the woken turn did not end"
-    else:
-        return [Finding("rewake", True, REWAKE_OK)]
-    return [Finding("rewake", False, detail)]
-
-
-def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
-    try:
-        for line in stream:
-            lines.put(line)
-    except (OSError, ValueError):
-        pass
-    lines.put(None)
-
-
-def _is_result(line: str) -> bool:
-    try:
-        message = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(message, dict) and message.get("type") == "result"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from claude_fanout import procs
+from claude_fanout import pids
 from claude_fanout.hooks import dispatch
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run, wait_run
@@ -333,7 +333,7 @@ def test_until_the_merge_the_conductor_reads_a_writers_version_then_fanout_merge
         project=project,
     )
     me = os.getpid()
-    conductor = {"session_id": SESSION, "pid": me, "start_time": procs.process_start_time(me)}
+    conductor = {"session_id": SESSION, "pid": me, "start_time": pids.process_start_time(me)}
     started = start_run(
         plan, project=project, env=cli_env(api.base_url, claude_home), conductor=conductor
     )

@@ -31,7 +31,7 @@ from typing import Any
 import psutil
 import pytest
 
-from claude_fanout import defaults, procs
+from claude_fanout import defaults, pids
 from claude_fanout.hooks import dispatch
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import StartedRun, start_run, wait_run
@@ -145,7 +145,7 @@ def make_plan(project: Path, tasks: list[dict[str, Any]], **top: Any) -> Any:
 def this_process(session: str) -> dict[str, Any]:
     """A Conductor record naming the test process itself (alive for the whole test)."""
     me = os.getpid()
-    return {"session_id": session, "pid": me, "start_time": procs.process_start_time(me)}
+    return {"session_id": session, "pid": me, "start_time": pids.process_start_time(me)}
 
 
 def kill_all_under(root: Path) -> None:
@@ -230,7 +230,7 @@ def test_conductor_killed_at_random_moments_leaves_nothing(
             conductor = {
                 "session_id": f"conductor-{index}",
                 "pid": stand_in.pid,
-                "start_time": procs.process_start_time(stand_in.pid),
+                "start_time": pids.process_start_time(stand_in.pid),
             }
             killed: list[tuple[float, float]] = []  # (monotonic, wall) time of the kill
 

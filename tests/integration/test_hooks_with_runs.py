@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from claude_fanout import procs
+from claude_fanout import pids
 from claude_fanout.hooks import dispatch
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run, wait_run
@@ -65,7 +65,7 @@ def test_directives_published_by_a_worker_steer_the_conductor(
         project=project,
     )
     me = os.getpid()
-    conductor = {"session_id": SESSION, "pid": me, "start_time": procs.process_start_time(me)}
+    conductor = {"session_id": SESSION, "pid": me, "start_time": pids.process_start_time(me)}
     started = start_run(plan, project=project, conductor=conductor)
     status = wait_run(started.run, timeout_s=30)
     started.supervisor.wait(timeout=10)
@@ -198,7 +198,7 @@ def test_records_others_append_to_a_live_run_cost_the_hooks_nothing(
         project=project,
     )
     me = os.getpid()
-    conductor = {"session_id": SESSION, "pid": me, "start_time": procs.process_start_time(me)}
+    conductor = {"session_id": SESSION, "pid": me, "start_time": pids.process_start_time(me)}
     started = start_run(plan, project=project, conductor=conductor)
     run = started.run
     try:

@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
-from claude_fanout import defaults, install, procs, settings_hooks
+from claude_fanout import defaults, install, pids, settings_hooks
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run
 from claude_fanout.runtime.control import observe
@@ -81,19 +81,23 @@ def test_the_watchdog_stops_a_worker_that_left_the_session_on_either_path(
         },
         project=project,
     )
-    conductor = {"session_id": "s", "pid": me, "start_time": procs.process_start_time(me)}
+    conductor = {"session_id": "s", "pid": me, "start_time": pids.process_start_time(me)}
     started = start_run(plan, project=project, conductor=conductor)
     run_path = started.run.path
     try:
         out = run_path / "workers"
-        pids: dict[str, Any] = {}
+        worker_pids: dict[str, Any] = {}
         for name, path in (
             ("A", out / "A" / "out" / "self.pid"),
             ("B", out / "B" / "out" / "self.pid"),
             ("escaped", out / "B" / "out" / "escaped.pid"),
         ):
-            pids[name] = wait_until(lambda path=path: read_pid(path), timeout=10)
-        assert os.getsid(pids["escaped"]) == pids["escaped"] != os.getsid(started.supervisor.pid)
+            worker_pids[name] = wait_until(lambda path=path: read_pid(path), timeout=10)
+        assert (
+            os.getsid(worker_pids["escaped"])
+            == worker_pids["escaped"]
+            != os.getsid(started.supervisor.pid)
+        )
         info = json.loads((run_path / "supervisor.json").read_text())
         # The supervisor took this process's path: it identifies itself by psutil's creation
         # time on the portable one, by /proc's clock ticks since boot on Linux's.
@@ -109,7 +113,7 @@ def test_the_watchdog_stops_a_worker_that_left_the_session_on_either_path(
         wait_until(
             lambda: (
                 not alive(info["watchdog_pid"])
-                and not any(alive(pid) for pid in pids.values())
+                and not any(alive(pid) for pid in worker_pids.values())
                 and not processes_under(project)
             ),
             timeout=defaults.KILL_GRACE_S + 5,
@@ -121,7 +125,9 @@ def test_the_watchdog_stops_a_worker_that_left_the_session_on_either_path(
             if e["type"] == "supervisor_lost"
         ]
         assert len(lost) == 1, lost
-        assert {pids["A"], pids["B"], pids["escaped"]} <= set(lost[0]["stopped_groups"]), lost
+        assert {worker_pids["A"], worker_pids["B"], worker_pids["escaped"]} <= set(
+            lost[0]["stopped_groups"]
+        ), lost
         assert observe(run_path).state is RunState.LOST
     finally:
         if started.supervisor.poll() is None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from claude_fanout import procs
+from claude_fanout import pids
 from claude_fanout.install import COMMAND_MARKER
 from tests.helpers import git
 
@@ -72,7 +72,7 @@ def _env(home: Path, bin_dir: Path) -> dict[str, str]:
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("FANOUT_", "CLAUDE_", "PYTHON", "VIRTUAL_ENV"))
-        or key == procs.PORTABLE_ENV
+        or key == pids.PORTABLE_ENV
     }
     env.update(
         HOME=str(home),

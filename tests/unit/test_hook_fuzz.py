@@ -41,7 +41,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from claude_fanout import install, procs, settings_hooks
+from claude_fanout import install, pids, settings_hooks
 from claude_fanout.errors import FanoutError
 from claude_fanout.hooks import dispatch
 from claude_fanout.store.eventlog import read_events
@@ -755,7 +755,7 @@ def _hook_process(event: str, raw: bytes, project: Path) -> subprocess.Completed
     env = {
         key: value
         for key, value in os.environ.items()
-        if (not key.startswith(("FANOUT_", "CLAUDE_")) or key == procs.PORTABLE_ENV)
+        if (not key.startswith(("FANOUT_", "CLAUDE_")) or key == pids.PORTABLE_ENV)
         and key != "PYTHONPATH"
     }
     env.update(

@@ -21,6 +21,7 @@ STDLIB_ONLY = [
     "claude_fanout.plan",
     "claude_fanout.planner",
     "claude_fanout.planning",
+    "claude_fanout.pids",
     "claude_fanout.procs",
     "claude_fanout.runner",
     "claude_fanout.runtime.control",

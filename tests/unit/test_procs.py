@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from claude_fanout import procs
+from claude_fanout import pids, procs
 
 LINUX = os.path.isdir("/proc/self")
 
@@ -58,12 +58,12 @@ from claude_fanout import procs
 from claude_fanout.store import watch
 
 me = os.getpid()
-out = {"linux_paths": procs.linux_paths(), "pid": me}
-out["start_time"] = procs.process_start_time(me)
-out["alive"] = procs.is_alive(me, out["start_time"])
-out["name"] = procs.process_name(me)
-out["parent"] = procs.parent_pid(me)
-out["conductor"] = procs.find_conductor()
+out = {"linux_paths": pids.linux_paths(), "pid": me}
+out["start_time"] = pids.process_start_time(me)
+out["alive"] = pids.is_alive(me, out["start_time"])
+out["name"] = pids.process_name(me)
+out["parent"] = pids.parent_pid(me)
+out["conductor"] = pids.find_conductor()
 # A child in a process group of its own, in this session, carrying a marker.
 child = subprocess.Popen(
     [sys.executable, "-c", "import time; time.sleep(60)"],
@@ -74,13 +74,13 @@ child = subprocess.Popen(
 )
 try:
     out["child"] = child.pid
-    out["env_groups"] = sorted(procs.groups_with_env("PROBE_MARK", sys.argv[2]))
-    out["session_groups"] = sorted(procs.groups_in_session(os.getsid(0)))
+    out["env_groups"] = sorted(pids.groups_with_env("PROBE_MARK", sys.argv[2]))
+    out["session_groups"] = sorted(pids.groups_in_session(os.getsid(0)))
     out["own_group"] = os.getpgid(0)
 finally:
     child.kill()
     child.wait()
-out["dead_child_alive"] = procs.is_alive(child.pid, out["start_time"])
+out["dead_child_alive"] = pids.is_alive(child.pid, out["start_time"])
 # A change to a watched file ends the wait; without one, the wait runs out.
 target = sys.argv[1]
 timer = threading.Timer(0.2, lambda: open(target, "a").write("x\n"))
@@ -114,9 +114,9 @@ def probe(tmp_path: Path, *, portable: bool) -> dict[str, Any]:
     script.write_text(PROBE)
     target = tmp_path / "watched"
     target.write_text("")
-    env = {k: v for k, v in os.environ.items() if k not in (procs.PORTABLE_ENV, "CLAUDE_PID")}
+    env = {k: v for k, v in os.environ.items() if k not in (pids.PORTABLE_ENV, "CLAUDE_PID")}
     if portable:
-        env[procs.PORTABLE_ENV] = "1"
+        env[pids.PORTABLE_ENV] = "1"
     package_parent = Path(procs.__file__).resolve().parents[1]
     command = (
         f'"{sys.executable}" -I -S "{script}" "{target}" {tmp_path.name} "{package_parent}"; true'
@@ -136,13 +136,13 @@ def probe(tmp_path: Path, *, portable: bool) -> dict[str, Any]:
 
 
 def test_the_switch_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(procs.PORTABLE_ENV, raising=False)
-    assert procs.linux_paths() is LINUX
+    monkeypatch.delenv(pids.PORTABLE_ENV, raising=False)
+    assert pids.linux_paths() is LINUX
     for off in ("", "0"):
-        monkeypatch.setenv(procs.PORTABLE_ENV, off)
-        assert procs.linux_paths() is LINUX
-    monkeypatch.setenv(procs.PORTABLE_ENV, "1")
-    assert procs.linux_paths() is False
+        monkeypatch.setenv(pids.PORTABLE_ENV, off)
+        assert pids.linux_paths() is LINUX
+    monkeypatch.setenv(pids.PORTABLE_ENV, "1")
+    assert pids.linux_paths() is False
 
 
 @pytest.mark.parametrize("portable", [False, True], ids=["native", "portable"])
@@ -165,10 +165,10 @@ def test_each_path_answers_the_same_questions(
     # find_conductor walks up past `sh` to the first ancestor that is not a shell: this test,
     # identified as this process identifies itself on the same path.
     if portable:
-        monkeypatch.setenv(procs.PORTABLE_ENV, "1")
+        monkeypatch.setenv(pids.PORTABLE_ENV, "1")
     else:
-        monkeypatch.delenv(procs.PORTABLE_ENV, raising=False)
-    assert out["conductor"] == [os.getpid(), procs.process_start_time(os.getpid())]
+        monkeypatch.delenv(pids.PORTABLE_ENV, raising=False)
+    assert out["conductor"] == [os.getpid(), pids.process_start_time(os.getpid())]
     # The watchdog's scans: the child's group by its environment and by its session.
     assert out["env_groups"] == [out["child"]]
     assert set(out["session_groups"]) == {out["child"], out["own_group"]}
@@ -199,7 +199,7 @@ time.sleep(60)
 
 @pytest.mark.skipif(not LINUX, reason="the parent-death signal is Linux's")
 def test_a_worker_dies_with_the_process_that_started_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(procs.PORTABLE_ENV, raising=False)
+    monkeypatch.delenv(pids.PORTABLE_ENV, raising=False)
     parent = subprocess.Popen(
         [sys.executable, "-c", SPAWNING_PARENT], stdout=subprocess.PIPE, text=True
     )
@@ -207,27 +207,27 @@ def test_a_worker_dies_with_the_process_that_started_it(monkeypatch: pytest.Monk
     try:
         assert parent.stdout is not None
         worker = int(parent.stdout.readline())
-        assert procs.process_start_time(worker) is not None
+        assert pids.process_start_time(worker) is not None
         parent.kill()  # SIGKILL: nothing of the parent's own code runs
         parent.wait(timeout=5)
         killed = time.monotonic()
-        while procs.process_start_time(worker) is not None and time.monotonic() - killed < 2:
+        while pids.process_start_time(worker) is not None and time.monotonic() - killed < 2:
             time.sleep(0.01)
-        assert procs.process_start_time(worker) is None, "the worker outlived its parent"
+        assert pids.process_start_time(worker) is None, "the worker outlived its parent"
         assert time.monotonic() - killed < 1.0
     finally:
         parent.kill()
         parent.wait(timeout=5)
         if parent.stdout is not None:
             parent.stdout.close()
-        if worker and procs.process_start_time(worker) is not None:
+        if worker and pids.process_start_time(worker) is not None:
             os.kill(worker, signal.SIGKILL)
 
 
 def test_the_parent_death_signal_is_armed_only_from_the_main_thread_on_linux_paths(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv(procs.PORTABLE_ENV, raising=False)
+    monkeypatch.delenv(pids.PORTABLE_ENV, raising=False)
     assert (procs.die_with_parent() is not None) is LINUX
     # A thread's exit would fire it while the process, and its need for the child, lives on.
     from_thread: list[object] = []
@@ -235,7 +235,7 @@ def test_the_parent_death_signal_is_armed_only_from_the_main_thread_on_linux_pat
     thread.start()
     thread.join()
     assert from_thread == [None]
-    monkeypatch.setenv(procs.PORTABLE_ENV, "1")
+    monkeypatch.setenv(pids.PORTABLE_ENV, "1")
     assert procs.die_with_parent() is None
 
 

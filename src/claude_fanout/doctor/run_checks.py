@@ -174,17 +174,17 @@ def _tally(
 def _orphan_checks(project: Path, states: Mapping[str, str]) -> list[Check]:
     """Processes started for a run of this project (``FANOUT_RUN_DIR`` in their environment)
     that outlive it: the run is finished, lost or gone."""
-    from claude_fanout import procs
+    from claude_fanout import pids
 
     root = os.path.realpath(project / defaults.RUNS_DIR)
     orphans: list[str] = []
-    for pid, run_dir in sorted(procs.processes_with_env("FANOUT_RUN_DIR").items()):
+    for pid, run_dir in sorted(pids.processes_with_env("FANOUT_RUN_DIR").items()):
         if os.path.dirname(os.path.realpath(run_dir)) != root:
             continue
         state = states.get(os.path.basename(run_dir))
         if state is None or state in ("succeeded", "failed", "cancelled", "lost"):
             orphans.append(
-                f"pid {pid} ({(procs.command_line(pid) or '?')[:60]}) of "
+                f"pid {pid} ({(pids.command_line(pid) or '?')[:60]}) of "
                 f"{state or 'a removed'} run {os.path.basename(run_dir)}"
             )
     if orphans:

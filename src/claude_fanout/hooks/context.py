@@ -127,14 +127,14 @@ def is_interactive() -> bool:
 
 def _deliverable(status: RunStatus) -> bool:
     """Whether a finished run still has a Conductor session alive to deliver its results to."""
-    from claude_fanout import procs
+    from claude_fanout import pids
 
     conductor = status.conductor or {}
     pid, start_time = conductor.get("pid"), conductor.get("start_time")
     return (
         isinstance(conductor.get("session_id"), str)
         and isinstance(pid, int)
-        and procs.is_alive(pid, start_time)
+        and pids.is_alive(pid, start_time)
     )
 
 

@@ -80,12 +80,12 @@ def launch(ctx: HookContext, proposal: planning.Proposal, config: Config) -> str
     """Start the proposed plan for this session's Conductor; the text that tells it so."""
     from pathlib import Path
 
-    from claude_fanout import procs
+    from claude_fanout import pids
     from claude_fanout.hooks import report
     from claude_fanout.hooks.context import is_interactive
     from claude_fanout.runner import start_run
 
-    found = procs.find_conductor()
+    found = pids.find_conductor()
     conductor = {
         "session_id": ctx.session_id,
         "pid": found[0] if found else None,

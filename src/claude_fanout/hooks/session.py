@@ -3,7 +3,7 @@ cancels the session's unfinished runs (signal and return: Claude Code gives it 1
 
 from __future__ import annotations
 
-from claude_fanout import procs
+from claude_fanout import pids
 from claude_fanout.hooks import delivery
 from claude_fanout.runtime.control import request_cancel
 from claude_fanout.states import EventType
@@ -21,7 +21,7 @@ def handle_start(ctx: HookContext) -> dict[str, Any] | None:
     runs = ctx.session_runs()
     if not runs:
         return None
-    found = procs.find_conductor()
+    found = pids.find_conductor()
     lines = []
     for path, status in runs:
         conductor = status.conductor or {}

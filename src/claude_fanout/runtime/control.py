@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from claude_fanout import defaults, procs
+from claude_fanout import defaults, pids, procs
 from claude_fanout.states import EventType
 from claude_fanout.store import layout
 from claude_fanout.store.eventlog import EventLog
@@ -43,7 +43,7 @@ def observe(run: StrPath, *, now: float | None = None) -> RunStatus:
             mark_lost(status, "the supervisor never started", wall)
         return status
     pid, start_time = info.get("pid"), info.get("start_time")
-    if not isinstance(pid, int) or not procs.is_alive(pid, start_time):
+    if not isinstance(pid, int) or not pids.is_alive(pid, start_time):
         mark_lost(status, f"the supervisor (pid {pid}) is gone", wall)
         return status
     heartbeat = info.get("heartbeat")

@@ -27,7 +27,7 @@ import select
 import signal
 import time
 
-from claude_fanout import defaults, procs
+from claude_fanout import defaults, pids, procs
 from claude_fanout.runtime.control import supervisor_info
 from claude_fanout.states import EventType
 from claude_fanout.store import layout
@@ -51,7 +51,7 @@ def start(
 ) -> tuple[int, int]:
     """Fork the watchdog; returns (its pid, the write end of its pipe) to the supervisor."""
     read_fd, write_fd = os.pipe()
-    supervisor = os.getpid(), procs.process_start_time(os.getpid())
+    supervisor = os.getpid(), pids.process_start_time(os.getpid())
 
     def serve() -> None:  # pragma: no cover - runs in the forked child
         os.close(write_fd)
@@ -117,8 +117,8 @@ def _serve(
     # A worker being started when the supervisor died was never announced (Popen returns only
     # after the exec): find the run's processes by the session they share with the supervisor
     # (the supervisor leads its own), and by the FANOUT_RUN_DIR every worker carries.
-    groups |= procs.groups_in_session(supervisor_pid)
-    groups |= procs.groups_with_env(RUN_DIR_ENV, run_dir)
+    groups |= pids.groups_in_session(supervisor_pid)
+    groups |= pids.groups_with_env(RUN_DIR_ENV, run_dir)
     # Not our own group, nor the supervisor's: it may still be exiting (its end of the pipe
     # closes before it becomes a zombie), and it holds no worker.
     groups -= {os.getpgid(0), supervisor_pid}
@@ -184,12 +184,12 @@ def sweep_lost(
     run_dir = os.fspath(run)
     groups: set[int] = set()
     for value in dict.fromkeys((run_dir, os.path.realpath(run_dir))):
-        groups |= procs.groups_with_env(RUN_DIR_ENV, value)
-    if procs.process_start_time(pid) in (None, start_time):
+        groups |= pids.groups_with_env(RUN_DIR_ENV, value)
+    if pids.process_start_time(pid) in (None, start_time):
         # The supervisor led its session: the kernel keeps its pid reserved while the session
         # has members, so whatever is in session ``pid`` is the run's, grandchildren included.
         # (A live process of another start time got the pid once the session was empty.)
-        groups |= procs.groups_in_session(pid)
+        groups |= pids.groups_in_session(pid)
     groups.discard(os.getpgid(0))  # a sweep run from inside the run spares its caller
     now = supervisor_info(run) or {}
     if (now.get("pid"), now.get("start_time")) != (pid, info.get("start_time")):

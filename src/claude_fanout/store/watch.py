@@ -2,7 +2,7 @@
 
 Linux: inotify through ctypes (a change is noticed in well under a millisecond; a 50 ms poll
 would cost half its period on average). Elsewhere, if inotify is unavailable, or with
-``FANOUT_PORTABLE=1`` (``procs.linux_paths``): a short poll of the files' sizes and mtimes. Every
+``FANOUT_PORTABLE=1`` (``pids.linux_paths``): a short poll of the files' sizes and mtimes. Every
 wait is bounded by ``timeout``. Hook path: standard library.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-from claude_fanout.procs import linux_paths
+from claude_fanout.pids import linux_paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
