@@ -37,6 +37,18 @@ def processes_under(marker: Path) -> list[psutil.Process]:
     return found
 
 
+def most_live(events: list[dict[str, Any]]) -> int:
+    """The most tasks a run's log shows running at once (``task_started`` .. ``task_exited``)."""
+    live = peak = 0
+    for event in events:
+        if event["type"] == "task_started":
+            live += 1
+            peak = max(peak, live)
+        elif event["type"] == "task_exited":
+            live -= 1
+    return peak
+
+
 def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.02) -> Any:
     deadline = time.monotonic() + timeout
     while True:

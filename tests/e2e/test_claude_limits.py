@@ -20,6 +20,7 @@ from claude_fanout.testing.models import ReadThenSummarize
 from claude_fanout.testing.replies import ErrorReply, Reply, Text, ToolUse, Usage
 from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
+from tests.helpers import most_live
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -198,14 +199,7 @@ def test_claude_workers_are_capped_and_spaced_across_the_project(
     assert status.state is RunState.SUCCEEDED
     starts = [e["ts"] for e in events if e["type"] == "task_started"]
     assert all(b - a >= 0.45 for a, b in itertools.pairwise(starts))
-    live = peak = 0
-    for event in events:
-        if event["type"] == "task_started":
-            live += 1
-            peak = max(peak, live)
-        elif event["type"] == "task_exited":
-            live -= 1
-    assert peak == 2
+    assert most_live(events) == 2
 
 
 def test_usage_totals_match_what_the_api_reported(

@@ -30,7 +30,7 @@ from claude_fanout.testing.models import FINAL_MARK, is_worker
 from claude_fanout.testing.replies import Reply, Text
 from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
-from tests.helpers import processes_under, wait_until
+from tests.helpers import most_live, processes_under, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -58,17 +58,6 @@ def feedback(api) -> list[str]:
     """What fanout told the Conductor each time it tried to end its turn, once each."""
     requests = [r for r in api.message_requests(side_calls=False) if not is_worker(r)]
     return list(dict.fromkeys(t for r in requests if (t := "\n".join(r.hook_feedback()))))
-
-
-def most_live(events: list[dict]) -> int:
-    live = peak = 0
-    for event in events:
-        if event["type"] == "task_started":
-            live += 1
-            peak = max(peak, live)
-        elif event["type"] == "task_exited":
-            live -= 1
-    return peak
 
 
 def test_seventeen_workers_in_waves_all_reach_a_headless_conductor(

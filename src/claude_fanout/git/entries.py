@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from claude_fanout.git.repo import GitError, make_parents, run_git
+from claude_fanout.store.files import write_all
 
 REGULAR, EXECUTABLE, SYMLINK, GITLINK = 0o100644, 0o100755, 0o120000, 0o160000
 _ZERO_OID = "0" * 40
@@ -142,9 +143,7 @@ class WorkingTree:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
             fd = os.open(tmp, flags, 0o666)
             try:
-                view = memoryview(entry.data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, entry.data)
                 if perms is None:
                     perms = stat.S_IMODE(os.fstat(fd).st_mode)  # 0o666 less the umask
                 if entry.mode == EXECUTABLE:

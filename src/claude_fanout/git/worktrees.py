@@ -30,6 +30,7 @@ from claude_fanout.git.repo import (
     split_z,
     unignored,
 )
+from claude_fanout.store.files import write_all
 
 BRANCH_PREFIX = "fanout"
 INCLUDE_FILE = ".worktreeinclude"
@@ -237,9 +238,7 @@ def _copy_file(src: Path, dst: Path, mode: int) -> None:
         fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | nofollow, mode)
         try:
             while chunk := os.read(fd_in, 1 << 20):
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd_out, view) :]
+                write_all(fd_out, chunk)
         finally:
             os.close(fd_out)
     finally:

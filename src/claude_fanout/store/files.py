@@ -98,6 +98,13 @@ def open_private(path: StrPath, flags: int) -> int:
         raise exc
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Every byte of ``data`` to ``fd``: one ``os.write`` may take only part of it."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def write_atomic(path: StrPath, data: bytes) -> None:
     """Replace ``path`` with ``data`` in one step (temp file + rename): readers never see half."""
     target = os.fspath(path)
@@ -105,9 +112,7 @@ def write_atomic(path: StrPath, data: bytes) -> None:
     tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
     fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
     finally:
         os.close(fd)
     try:
