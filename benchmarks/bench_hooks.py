@@ -21,6 +21,11 @@ Measured side by side, in one run:
   same with 1,000 lines, to show no growth with log length): PreToolUse on an unclaimed file
   (allowed: the common case) and on a claimed one (deny), PostToolUse with nothing new, and Stop
   (``[stop] wait_s = 0``: it answers "block" at once). Target: at most 1.3x the floor.
+- C, a real live run: 50 shell tasks (``sleep``, 8 at a time, each claiming a file) started
+  through ``runner.start_run`` with this process as its Conductor, its supervisor running; then
+  another process appends 100,000 workers' notices to its log (what ``fanout publish notice``
+  writes), records the supervisor did not write. The same four hook calls as B. Target: at most
+  1.3x the floor. The run is cancelled, and its supervisor waited for, at the end.
 
 Where the time goes: the ``info`` rows run the floor plus only a hook's imports (no work), and
 ``work ms`` is the same hook call made in this process with every module already imported.
@@ -36,6 +41,7 @@ inherit it, as every fanout process must for their start times to agree.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -46,19 +52,25 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 from claude_fanout import install, procs, settings_hooks
+from claude_fanout.plan import parse_plan
+from claude_fanout.runner import start_run
+from claude_fanout.runtime.control import observe, request_cancel, supervisor_info
 from claude_fanout.states import EventType
 from claude_fanout.store import active, layout
 from claude_fanout.store.eventlog import EventLog, encode
 from claude_fanout.store.files import make_private_dir, open_private, write_json_atomic
-from claude_fanout.store.state import RunStatus, fold_tail, save_snapshot
+from claude_fanout.store.state import fold_tail, save_snapshot
+from claude_fanout.store.status import RunStatus
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(os.path.dirname(HERE), "tests", "fixtures", "hooks")
 SESSION_ID = "0b5e55ed-0000-4000-8000-00000000be4c"
 N_TASKS = 50
 N_RUNNING = 25
+REAL = "C real run, foreign"  # scenario C's label
 TAIL_EVENTS = 10  # events past the snapshot's offset (a supervisor folds every second)
 SH = "/bin/sh"  # what Claude Code runs hooks with (dash on Debian/Ubuntu)
 TARGET_A = 1.2
@@ -211,6 +223,66 @@ def build_live_run(project: str, lines: int) -> tuple[str, str]:
     write_supervisor(run, run_id)
     active.mark(project, run_id)
     return run_id, run
+
+
+def start_live_run(project: str) -> str:
+    """A real run of 50 ``sleep`` tasks with this process as its Conductor; its directory."""
+    with open(os.path.join(project, ".claude", "fanout.toml"), "w") as handle:
+        handle.write("[stop]\nwait_s = 0\n")
+    tasks = [
+        {
+            "id": f"W{i}",
+            "kind": "shell",
+            "argv": ["sleep", "3600"],
+            "claims": [f"src/file{i}.py"],
+        }
+        for i in range(1, N_TASKS + 1)
+    ]
+    plan = parse_plan(
+        {"version": 1, "max_parallel": N_TASKS, "tasks": tasks}, project=Path(project)
+    )
+    pid = os.getpid()
+    conductor = {"session_id": SESSION_ID, "pid": pid, "start_time": procs.process_start_time(pid)}
+    started = start_run(plan, project=Path(project), conductor=conductor, delivery="block")
+    run = str(started.run.path)
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        status = observe(run)
+        if status.counts().get("running", 0) >= 1 or status.state.terminal:
+            break
+        time.sleep(0.1)
+    if observe(run).state.terminal:
+        raise SystemExit(f"the live run {run} ended at once: {observe(run).reason}")
+    return run
+
+
+FOREIGN_WRITER = """
+import sys
+from claude_fanout.store.eventlog import EventLog
+log = EventLog(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    log.append("notice", task=f"W{i % 50 + 1}", text=f"still reading, step {i}")
+"""
+
+
+def append_foreign(run: str, lines: int) -> None:
+    """``lines`` notices appended by another process, as workers' ``fanout publish`` does."""
+    events = layout.join(run, layout.EVENTS)
+    subprocess.run(
+        [sys.executable, "-c", FOREIGN_WRITER, events, str(lines)],
+        check=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+    )
+
+
+def stop_live_run(run: str, timeout: float = 30.0) -> None:
+    """Cancel the run and wait until its supervisor has exited (it reaps its workers)."""
+    info = supervisor_info(run) or {}
+    request_cancel(run, by="bench_hooks")
+    pid, start_time = info.get("pid"), info.get("start_time")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and procs.is_alive(pid, start_time):
+        time.sleep(0.1)
 
 
 def write_supervisor(run: str, run_id: str) -> None:
@@ -378,7 +450,7 @@ def measure(variants: list[Variant], repeat: int, warmup: int) -> list[str]:
 
 def first_post_cost(variant: Variant, run: str, repeat: int) -> list[float]:
     """A session's first PostToolUse on a run: no cursor yet, so it reads the log from 0."""
-    cursor = os.path.join(layout.join(run, layout.SESSIONS), SESSION_ID + ".json")
+    cursor = layout.session_cursor(run, SESSION_ID)
     samples = []
     for _ in range(repeat):
         os.unlink(cursor)
@@ -480,7 +552,10 @@ def main() -> None:
     floor = f"{shlex.quote(python)} -I -S -c 'import json, sys; json.load(sys.stdin)'"
     floor_key = "baseline/floor (python reads json)"
 
-    with tempfile.TemporaryDirectory(prefix="fanout-bench-hooks-") as root:
+    with (
+        tempfile.TemporaryDirectory(prefix="fanout-bench-hooks-") as root,
+        contextlib.ExitStack() as cleanup,
+    ):
         setup = time.perf_counter()
         empty = new_project(root, "idle-empty")
         make_private_dir(layout.runs_root(empty))
@@ -490,6 +565,10 @@ def main() -> None:
         small = new_project(root, "live-small")
         big_run = build_live_run(big, args.events)
         small_run = build_live_run(small, args.small_events)
+        real = new_project(root, "live-real")
+        real_run = start_live_run(real)
+        cleanup.callback(stop_live_run, real_run)
+        append_foreign(real_run, args.events)
         setup = time.perf_counter() - setup
         heartbeat = Heartbeat([big_run, small_run])
         heartbeat.start()
@@ -556,6 +635,7 @@ def main() -> None:
         for label, project in (
             (f"B live, {args.events:,} lines", big),
             (f"B live, {args.small_events:,} lines", small),
+            (REAL, real),
         ):
             variants += [
                 Variant(
@@ -572,7 +652,7 @@ def main() -> None:
                     "PreToolUse Read claimed",
                     commands["PreToolUse"],
                     project,
-                    pre(project, "src/file30.py"),
+                    pre(project, "src/file1.py" if project == real else "src/file30.py"),
                     baseline=floor_key,
                     target=TARGET_B,
                     expect="deny",
@@ -601,16 +681,18 @@ def main() -> None:
         # One PostToolUse per live run first: it creates the session's cursor and delivers the
         # 25 finished tasks (its only answer). Every later call sees the common case: nothing new.
         for variant in variants:
-            if variant.hook.startswith("PostToolUse") and variant.scenario.startswith("B"):
+            if variant.hook.startswith("PostToolUse") and variant.scenario.startswith(("B", "C")):
                 variant.call()
         lines_before = {
-            run: count_lines(layout.join(run, layout.EVENTS)) for _, run in (big_run, small_run)
+            run: count_lines(layout.join(run, layout.EVENTS))
+            for run in (big_run[1], small_run[1], real_run)
         }
         started = time.perf_counter()
         problems = measure(variants, args.repeat, args.warmup)
         elapsed = time.perf_counter() - started
         lines_after = {
-            run: count_lines(layout.join(run, layout.EVENTS)) for _, run in (big_run, small_run)
+            run: count_lines(layout.join(run, layout.EVENTS))
+            for run in (big_run[1], small_run[1], real_run)
         }
 
         by_key = {variant.key: variant for variant in variants}
@@ -624,7 +706,7 @@ def main() -> None:
         work = {
             variant.key: work_ms(variant, variant.hook.split()[0])
             for variant in variants
-            if variant.scenario.startswith("B")
+            if variant.scenario.startswith(("B", "C"))
         }
         floor_imports = importtime(by_key[floor_key], entry, "", argv=FLOOR_ARGV)
         pre_imports = importtime(
@@ -638,7 +720,10 @@ def main() -> None:
         )
         heartbeat.stopped.set()
         heartbeat.join()
-        sizes = [count_lines(layout.join(run, layout.EVENTS)) for _, run in (big_run, small_run)]
+        sizes = [
+            count_lines(layout.join(run, layout.EVENTS))
+            for run in (big_run[1], small_run[1], real_run)
+        ]
 
     # ---------------------------------------------------------------------------------------
     print("fanout hook latency benchmark")
@@ -652,6 +737,10 @@ def main() -> None:
         f"stores   {sizes[0]:,} and {sizes[1]:,} log lines; {N_TASKS} claude tasks, "
         f"{N_RUNNING} running, {N_TASKS - N_RUNNING} succeeded; state.json covers all but the "
         f"last {TAIL_EVENTS} events; supervisor.json heartbeat rewritten every 1 s"
+    )
+    print(
+        f"real run {sizes[2]:,} log lines ({args.events:,} notices appended by another process); "
+        f"{N_TASKS} shell tasks, its supervisor live, this process its Conductor"
     )
     print()
     print(f"commands (each run as: {SH} -c <command>, stdin = payload, CLAUDE_PROJECT_DIR set):")

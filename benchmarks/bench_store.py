@@ -21,7 +21,8 @@ from claude_fanout.states import EventType
 from claude_fanout.store.eventlog import EventLog, read_events
 from claude_fanout.store.files import make_private_dir
 from claude_fanout.store.rundir import RunDir
-from claude_fanout.store.state import RunStatus, fold_tail, load_status, save_snapshot
+from claude_fanout.store.state import fold_tail, load_status, save_snapshot
+from claude_fanout.store.status import RunStatus
 
 TASKS = [f"W{i}" for i in range(1, 51)]
 

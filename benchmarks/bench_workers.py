@@ -59,7 +59,7 @@ from typing import Any
 
 import psutil
 
-from claude_fanout.executors.claude import PARENT_SESSION_VARS
+from claude_fanout.claude.env import PARENT_SESSION_VARS
 from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
 from claude_fanout.testing.models import summarize_read_output
 from claude_fanout.testing.replies import Reply, Text, ToolUse, Usage
@@ -202,12 +202,10 @@ class Brain:
 
 def classify(cmdline: Sequence[str], parent_cmdline: Sequence[str]) -> str:
     line = " ".join(cmdline)
-    if "claude_fanout.supervisor" in line:
+    if "claude_fanout.runtime" in line:
         # The watchdog is a fork of the supervisor without exec: same command line, and its
         # parent is the supervisor (so is a worker caught between fork and exec, briefly).
-        return (
-            "watchdog" if "claude_fanout.supervisor" in " ".join(parent_cmdline) else "supervisor"
-        )
+        return "watchdog" if "claude_fanout.runtime" in " ".join(parent_cmdline) else "supervisor"
     if "claude_fanout.worker" in line:
         return "worker wrapper"
     if "claude_fanout/hooks" in line or "fanout-hook" in line:

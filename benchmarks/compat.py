@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
 
+from claude_fanout.claude.cli import CLAUDE_BIN_ENV
 from claude_fanout.compat import cli_version, parse_version
-from claude_fanout.executors.claude import CLAUDE_BIN_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "claude-fanout"

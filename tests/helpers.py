@@ -172,3 +172,20 @@ def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
         timeout=30,
         env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", **(env or {})},
     ).stdout
+
+
+def count_bytes_folded(monkeypatch: Any) -> list[int]:
+    """From now on, how many bytes of a run's log each state read folds past its snapshot (one
+    entry per read): what a hook's cost grows with."""
+    from claude_fanout.store import state
+
+    reads: list[int] = []
+    real = state.read_events
+
+    def counting(path: Any, offset: int = 0) -> Any:
+        result = real(path, offset)
+        reads.append(result.offset - offset)
+        return result
+
+    monkeypatch.setattr(state, "read_events", counting)
+    return reads

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_fanout import compat, install
-from claude_fanout.executors.claude import cli_path
+from claude_fanout.claude.cli import cli_path
 from claude_fanout.testing.fake_api import FakeMessagesAPI, cli_env
 from claude_fanout.testing.models import FINAL_MARK, is_worker
 from claude_fanout.testing.replies import Reply, Text, ToolUse

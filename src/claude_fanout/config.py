@@ -1,50 +1,15 @@
 """Project configuration: ``.claude/fanout.toml``, validated before anything uses it.
 
-Every key is optional; defaults live in ``defaults.py``. The Stop hook reads it, so it is cheap
-to load: ``Config`` is a namedtuple (a dataclass would pull in ``inspect``, 7 ms), and the
-validated values are cached as JSON beside the run store (``.claude/runs/.config.json``, keyed on
-the file's size and mtime), so ``tomllib`` (6-11 ms) is imported only after the file changed.
+Every key is optional, and each is declared once, in ``Config`` below: its type, its table and
+default (``defaults.py``), its bounds and what it does. The fields of ``Config``, the parsing and
+validation of the file, its cache and the documented example (``example()``, the block in
+docs/cli.md) all come from that one declaration.
 
-    [limits]
-    max_live_workers = 8    # live workers per project, across all runs
-    max_live_claude_workers = 4  # live `claude` workers per project, across all runs
-    claude_start_interval_s = 0.2  # project-wide gap between two `claude` worker starts
-    rate_limit_retries = 5  # a worker the API rate-limited (429/529) is retried this often...
-    rate_limit_backoff_s = 10  # ...after 10, 20, 40 s (+-50% jitter); not counted as `retries`
-    [budget]                # defaults for plans that set none; unset = no limit
-    task_max_cost_usd = 2.0 # a `claude` worker is stopped past this (marked over_budget)
-    task_max_turns = 50
-    run_max_cost_usd = 10.0 # once a run's workers spent this, nothing more starts
-    run_max_turns = 400
-    [worktree]
-    setup = "npm ci"        # run (sh -c) in each new worktree of a `write: true` task first
-    [merge]
-    auto = true             # merge writers' branches into the working tree when a run ends
-    [stop]
-    wait_s = 300            # one Stop hook waits this long for workers before reporting progress
-    max_blocks = 6          # Stop blocks per turn (Claude Code itself gives up after 8)
-    max_hold_s = 1800       # total time one turn may be held at Stop
-    [conductor]
-    grace_s = 5             # a run outlives its dead Conductor this long (time to --resume)
-    max_depth = 1           # fanout hooks do nothing in sessions this deep (workers are depth 1)
-    [inject]
-    max_chars = 4000        # cap on the text one hook injects into the Conductor's context
-    [delivery]
-    mode = "auto"           # block: hold Stop; rewake: let the turn end, wake it with results;
-                            # auto: rewake for interactive sessions, block for -p / SDK ones
-    rewake_max_wait_s = 7200  # how long a pending wake waits for the workers
-    [planner]               # `/fanout <instruction>` with no paths: Claude splits it into a plan
-    timeout_s = 90          # the planner (its whole process group) is stopped after this; 1-300
-    max_tasks = 8           # tasks one planned run may have; 1-64
-    max_turns = 12          # the planner session's turn limit (each look at the repo is a turn)
-    model = ""              # the planner's model ("" = Claude Code's default), e.g. "sonnet"
-
-    [[triggers]]            # prompt patterns mapped to plan templates; the first match wins
-    pattern = "^review (?P<target>\\S+)$"   # Python regex, re.search'ed against the text
-    plan = ".claude/fanout/review.json"      # a v1 plan file, relative to the project
-    scope = "fanout"        # "fanout" (default): only the instruction of a `/fanout <instruction>`
-                            # request without paths, instead of asking the planner; "all": every
-                            # prompt the Conductor submits too, so a plain prompt starts workers
+The Stop hook reads the configuration, so it is cheap to load: ``Config`` is a namedtuple at run
+time (a dataclass would pull in ``inspect``, 7 ms; ``typing.NamedTuple`` is what type checkers
+see), and the validated values are cached as JSON beside the run store
+(``.claude/runs/.config.json``, keyed on the file's size and mtime), so ``tomllib`` (6-11 ms) is
+imported only after the file changed.
 
 A trigger's plan is a template: in each task's ``prompt`` and ``claims``, ``{prompt}`` becomes
 the matched text (the instruction, or the whole plain prompt) and ``{NAME}`` the named group
@@ -64,120 +29,248 @@ from claude_fanout.errors import FanoutError
 from claude_fanout.store import layout
 
 CONFIG_FILE = os.path.join(".claude", "fanout.toml")
+DELIVERY_MODES = ("auto", "block", "rewake")
+TRIGGER_SCOPES = ("fanout", "all")
+_TRIGGER_KEYS = ("pattern", "plan", "scope")
 
 
 class ConfigError(FanoutError):
     exit_code = 2
 
 
-_FIELDS = {
-    "max_live_workers": defaults.MAX_LIVE_WORKERS,
-    "stop_wait_s": defaults.STOP_WAIT_S,
-    "stop_max_blocks": defaults.STOP_MAX_BLOCKS,
-    "stop_max_hold_s": defaults.STOP_MAX_HOLD_S,
-    "conductor_grace_s": defaults.CONDUCTOR_GRACE_S,
-    "max_depth": defaults.MAX_DEPTH,
-    "inject_max_chars": defaults.INJECT_MAX_CHARS,
-    "delivery": defaults.DELIVERY,
-    "rewake_max_wait_s": defaults.REWAKE_MAX_WAIT_S,
-    "planner_timeout_s": defaults.PLANNER_TIMEOUT_S,
-    "planner_max_tasks": defaults.PLANNER_MAX_TASKS,
-    "planner_max_turns": defaults.PLANNER_MAX_TURNS,
-    "planner_model": "",
-    "triggers": (),
-    "max_live_claude_workers": defaults.MAX_LIVE_CLAUDE_WORKERS,
-    "claude_start_interval_s": defaults.CLAUDE_START_INTERVAL_S,
-    "rate_limit_retries": defaults.RATE_LIMIT_RETRIES,
-    "rate_limit_backoff_s": defaults.RATE_LIMIT_BACKOFF_S,
-    "task_max_cost_usd": None,
-    "task_max_turns": None,
-    "run_max_cost_usd": None,
-    "run_max_turns": None,
-    "worktree_setup": "",
-    "merge_auto": True,
+class Key:
+    """One key of the file: where it sits, its default, its bounds and what it does."""
+
+    __slots__ = (
+        "choices",
+        "default",
+        "doc",
+        "example",
+        "field",
+        "key",
+        "kind",
+        "maximum",
+        "minimum",
+        "must",
+        "table",
+    )
+
+    def __init__(
+        self,
+        table: str,
+        key: str,
+        default: object,
+        doc: str,
+        *,
+        minimum: float = 0,
+        maximum: float | None = None,
+        choices: tuple[str, ...] = (),
+        must: str = "",
+        example: str | None = None,
+    ) -> None:
+        self.table, self.key, self.default, self.doc = table, key, default, doc
+        self.minimum, self.maximum, self.choices = minimum, maximum, choices
+        # For a string: what it must be, said in the error ("a shell command (a string)").
+        self.must = must
+        # The value shown in the documented example, when it is not the default.
+        self.example = example
+        self.field = ""  # set from the declaration below
+        self.kind = ""  # the field's type: int, float, str, bool, "int | None", "float | None"
+
+
+def declare(table: str, name: str, default: object, doc: str, **bounds: Any) -> Any:
+    """A key's declaration, as the default of its ``Config`` field (typed by the field)."""
+    return Key(table, name, default, doc, **bounds)
+
+
+# What each table is for, in the documented example.
+_TABLES = {
+    "limits": "",
+    "budget": "defaults for plans that set none; unset = no limit",
+    "worktree": "",
+    "merge": "",
+    "stop": "",
+    "conductor": "",
+    "inject": "",
+    "delivery": "",
+    "planner": "`/fanout <instruction>` with no paths: Claude splits it into a plan",
 }
-# Fields whose default is "no limit" (None): an amount, or a whole number.
-_OPTIONAL_NUMBERS = {
-    "task_max_cost_usd": float,
-    "task_max_turns": int,
-    "run_max_cost_usd": float,
-    "run_max_turns": int,
-}
-DELIVERY_MODES = ("auto", "block", "rewake")
-TRIGGER_SCOPES = ("fanout", "all")
-_TRIGGER_KEYS = ("pattern", "plan", "scope")
+TRIGGERS_EXAMPLE = """\
+[[triggers]]            # prompt patterns mapped to plan templates; the first match wins
+pattern = '^review (?P<target>\\S+)$'   # Python regex, searched in the text
+plan = ".claude/fanout/review.json"    # a v1 plan file, relative to the project
+scope = "fanout"        # "fanout" (default): only `/fanout <instruction>` without paths, instead
+                        # of the planner; "all": plain prompts too (fan-out without /fanout)"""
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import NamedTuple
+    from typing import Any
+    from typing import NamedTuple as _Declared
 
-    class Config(NamedTuple):
-        max_live_workers: int = defaults.MAX_LIVE_WORKERS
-        stop_wait_s: float = defaults.STOP_WAIT_S
-        stop_max_blocks: int = defaults.STOP_MAX_BLOCKS
-        stop_max_hold_s: float = defaults.STOP_MAX_HOLD_S
-        conductor_grace_s: float = defaults.CONDUCTOR_GRACE_S
-        max_depth: int = defaults.MAX_DEPTH
-        inject_max_chars: int = defaults.INJECT_MAX_CHARS
-        delivery: str = defaults.DELIVERY
-        rewake_max_wait_s: float = defaults.REWAKE_MAX_WAIT_S
-        planner_timeout_s: float = defaults.PLANNER_TIMEOUT_S
-        planner_max_tasks: int = defaults.PLANNER_MAX_TASKS
-        planner_max_turns: int = defaults.PLANNER_MAX_TURNS
-        planner_model: str = ""
-        triggers: tuple[Trigger, ...] = ()
-        max_live_claude_workers: int = defaults.MAX_LIVE_CLAUDE_WORKERS
-        claude_start_interval_s: float = defaults.CLAUDE_START_INTERVAL_S
-        rate_limit_retries: int = defaults.RATE_LIMIT_RETRIES
-        rate_limit_backoff_s: float = defaults.RATE_LIMIT_BACKOFF_S
-        task_max_cost_usd: float | None = None
-        task_max_turns: int | None = None
-        run_max_cost_usd: float | None = None
-        run_max_turns: int | None = None
-        worktree_setup: str = ""
-        merge_auto: bool = True
-
-    class Trigger(NamedTuple):
+    class Trigger(_Declared):
         pattern: str
         plan: str
         scope: str = "fanout"
 
 else:
-    Config = namedtuple("Config", list(_FIELDS), defaults=list(_FIELDS.values()))
+    _Declared = object
     Trigger = namedtuple("Trigger", _TRIGGER_KEYS, defaults=("fanout",))
 
 
-# (table, key) in the TOML file -> Config field, and the smallest value allowed.
-_KEYS: dict[tuple[str, str], tuple[str, float]] = {
-    ("limits", "max_live_workers"): ("max_live_workers", 1),
-    ("stop", "wait_s"): ("stop_wait_s", 0),
-    ("stop", "max_blocks"): ("stop_max_blocks", 0),
-    ("stop", "max_hold_s"): ("stop_max_hold_s", 0),
-    ("conductor", "grace_s"): ("conductor_grace_s", 0),
-    ("conductor", "max_depth"): ("max_depth", 1),
-    ("inject", "max_chars"): ("inject_max_chars", 500),
-    ("delivery", "mode"): ("delivery", 0),
-    ("delivery", "rewake_max_wait_s"): ("rewake_max_wait_s", 1),
-    ("planner", "timeout_s"): ("planner_timeout_s", 1),
-    ("planner", "max_tasks"): ("planner_max_tasks", 1),
-    ("planner", "max_turns"): ("planner_max_turns", 1),
-    ("planner", "model"): ("planner_model", 0),
-    ("limits", "max_live_claude_workers"): ("max_live_claude_workers", 1),
-    ("limits", "claude_start_interval_s"): ("claude_start_interval_s", 0),
-    ("limits", "rate_limit_retries"): ("rate_limit_retries", 0),
-    ("limits", "rate_limit_backoff_s"): ("rate_limit_backoff_s", 0),
-    ("budget", "task_max_cost_usd"): ("task_max_cost_usd", 0),
-    ("budget", "task_max_turns"): ("task_max_turns", 1),
-    ("budget", "run_max_cost_usd"): ("run_max_cost_usd", 0),
-    ("budget", "run_max_turns"): ("run_max_turns", 1),
-    ("worktree", "setup"): ("worktree_setup", 0),
-    ("merge", "auto"): ("merge_auto", 0),
-}
-# Upper bounds, where there is one.
-_MAXIMA: dict[str, float] = {
-    "planner_timeout_s": defaults.PLANNER_MAX_TIMEOUT_S,
-    "planner_max_tasks": defaults.PLANNER_TASK_LIMIT,
-}
+class Config(_Declared):
+    """The project's configuration: every key of ``.claude/fanout.toml``, declared once."""
+
+    max_live_workers: int = declare(
+        "limits", "max_live_workers", defaults.MAX_LIVE_WORKERS,
+        "live workers per project, across all runs", minimum=1,
+    )  # fmt: skip
+    max_live_claude_workers: int = declare(
+        "limits", "max_live_claude_workers", defaults.MAX_LIVE_CLAUDE_WORKERS,
+        "live `claude` workers per project, across all runs", minimum=1,
+    )  # fmt: skip
+    claude_start_interval_s: float = declare(
+        "limits", "claude_start_interval_s", defaults.CLAUDE_START_INTERVAL_S,
+        "project-wide gap between two `claude` worker starts",
+    )  # fmt: skip
+    rate_limit_retries: int = declare(
+        "limits", "rate_limit_retries", defaults.RATE_LIMIT_RETRIES,
+        "a worker the API rate-limited (429/529) after the CLI's own retries",
+    )  # fmt: skip
+    rate_limit_backoff_s: float = declare(
+        "limits", "rate_limit_backoff_s", defaults.RATE_LIMIT_BACKOFF_S,
+        "waits 10, 20, 40 s ... (+-50% jitter); not counted as `retries`",
+    )  # fmt: skip
+    task_max_cost_usd: float | None = declare(
+        "budget", "task_max_cost_usd", None,
+        "a `claude` worker is stopped past this (over_budget)",
+        must="an amount of US dollars", example="2.0",
+    )  # fmt: skip
+    task_max_turns: int | None = declare("budget", "task_max_turns", None, "", example="50")
+    run_max_cost_usd: float | None = declare(
+        "budget", "run_max_cost_usd", None,
+        "once a run's workers have spent this, nothing more starts",
+        must="an amount of US dollars", example="10.0",
+    )  # fmt: skip
+    run_max_turns: int | None = declare("budget", "run_max_turns", None, "", example="400")
+    worktree_setup: str = declare(
+        "worktree", "setup", "",
+        "run (sh -c) in each new worktree of a `write: true` task, first",
+        must="a shell command (a string)", example='"npm ci"',
+    )  # fmt: skip
+    merge_auto: bool = declare(
+        "merge", "auto", True,
+        "merge writers' branches into the working tree when a run ends",
+    )  # fmt: skip
+    stop_wait_s: float = declare(
+        "stop", "wait_s", defaults.STOP_WAIT_S,
+        "one Stop hook waits this long for workers before reporting progress",
+    )  # fmt: skip
+    stop_max_blocks: int = declare(
+        "stop", "max_blocks", defaults.STOP_MAX_BLOCKS,
+        "Stop blocks per turn (Claude Code itself gives up after 8)",
+    )  # fmt: skip
+    stop_max_hold_s: float = declare(
+        "stop", "max_hold_s", defaults.STOP_MAX_HOLD_S,
+        "total time one turn may be held at Stop",
+    )  # fmt: skip
+    conductor_grace_s: float = declare(
+        "conductor", "grace_s", defaults.CONDUCTOR_GRACE_S,
+        "a run outlives its dead Conductor this long (time to --resume)",
+    )  # fmt: skip
+    max_depth: int = declare(
+        "conductor", "max_depth", defaults.MAX_DEPTH,
+        "fanout's hooks do nothing in sessions this deep (workers are 1,\n"
+        "their workers 2): 2 lets workers start runs of their own",
+        minimum=1,
+    )  # fmt: skip
+    inject_max_chars: int = declare(
+        "inject", "max_chars", defaults.INJECT_MAX_CHARS,
+        "cap on the text one hook injects into the Conductor's context", minimum=500,
+    )  # fmt: skip
+    delivery: str = declare(
+        "delivery", "mode", defaults.DELIVERY,
+        "block: hold Stop; rewake: let the turn end, wake the session with\n"
+        "the results; auto: rewake when interactive, block for -p / SDK",
+        choices=DELIVERY_MODES,
+    )  # fmt: skip
+    rewake_max_wait_s: float = declare(
+        "delivery", "rewake_max_wait_s", defaults.REWAKE_MAX_WAIT_S,
+        "how long a pending wake waits for the workers", minimum=1,
+    )  # fmt: skip
+    planner_timeout_s: float = declare(
+        "planner", "timeout_s", defaults.PLANNER_TIMEOUT_S,
+        "the planner (its whole process group) is stopped after this; 1-300",
+        minimum=1, maximum=defaults.PLANNER_MAX_TIMEOUT_S,
+    )  # fmt: skip
+    planner_max_tasks: int = declare(
+        "planner", "max_tasks", defaults.PLANNER_MAX_TASKS,
+        "tasks one planned run may have; 1-64",
+        minimum=1, maximum=defaults.PLANNER_TASK_LIMIT,
+    )  # fmt: skip
+    planner_max_turns: int = declare(
+        "planner", "max_turns", defaults.PLANNER_MAX_TURNS,
+        "the planner session's turn limit (each look at the repo is a turn)", minimum=1,
+    )  # fmt: skip
+    planner_model: str = declare(
+        "planner", "model", "",
+        'the planner\'s model ("" = Claude Code\'s default), e.g. "sonnet"',
+        must='a model name, or "" for the default',
+    )  # fmt: skip
+    # ``[[triggers]]``: checked by _parse_triggers.
+    triggers: tuple[Trigger, ...] = ()
+
+
+def _declared_keys() -> tuple[Key, ...]:
+    """The keys, in the order declared, each told its field name and type."""
+    keys = []
+    for field, kind in vars(Config)["__annotations__"].items():
+        spec = vars(Config).get(field)
+        if isinstance(spec, Key):
+            spec.field, spec.kind = field, kind
+            keys.append(spec)
+    return tuple(keys)
+
+
+KEYS = _declared_keys()
+_BY_NAME = {(spec.table, spec.key): spec for spec in KEYS}
+if not TYPE_CHECKING:
+    Config = namedtuple(
+        "Config",
+        [*(spec.field for spec in KEYS), "triggers"],
+        defaults=[*(spec.default for spec in KEYS), ()],
+    )
+
+
+def example() -> str:
+    """The documented ``.claude/fanout.toml``: every key with its default (or an example
+    value), grouped by table, and a trigger."""
+    import json
+
+    lines: list[str] = []
+
+    def commented(text: str, note: str) -> None:
+        for number, part in enumerate(note.split("\n") if note else [""]):
+            head = text if number == 0 else ""
+            if not part:
+                lines.append(head)
+                continue
+            lines.append((head.ljust(24) if len(head) < 24 else head + "  ") + "# " + part)
+
+    for table, note in _TABLES.items():
+        commented(f"[{table}]", note)
+        for spec in KEYS:
+            if spec.table != table:
+                continue
+            value = spec.example
+            if value is None:
+                value = (
+                    json.dumps(spec.default)
+                    if isinstance(spec.default, str | bool)
+                    else f"{spec.default:g}"
+                )
+            commented(f"{spec.key} = {value}", spec.doc)
+    return "\n".join([*lines, "", TRIGGERS_EXAMPLE])
 
 
 def load_config(project: str | os.PathLike[str]) -> Config:
@@ -198,9 +291,9 @@ def load_config(project: str | os.PathLike[str]) -> Config:
         if cached["key"] == key:
             # Validated again like the file itself: a cache is never trusted more than it.
             sections: dict[str, dict[str, object]] = {}
-            for (table, name), (field, _) in _KEYS.items():
-                if cached["config"].get(field) is not None:  # None: "no limit", the default
-                    sections.setdefault(table, {})[name] = cached["config"][field]
+            for spec in KEYS:
+                if cached["config"].get(spec.field) is not None:  # None: "no limit", the default
+                    sections.setdefault(spec.table, {})[spec.key] = cached["config"][spec.field]
             tables: dict[str, object] = dict(sections)
             if cached["config"].get("triggers"):
                 tables["triggers"] = cached["config"]["triggers"]
@@ -241,56 +334,40 @@ def parse_config(data: Mapping[str, object], *, source: str = CONFIG_FILE) -> Co
         if not isinstance(content, dict):
             raise ConfigError(f"{source}: [{table}] must be a table")
         for key, value in content.items():
-            spec = _KEYS.get((table, key))
+            spec = _BY_NAME.get((table, key))
             if spec is None:
-                known = ", ".join(f"{t}.{k}" for t, k in _KEYS)
+                known = ", ".join(f"{s.table}.{s.key}" for s in KEYS)
                 raise ConfigError(f"{source}: unknown key {table}.{key} (known: {known})")
-            name, minimum = spec
-            if name == "delivery":
-                if value not in DELIVERY_MODES:
-                    raise ConfigError(
-                        f"{source}: {table}.{key} must be one of {', '.join(DELIVERY_MODES)}"
-                    )
-                values[name] = value
-                continue
-            if name == "planner_model":
-                if not isinstance(value, str) or value != value.strip() or "\0" in value:
-                    raise ConfigError(
-                        f'{source}: {table}.{key} must be a model name, or "" for the default'
-                    )
-                values[name] = value
-                continue
-            if name == "worktree_setup":
-                if not isinstance(value, str) or "\0" in value:
-                    raise ConfigError(f"{source}: {table}.{key} must be a shell command (a string)")
-                values[name] = value
-                continue
-            if name == "merge_auto":
-                if not isinstance(value, bool):
-                    raise ConfigError(f"{source}: {table}.{key} must be true or false")
-                values[name] = value
-                continue
-            optional = _OPTIONAL_NUMBERS.get(name)
-            if optional is not None:
-                whole = optional is int
-                good = isinstance(value, int) if whole else isinstance(value, int | float)
-                if isinstance(value, bool) or not good or not value > 0:
-                    kind = "a whole number" if whole else "an amount of US dollars"
-                    raise ConfigError(f"{source}: {table}.{key} must be {kind} > 0")
-                values[name] = value if whole else float(value)
-                continue
-            want_int = isinstance(_FIELDS[name], int)
-            ok = isinstance(value, int) if want_int else isinstance(value, int | float)
-            kind = "a whole number" if want_int else "a number"
-            if isinstance(value, bool) or not ok or value < minimum:
-                raise ConfigError(f"{source}: {table}.{key} must be {kind} >= {minimum:g}")
-            maximum = _MAXIMA.get(name)
-            if maximum is not None and value > maximum:
-                raise ConfigError(
-                    f"{source}: {table}.{key} must be {kind} from {minimum:g} to {maximum:g}"
-                )
-            values[name] = value if want_int else float(value)
+            problem = _problem(spec, value)
+            if problem:
+                raise ConfigError(f"{source}: {table}.{key} must be {problem}")
+            values[spec.field] = float(value) if "float" in spec.kind else value
     return Config(**values)  # type: ignore[arg-type]
+
+
+def _problem(spec: Key, value: object) -> str:
+    """What ``value`` must be instead, or '' when it is good for ``spec``."""
+    if spec.choices:
+        return "" if value in spec.choices else f"one of {', '.join(spec.choices)}"
+    if spec.kind == "bool":
+        return "" if isinstance(value, bool) else "true or false"
+    if spec.kind == "str":
+        good = isinstance(value, str) and "\0" not in value
+        if isinstance(value, str) and spec.field == "planner_model":
+            good = good and value == value.strip()
+        return "" if good else spec.must
+    whole = spec.kind.startswith("int")
+    number = isinstance(value, int) if whole else isinstance(value, int | float)
+    good = number and not isinstance(value, bool)
+    if spec.kind.endswith("None"):  # a limit that is off unless set
+        kind = "a whole number" if whole else spec.must or "a number"
+        return "" if good and value > 0 else f"{kind} > 0"  # type: ignore[operator]
+    kind = "a whole number" if whole else "a number"
+    if not good or value < spec.minimum:  # type: ignore[operator]
+        return f"{kind} >= {spec.minimum:g}"
+    if spec.maximum is not None and value > spec.maximum:  # type: ignore[operator]
+        return f"{kind} from {spec.minimum:g} to {spec.maximum:g}"
+    return ""
 
 
 def _parse_triggers(value: object, source: str) -> tuple[Trigger, ...]:

@@ -14,12 +14,18 @@ PERMISSION_MODE = "dontAsk"
 
 # Between SIGTERM to a worker's process group and SIGKILL.
 KILL_GRACE_S = 3.0
+# The same for what a lost run left running, stopped by the next hook or CLI that finds it lost
+# (shorter: a hook is waiting, SessionEnd's whole budget is 1.5 s).
+SWEEP_GRACE_S = 0.5
 # The supervisor rewrites supervisor.json this often; readers call a run lost when the heartbeat is
 # older than HEARTBEAT_STALE_S (a SIGSTOPped supervisor) or its process is gone.
 HEARTBEAT_INTERVAL_S = 1.0
 HEARTBEAT_STALE_S = 15.0
 # How long `fanout run` waits for a new supervisor to report in before calling the start failed.
 SUPERVISOR_START_TIMEOUT_S = 10.0
+# A reader of a run's state that folds this much of the log past state.json publishes the snapshot
+# itself (the supervisor republishes whenever the log grew): readers' cost stays flat in log length.
+SNAPSHOT_TAIL_BYTES = 32 * 1024
 # `fanout wait` and `fanout run` poll the log this often.
 WAIT_POLL_S = 0.05
 
@@ -70,3 +76,26 @@ PLANNER_MAX_TURNS = 12
 
 # `fanout status` / `runs` into a pipe or a file: the width tables may take (nothing is cut).
 PIPED_OUTPUT_WIDTH = 10_000
+
+# `/fanout <instruction> -- <paths>`: the most files one request may fan out to.
+MAX_FANOUT_FILES = 64
+# While the Stop and Rewake hooks wait (woken by the runs' logs), liveness (a supervisor dying
+# writes nothing until its watchdog notices) is re-checked at least this often.
+STOP_RECHECK_S = 1.0
+REWAKE_RECHECK_S = 2.0
+# The most a hook reads of its payload on stdin; a bigger one is ignored (the hook does nothing).
+HOOK_PAYLOAD_MAX_BYTES = 16 * 1024 * 1024
+
+# What a hook hands the Conductor about a worker (hooks/report.py): an excerpt of its result
+# (the first, or for a log the last, lines), none when less room than EXCERPT_MIN_CHARS is left.
+EXCERPT_LINES = 8
+EXCERPT_LINE_CHARS = 200
+EXCERPT_CHARS = 700
+EXCERPT_MIN_CHARS = 120
+EXCERPT_READ_BYTES = 8192
+# A published notice, and a failure's reason, on one line.
+NOTICE_CHARS = 300
+REASON_CHARS = 200
+# Merge-back: conflicts listed one by one, files named per conflict.
+MERGE_MAX_CONFLICTS = 6
+MERGE_MAX_FILES = 4

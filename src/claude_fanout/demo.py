@@ -28,7 +28,8 @@ from typing import Any
 
 from rich.markup import escape
 
-from claude_fanout import install
+from claude_fanout import install, procs
+from claude_fanout.store import layout
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import RunDir, list_runs
 from claude_fanout.store.state import load_status
@@ -98,7 +99,7 @@ def make_project(scratch: Path) -> Path:
 def _git(project: Path, *args: str) -> str:
     ident = ["-c", "user.name=fanout demo", "-c", "user.email=demo@fanout.invalid"]
     return subprocess.run(
-        ["git", *ident, *args], cwd=project, capture_output=True, text=True, check=True
+        ["git", *ident, *args], cwd=project, capture_output=True, text=True, check=True, timeout=60
     ).stdout
 
 
@@ -158,7 +159,7 @@ def _run(
 ) -> int:
     console.print(f'\n  $ claude -p "{prompt}"\n')
     started = time.monotonic()
-    proc = subprocess.Popen(
+    proc = procs.spawn_attached(
         [
             str(claude_cli()),
             "-p",
@@ -178,14 +179,13 @@ def _run(
     known = {run.run_id for run in list_runs(project)}
     narrator = _Narrator(console, project, api, started, known)
     try:
-        while proc.poll() is None:
+        while procs.reap(proc) is None:
             narrator.step()
             time.sleep(0.05)
-        out, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    except BaseException:
+        procs.finish(proc, 0)  # killed and reaped
+        raise
+    out, err, _ = procs.finish(proc, 10)
     narrator.step()
     wall = time.monotonic() - started
     try:
@@ -313,7 +313,7 @@ def _summarise(
         out = run.out_dir(task_id)
         try:
             meta = json.loads((out / "meta.json").read_text())
-            result = (out / "result.md").read_text().strip().splitlines()[0]
+            result = (out / layout.RESULT).read_text().strip().splitlines()[0]
         except (OSError, ValueError, IndexError):
             console.print(f"  {task_id}: no result ({status.tasks[task_id].state})")
             continue

@@ -25,6 +25,7 @@ class PlanError(FanoutError):
         if field is not None:
             where += f": field '{field}'"
         super().__init__(f"{where}: {message}")
+        self.detail = message
         self.task = task
         self.field = field
 
@@ -39,3 +40,9 @@ class RunNotFoundError(StoreError):
 
 class UnsafePathError(StoreError):
     """A path in the run store is a symlink or owned by someone else: refused, never followed."""
+
+
+class RequestError(FanoutError):
+    """A `/fanout` request that cannot start (its syntax, its paths); nothing was started."""
+
+    exit_code = 2

@@ -182,27 +182,37 @@ def _find_cycle(graph: Mapping[str, set[str]]) -> list[str]:
 
 def load_plan(path: Path, *, project: Path) -> Plan:
     """Read and validate a plan file; every problem is a one-line PlanError."""
+    return parse_plan(read_plan_file(path), project=project)
+
+
+def read_plan_file(
+    path: Path | str, *, name: str | None = None, hint: str = "check the path"
+) -> object:
+    """The JSON in a plan file (not validated), read within ``MAX_PLAN_BYTES``: the one reader
+    of plan files (``fanout run``, ``/fanout --plan``, a trigger's template). Every problem is a
+    one-line PlanError about ``name`` (default: the path); ``hint`` says how to fix a missing file.
+    """
+    name = str(path) if name is None else name
     try:
         # Read at most one byte past the limit: st_size says nothing of /dev/zero or a FIFO.
         with open(path, "rb") as handle:
             raw = handle.read(defaults.MAX_PLAN_BYTES + 1)
         if len(raw) > defaults.MAX_PLAN_BYTES:
             raise PlanError(
-                f"{path} is over the {defaults.MAX_PLAN_BYTES}-byte limit; "
+                f"{name} is over the {defaults.MAX_PLAN_BYTES}-byte limit; "
                 "split it into several plans"
             )
-        data = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
-        raise PlanError(f"no plan file at {path}; check the path") from None
+        raise PlanError(f"no plan file at {path}; {hint}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PlanError(f"{path} is not valid JSON ({exc}); fix the file") from None
+        raise PlanError(f"{name} is not valid JSON ({exc}); fix the file") from None
     except RecursionError:
         raise PlanError(
-            f"{path} is not valid JSON for a plan (nested too deeply); fix it"
+            f"{name} is not valid JSON for a plan (nested too deeply); fix it"
         ) from None
     except OSError as exc:
         raise PlanError(f"cannot read {path}: {exc.strerror}") from None
-    return parse_plan(data, project=project)
 
 
 def parse_plan(data: object, *, project: Path) -> Plan:

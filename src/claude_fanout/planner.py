@@ -1,5 +1,5 @@
-"""Where a plan comes from when a `/fanout` request names no paths: a trigger's template, or
-Claude, asked headless to split the request.
+"""The Claude planner: a `/fanout <instruction>` that names no paths and matches no trigger is
+split into a plan by Claude, asked headless (``planning.py`` decides when).
 
 The planner is one ``claude -p`` session with structured output (``--output-format json
 --json-schema SCHEMA``). What Claude Code 2.1.330 does with that, recorded against the fake
@@ -22,18 +22,17 @@ Messages API (``tests/e2e/test_planner.py``):
 The session may look at the project (Read, Grep, Glob; nothing else is offered), with
 ``--permission-mode dontAsk``, ``--strict-mcp-config``, the project's setting sources only and
 no session saved. Its environment is the hook's without the parent session's markers, and with
-``FANOUT_DEPTH`` at the hooks' depth limit, so fanout's own hooks stay quiet inside it. It runs
-in a session of its own, stopped with its whole process group at ``planner.timeout_s``.
+``FANOUT_DEPTH`` at the hooks' depth limit (``depth.py``), so fanout's own hooks stay quiet
+inside it. It runs in a session of its own, stopped with its whole process group at
+``planner.timeout_s``.
 
 Everything here is standard library, and the hook imports this module only for a `/fanout`
-request that needs it (or a prompt a trigger matched).
+request that needs the planner.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
 
 from claude_fanout import defaults
@@ -42,10 +41,10 @@ from claude_fanout.text import one_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Mapping
     from typing import Any
 
-    from claude_fanout.config import Config, Trigger
+    from claude_fanout.config import Config
     from claude_fanout.plan import Plan
 
 PLANNER_TOOLS = ("Read", "Grep", "Glob")
@@ -62,15 +61,10 @@ NEXT_STEP = (
 _ID_PATTERN = "^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 _TASK_KEYS = frozenset({"id", "prompt", "claims", "deps", "write", "tools"})
 _LINE_MAX = 300
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 class PlannerError(FanoutError):
     """The planner gave no usable plan; the message says what failed (one line)."""
-
-
-class TriggerError(FanoutError):
-    """A trigger matched but its plan template cannot be used (one line, naming the trigger)."""
 
 
 class Planned:
@@ -264,29 +258,6 @@ def to_plan_dict(output: object, *, instruction: str, max_tasks: int) -> dict[st
 # -- running the planner -----------------------------------------------------------------------
 
 
-def find_cli(
-    env: Mapping[str, str], *, site_dirs: Iterable[str] | None = None, search_path: bool = True
-) -> str:
-    """The Claude Code CLI for the planner: the workers' one (:func:`executors.claude.find_cli`:
-    ``$FANOUT_CLAUDE_BIN``, else the one bundled in the claude-agent-sdk wheel, found by path,
-    else ``claude`` on PATH), checked to be there; PlannerError when it is not."""
-    from claude_fanout.executors import claude
-
-    found = claude.find_cli(env, site_dirs=site_dirs, search_path=search_path)
-    chosen = env.get(claude.CLAUDE_BIN_ENV)
-    if chosen and not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
-        raise PlannerError(
-            f"{claude.CLAUDE_BIN_ENV}={chosen} is not an executable file; point it at the Claude "
-            "Code CLI"
-        )
-    if found is None:
-        raise PlannerError(
-            "the planner found no Claude Code CLI (set FANOUT_CLAUDE_BIN, or install "
-            "claude-agent-sdk, which bundles one)"
-        )
-    return found
-
-
 def planner_argv(
     cli: str,
     *,
@@ -295,59 +266,23 @@ def planner_argv(
     config: Config,
     env: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The planner's command line; the request itself goes to its stdin (an instruction that
-    starts with ``-`` must not read as an option)."""
-    from claude_fanout.executors.claude import DEFAULT_SETTING_SOURCES, SETTING_SOURCES_ENV
+    """The planner's command line (the one builder's, with the planner's options); the request
+    itself goes to its stdin (an instruction that starts with ``-`` must not read as an option)."""
+    from claude_fanout.claude.command import command
+    from claude_fanout.claude.env import setting_sources
 
-    # The workers' setting sources (project and local), overridden the same way.
-    sources = (env or {}).get(SETTING_SOURCES_ENV)
-    if sources is None:
-        sources = ",".join(DEFAULT_SETTING_SOURCES)
-    argv = [
-        cli,
-        "-p",
-        "--output-format",
-        "json",
-        "--json-schema",
-        json.dumps(schema, separators=(",", ":")),
-        "--append-system-prompt",
-        system,
-        "--tools",
-        ",".join(PLANNER_TOOLS),
-        "--allowedTools",
-        ",".join(PLANNER_TOOLS),
-        "--permission-mode",
-        "dontAsk",
-        "--strict-mcp-config",
-        "--max-turns",
-        str(config.planner_max_turns),
-        "--no-session-persistence",
-    ]
-    if sources.strip() != "all":
-        argv.append(
-            f"--setting-sources={','.join(s.strip() for s in sources.split(',') if s.strip())}"
-        )
-    if config.planner_model:
-        argv += ["--model", config.planner_model]
-    return argv
-
-
-def planner_env(base: Mapping[str, str]) -> dict[str, str]:
-    """``base`` without the parent session's markers, one level deeper than the Conductor and
-    at least at the hooks' depth limit (so its fanout hooks do nothing)."""
-    from claude_fanout.executors.claude import worker_env
-
-    env = worker_env(base)
-    try:
-        depth = int(base.get("FANOUT_DEPTH", "0") or "0")
-    except ValueError:
-        depth = 0
-    try:
-        limit = int(base.get("FANOUT_MAX_DEPTH", defaults.MAX_DEPTH))
-    except ValueError:
-        limit = defaults.MAX_DEPTH
-    env["FANOUT_DEPTH"] = str(max(depth + 1, limit, 1))
-    return env
+    return command(
+        cli=cli,
+        tools=PLANNER_TOOLS,
+        max_turns=config.planner_max_turns,
+        model=config.planner_model,
+        # The workers' setting sources (project and local), overridden the same way.
+        sources=setting_sources(env or {}),
+        output_format="json",
+        json_schema=schema,
+        append_system_prompt=system,
+        persist_session=False,
+    )
 
 
 def run_planner(
@@ -364,11 +299,17 @@ def run_planner(
     from pathlib import Path
 
     from claude_fanout import procs
+    from claude_fanout.claude.cli import CLINotFoundError, require_cli
+    from claude_fanout.claude.env import planner_env
+    from claude_fanout.claude.stream import json_result
     from claude_fanout.errors import PlanError
     from claude_fanout.plan import parse_plan
 
     base = os.environ if env is None else env
-    cli = find_cli(base)
+    try:
+        cli = require_cli(base)
+    except CLINotFoundError as exc:
+        raise PlannerError(f"the planner cannot start: {exc}") from None
     schema = plan_schema(config.planner_max_tasks)
     system = system_prompt(project=project, cwd=cwd, max_tasks=config.planner_max_tasks)
     argv = planner_argv(cli, schema=schema, system=system, config=config, env=base)
@@ -377,7 +318,7 @@ def run_planner(
         code, out, err = procs.run_bounded(
             argv,
             cwd=project,
-            env=planner_env(base),
+            env=planner_env(base, limit=config.max_depth),
             stdin=instruction.encode("utf-8"),
             timeout_s=config.planner_timeout_s,
         )
@@ -390,7 +331,7 @@ def run_planner(
             "(raise planner.timeout_s in .claude/fanout.toml, up to "
             f"{defaults.PLANNER_MAX_TIMEOUT_S:g})"
         )
-    result = _result(out)
+    result = json_result(out)
     if code != 0 or result is None or result.get("is_error"):
         raise PlannerError(_failure(code, result, err))
     if result.get("structured_output") is None:
@@ -417,15 +358,6 @@ def run_planner(
     )
 
 
-def _result(stdout: bytes) -> dict[str, Any] | None:
-    """The CLI's result object (``--output-format json`` prints exactly one)."""
-    try:
-        value = json.loads(stdout.decode("utf-8", "replace"))
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _failure(code: int, result: Mapping[str, Any] | None, stderr: bytes) -> str:
     what = f"the planner's Claude Code failed (exit {code}"
     if result is None:
@@ -446,83 +378,3 @@ def _failure(code: int, result: Mapping[str, Any] | None, stderr: bytes) -> str:
         hint = "; Claude could not produce a plan in the required shape"
     head = f"{what}, {subtype})" if isinstance(subtype, str) else f"{what})"
     return f"{head}: {one_line(detail, _LINE_MAX) or 'no detail'}{hint}"
-
-
-def clean_text(text: str) -> str:
-    """``text`` as valid Unicode: a prompt's JSON may carry UTF-16 surrogates (``"\\ud83d"``),
-    which no file, pipe or argument can hold. Pairs are joined, lone ones become U+FFFD."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return text
-
-
-# -- triggers ----------------------------------------------------------------------------------
-
-
-def match_trigger(
-    triggers: Sequence[Trigger], text: str, *, fanout: bool
-) -> tuple[int, Trigger, re.Match[str]] | None:
-    """The first trigger whose pattern is found in ``text`` (1-based number, trigger, match).
-
-    ``fanout``: ``text`` is the instruction of a `/fanout` request; otherwise it is a plain
-    prompt, which only ``scope = "all"`` triggers see.
-    """
-    for number, trigger in enumerate(triggers, 1):
-        if not fanout and trigger.scope != "all":
-            continue
-        found = re.search(trigger.pattern, text)
-        if found is not None:
-            return number, trigger, found
-    return None
-
-
-def substitute(template: str, values: Mapping[str, str]) -> str:
-    """``{name}`` replaced by ``values[name]``; any other brace is left as it is."""
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
-
-
-def plan_from_trigger(
-    number: int, trigger: Trigger, match: re.Match[str], *, text: str, project: str
-) -> Plan:
-    """The trigger's plan template, filled in from the match and validated like any plan."""
-    from pathlib import Path
-
-    from claude_fanout.errors import PlanError
-    from claude_fanout.plan import parse_plan
-
-    where = f"[[triggers]] #{number} (plan {trigger.plan})"
-    path = os.path.join(project, trigger.plan)
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(defaults.MAX_PLAN_BYTES + 1)
-        if len(raw) > defaults.MAX_PLAN_BYTES:
-            raise TriggerError(f"{where}: the plan file is over {defaults.MAX_PLAN_BYTES} bytes")
-        data = json.loads(raw.decode("utf-8"))
-    except FileNotFoundError:
-        raise TriggerError(
-            f"{where}: no plan file at {path}; fix triggers.plan in .claude/fanout.toml"
-        ) from None
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise TriggerError(f"{where}: the plan file is not valid JSON ({exc})") from None
-    except OSError as exc:
-        raise TriggerError(f"{where}: cannot read {path}: {exc.strerror}") from None
-    values = {name: value or "" for name, value in match.groupdict().items()}
-    values["prompt"] = text
-    tasks = data.get("tasks") if isinstance(data, dict) else None
-    if isinstance(tasks, list):
-        for task in tasks:
-            if not isinstance(task, dict):
-                continue
-            if isinstance(task.get("prompt"), str):
-                task["prompt"] = substitute(task["prompt"], values)
-            claims = task.get("claims")
-            if isinstance(claims, list):
-                task["claims"] = [
-                    substitute(c, values) if isinstance(c, str) else c for c in claims
-                ]
-    try:
-        return parse_plan(data, project=Path(project))
-    except PlanError as exc:
-        raise TriggerError(f"{where}: {exc}") from None

@@ -38,7 +38,7 @@ from typing import Any, Final
 
 from claude_fanout import compat
 from claude_fanout import probe_sessions as sessions
-from claude_fanout.executors import claude as claude_executor
+from claude_fanout.claude.cli import runnable_cli
 from claude_fanout.testing.fake_api import FakeMessagesAPI
 
 __all__ = [
@@ -164,10 +164,7 @@ def resolve_clis(env: Mapping[str, str], cli: str | None = None) -> tuple[str | 
     PATH for the Conductor (the workers' one when there is none) and the workers' own."""
     if cli is not None:
         return _runnable(cli), _runnable(cli)
-    found = claude_executor.cli_path(env)
-    workers = _runnable(
-        found if os.path.sep in found else shutil.which(found, path=env.get("PATH"))
-    )
+    workers = runnable_cli(env)
     conductor = _runnable(shutil.which("claude", path=env.get("PATH"))) or workers
     return conductor, workers
 

@@ -21,9 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from claude_fanout import install, settings_hooks
-from claude_fanout.executors import claude as claude_executor
+from claude_fanout import install, procs, settings_hooks
+from claude_fanout.claude.cli import CLAUDE_BIN_ENV
+from claude_fanout.claude.command import command, prompt_file
+from claude_fanout.claude.env import worker_env
+from claude_fanout.claude.stream import collect
 from claude_fanout.planner import PLANNER_MARK
+from claude_fanout.store import layout
 from claude_fanout.testing.fake_api import FakeMessagesAPI, cli_env
 from claude_fanout.testing.models import FINAL_MARK, side_call_reply, structured_output
 from claude_fanout.testing.replies import Reply, Text, ToolUse, Usage
@@ -149,19 +153,18 @@ def _session_env(api: FakeMessagesAPI, scratch: Path, name: str) -> dict[str, st
     return {**env, "TMPDIR": str(tmp)}
 
 
-def _popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen(argv, text=True, stderr=subprocess.PIPE, **kwargs)
+def _popen(
+    argv: list[str], *, cwd: Path, env: dict[str, str], stdin: int, stdout: Any
+) -> subprocess.Popen[str]:
+    return procs.spawn_attached(
+        argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _finish(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str, bool]:
     """stdout, stderr and whether it ended by itself within ``timeout`` (else it is killed)."""
-    try:
-        out, err = proc.communicate(timeout=timeout)
-        return out or "", err or "", True
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        return out or "", err or "", False
+    out, err, ended = procs.finish(proc, timeout)
+    return out or "", err or "", ended
 
 
 def _last_line(text: str) -> str:
@@ -221,7 +224,7 @@ def probe_conductor(
 
     project = script.project
     env = _session_env(api, scratch, "conductor")
-    env[claude_executor.CLAUDE_BIN_ENV] = worker_cli
+    env[CLAUDE_BIN_ENV] = worker_cli
     argv = [cli, "-p", f"/fanout --plan {PLAN_FILE}", "--allowedTools", "Bash,Read"]
     argv += ["--output-format", "json"]
     proc = _popen(argv, cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
@@ -334,7 +337,7 @@ def _judge_stop(seen: _Conversation, *, released: bool, why_not: str) -> Finding
 def _settle(run: Any) -> None:
     """Let the probe's run end by itself; cancel it if it does not."""
     from claude_fanout.runner import wait_run
-    from claude_fanout.store.state import request_cancel
+    from claude_fanout.runtime.control import request_cancel
 
     status = wait_run(run, timeout_s=10)
     if not status.state.terminal:
@@ -349,7 +352,7 @@ def _worker_check(run: Any, events: list[dict[str, Any]]) -> Finding:
         return Finding("worker", False, "the run never started its claude worker W1")
     try:
         meta = json.loads((run.out_dir("W1") / "meta.json").read_text())
-        answer = (run.out_dir("W1") / "result.md").read_text()
+        answer = (run.out_dir("W1") / layout.RESULT).read_text()
     except (OSError, ValueError):
         return Finding("worker", False, "worker W1 left no meta.json / result.md")
     usage = meta.get("usage") or {}
@@ -374,25 +377,23 @@ def probe_budgets(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding
     cwd = scratch / "workers"
     cwd.mkdir()
     (cwd / "notes.txt").write_text("one\ntwo\n")
-    env = claude_executor.worker_env(_session_env(api, scratch, "workers"))
+    env = worker_env(_session_env(api, scratch, "workers"))
     runs = {
-        TURNS_MARK: claude_executor.command(cli=cli, tools=["Read"], max_turns=MAX_TURNS),
-        BUDGET_MARK: claude_executor.command(
-            cli=cli, tools=["Read"], max_turns=30, max_budget_usd=MAX_BUDGET_USD
-        ),
+        TURNS_MARK: command(cli=cli, tools=["Read"], max_turns=MAX_TURNS),
+        BUDGET_MARK: command(cli=cli, tools=["Read"], max_turns=30, max_budget_usd=MAX_BUDGET_USD),
     }
-    procs: dict[str, subprocess.Popen[str]] = {}
+    running: dict[str, subprocess.Popen[str]] = {}
     for n, (mark, argv) in enumerate(runs.items()):
-        stdin = claude_executor.prompt_file(f"{mark} Read notes.txt, again and again.")
+        stdin = prompt_file(f"{mark} Read notes.txt, again and again.")
         try:
             with (cwd / f"{n}.jsonl").open("w") as stream:
-                procs[mark] = _popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=stream)
+                running[mark] = _popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=stream)
         finally:
             os.close(stdin)
     problems: list[str] = []
-    for n, (mark, proc) in enumerate(procs.items()):
+    for n, (mark, proc) in enumerate(running.items()):
         _out, err, ended = _finish(proc, SESSION_TIMEOUT_S)
-        outcome = claude_executor.collect(
+        outcome = collect(
             stream_path=cwd / f"{n}.jsonl",
             out_dir=cwd / f"out{n}",
             argv=runs[mark],
@@ -425,7 +426,7 @@ def probe_planner(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding
     (project / ".claude").mkdir(parents=True)
     (project / "a.txt").write_text("a\n")
     env = _session_env(api, scratch, "planner")
-    env[claude_executor.CLAUDE_BIN_ENV] = cli
+    env[CLAUDE_BIN_ENV] = cli
     try:
         planned = run_planner(
             "look at a.txt",
@@ -504,11 +505,7 @@ def probe_rewake(cli: str, scratch: Path, api: FakeMessagesAPI) -> list[Finding]
         pass
     finally:
         proc.stdin.close()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        procs.wait_child(proc, timeout_s=5, kill=True)
         reader.join(timeout=5)
         err = proc.stderr.read() if proc.stderr else ""
         if proc.stderr:

@@ -1,8 +1,14 @@
-"""The one place that spawns, signals, waits for and identifies processes (the platform seam).
+"""The one place that spawns, forks, signals, waits for and identifies processes (the platform
+seam): nothing else in the package calls ``os.fork``, ``os.kill``, ``os.killpg``, ``os.waitpid``
+or ``subprocess.Popen`` (``tests/unit/test_process_seam.py`` holds that).
 
 A pid alone never identifies a process: pids come back within seconds on a busy machine. Every
 liveness check here pairs the pid with the process's start time. Stdlib only at import time;
 psutil is loaded lazily, and only on the portable path (macOS). Windows support belongs here.
+
+A child that must not outlive its parent (a run's workers, a CLI the caller waits for) is started
+with Linux's parent-death signal armed (:func:`die_with_parent`); where the OS has none, the next
+fanout process that finds the run lost stops what is left (``runtime/watchdog.sweep_lost``).
 
 Linux-only paths (``/proc`` reads here, inotify in ``store/watch.py``) are taken only where
 :func:`linux_paths` says so. ``FANOUT_PORTABLE=1`` in the environment turns them off, so a
@@ -22,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
     from types import ModuleType
+    from typing import IO, Any, AnyStr
 
     import psutil
 
@@ -154,22 +161,64 @@ def groups_with_env(name: str, value: str) -> set[int]:
     about. Linux: ``/proc/<pid>/environ``; elsewhere psutil (macOS reads another process's
     environment too, as long as it is the same user's).
     """
-    me = os.getpid()
-    if not linux_paths():
-        return _portable_groups(lambda proc: proc.environ().get(name) == value, skip=me)
-    needle = f"{name}={value}".encode()
     found: set[int] = set()
+    for pid, seen in processes_with_env(name).items():
+        if seen == value:
+            try:
+                found.add(os.getpgid(pid))
+            except OSError:
+                continue  # gone meanwhile
+    return found
+
+
+def processes_with_env(name: str) -> dict[int, str]:
+    """pid -> the value of ``name`` for this user's live processes that have it in their
+    environment (this process left out)."""
+    me = os.getpid()
+    found: dict[int, str] = {}
+    if not linux_paths():
+        try:
+            psutil = _psutil()
+        except ImportError:
+            return found  # the watchdog still stops every group it was told about
+        for proc in psutil.process_iter():
+            try:
+                if proc.pid != me and proc.status() != psutil.STATUS_ZOMBIE:
+                    value = proc.environ().get(name)
+                    if value is not None:
+                        found[proc.pid] = value
+            except (psutil.Error, OSError):
+                continue  # gone meanwhile, or not ours to read
+        return found
+    prefix = os.fsencode(name) + b"="
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
         try:
             with open(f"/proc/{entry}/environ", "rb") as handle:
                 environ = handle.read()
-            if needle in environ.split(b"\0"):
-                found.add(os.getpgid(int(entry)))
         except OSError:
             continue
+        for item in environ.split(b"\0"):
+            if item.startswith(prefix):
+                found[int(entry)] = os.fsdecode(item[len(prefix) :])
+                break
     return found
+
+
+def command_line(pid: int) -> str | None:
+    """``pid``'s command line, words joined by spaces; None when it cannot be read."""
+    if linux_paths():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                words = handle.read().split(b"\0")
+        except OSError:
+            return None
+        return " ".join(os.fsdecode(word) for word in words if word)
+    try:
+        return " ".join(_psutil().Process(pid).cmdline())
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def groups_in_session(sid: int) -> set[int]:
@@ -190,16 +239,14 @@ def groups_in_session(sid: int) -> set[int]:
     return found
 
 
-def _portable_groups(match: Callable[[psutil.Process], bool], *, skip: int = 0) -> set[int]:
-    """Process groups of the live processes ``match`` accepts (psutil; not the hook path)."""
+def _portable_groups(match: Callable[[psutil.Process], bool]) -> set[int]:
+    """Process groups of the live processes ``match`` accepts (psutil)."""
     try:
         psutil = _psutil()
     except ImportError:
         return set()  # the watchdog still stops every group it was told about
     found: set[int] = set()
     for proc in psutil.process_iter():
-        if proc.pid == skip:
-            continue
         try:
             if proc.status() != psutil.STATUS_ZOMBIE and match(proc):
                 found.add(os.getpgid(proc.pid))
@@ -216,6 +263,89 @@ def parent_pid(pid: int) -> int | None:
         return int(_psutil().Process(pid).ppid())
     except Exception:  # noqa: BLE001
         return None
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_prctl: Callable[..., int] | None = None
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, resolved once in the parent: the child between fork and exec must not
+    load libraries (the dynamic loader takes locks another thread may have held at the fork)."""
+    global _prctl  # noqa: PLW0603 - one lookup per process
+    if _prctl is None:
+        try:
+            import ctypes
+
+            function = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            return None
+        function.restype = ctypes.c_int
+        function.argtypes = [ctypes.c_int, *[ctypes.c_ulong] * 4]
+        _prctl = function
+    return _prctl
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when this process dies, or None where
+    the OS offers no such thing (off Linux, and under ``FANOUT_PORTABLE``).
+
+    Linux's ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child exits, not the
+    process: armed only from the main thread, whose exit is the process's. It survives exec
+    (not of a set-uid program) and is not inherited by the child's own children: what a worker
+    starts is found by its session and environment instead (``runtime/watchdog.sweep_lost``).
+    """
+    import threading
+
+    if not linux_paths() or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = _load_prctl()
+    if prctl is None:
+        return None
+    import signal
+
+    parent = os.getpid()
+
+    def arm() -> None:  # pragma: no cover - runs in the child, between fork and exec
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        # The parent may have died before the signal was armed: then nobody will send it.
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return arm
+
+
+def fork(child: Callable[[], None], *, new_group: bool = True) -> int:
+    """Fork a copy of this process that runs ``child`` and exits (status 1 if it raised, never
+    unwinding into the caller's code); returns the copy's pid. ``new_group``: the copy leads a
+    process group of its own, so a killpg aimed at the caller's group spares it."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked child, measured by integration tests
+        code = 0
+        try:
+            if new_group:
+                os.setpgid(0, 0)
+            child()
+        except BaseException:  # noqa: BLE001 - a forked child must never unwind into the parent's code
+            code = 1
+        os._exit(code)
+    return pid
+
+
+def reap_forked(pid: int, *, timeout_s: float, poll_s: float = 0.005) -> bool:
+    """Reap the copy :func:`fork` made, waiting at most ``timeout_s``; True once it is reaped
+    (or is not ours to wait for), False if it is still running."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if done:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
 
 
 def spawn_detached(
@@ -263,7 +393,8 @@ def spawn_in_group(
     ``stdin_fd`` (default: nothing) and ``stdout_fd`` (default: ``output_fd``) are for a worker
     whose input and output are data, such as a ``claude`` CLI's prompt and stream. Its own group
     lets a timeout or cancel reach everything the worker started (killpg), and keeps a Ctrl-C in
-    the caller's terminal from reaching it directly.
+    the caller's terminal from reaching it directly. It dies with the caller where the OS allows
+    (:func:`die_with_parent`): a worker never outlives a SIGKILLed supervisor by much.
     """
     import subprocess
 
@@ -276,7 +407,55 @@ def spawn_in_group(
         stderr=output_fd,
         close_fds=True,
         process_group=0,
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 - armed from the main thread only
     )
+
+
+def spawn_attached(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path,
+    env: Mapping[str, str],
+    stdin: int | IO[Any] | None,
+    stdout: int | IO[Any] | None,
+    stderr: int | IO[Any] | None,
+    text: bool = False,
+) -> subprocess.Popen[Any]:
+    """Start ``argv`` as a child the caller waits for (:func:`finish`): in the caller's process
+    group, so a Ctrl-C reaches both, and killed with the caller where the OS allows
+    (:func:`die_with_parent`), so a killed ``fanout`` command leaves no Claude session running.
+    ``stdin``/``stdout``/``stderr`` are what ``subprocess`` takes (a descriptor, a file, PIPE)."""
+    import subprocess
+
+    return subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        text=text,
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 - armed from the main thread only
+    )
+
+
+def finish(proc: subprocess.Popen[AnyStr], timeout_s: float | None) -> tuple[Any, Any, bool]:
+    """Wait for ``proc`` (reading its pipes, if any) at most ``timeout_s``; SIGKILL it when the
+    time runs out. ``(stdout, stderr, ended)``: ``ended`` is False when it had to be killed.
+    Either way it is reaped."""
+    import subprocess
+
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return out, err, False
+    finally:
+        if proc.poll() is None:  # interrupted (KeyboardInterrupt): never leave it running
+            proc.kill()
+            proc.wait()
+    return out, err, True
 
 
 def run_bounded(
@@ -307,6 +486,7 @@ def run_bounded(
         stderr=subprocess.PIPE,
         close_fds=True,
         start_new_session=True,
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 - armed from the main thread only
     )
     out = err = b""
     expired = False
@@ -361,11 +541,15 @@ def signal_process(pid: int, start_time: float | None, sig: int) -> bool:
     return True
 
 
-def stop_groups(pgids: Sequence[int], *, grace_s: float, poll_s: float = 0.02) -> list[int]:
-    """SIGTERM every group, wait up to ``grace_s`` for them to go, SIGKILL the rest.
+def stop_groups(
+    pgids: Sequence[int], *, grace_s: float, settle_s: float = 0.0, poll_s: float = 0.02
+) -> list[int]:
+    """SIGTERM every group, wait up to ``grace_s`` for them to go, SIGKILL the rest, then wait
+    up to ``settle_s`` for those to be gone (a SIGKILLed process exits when it is next
+    scheduled, not at the kill: a caller that reports "nothing left" waits for it).
 
     Returns the groups that needed SIGKILL. Blocking; the supervisor's own loop does this
-    incrementally instead, this is for the last-resort paths (watchdog, gc).
+    incrementally instead, this is for the last-resort paths (watchdog, the sweep of a lost run).
     """
     import signal
 
@@ -376,10 +560,45 @@ def stop_groups(pgids: Sequence[int], *, grace_s: float, poll_s: float = 0.02) -
         live = [pgid for pgid in live if group_alive(pgid)]
     for pgid in live:
         signal_group(pgid, signal.SIGKILL)
+    # A group stays signallable while a zombie member waits to be reaped (by init, once its
+    # parent is gone: promptly or not, depending on what init is), so this wait ignores zombies.
+    deadline = time.monotonic() + settle_s
+    left = set(live)
+    while left and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        left = _groups_with_live_members(left)
     return live
 
 
-def reap(proc: subprocess.Popen[bytes]) -> int | None:
+def _groups_with_live_members(pgids: set[int]) -> set[int]:
+    """Those of ``pgids`` that still have a member that is not a zombie (one process-table scan)."""
+    if not linux_paths():
+        return _portable_groups(lambda proc: os.getpgid(proc.pid) in pgids)
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        fields = _proc_stat(int(entry)) if entry.isdigit() else None
+        if fields and fields[0] not in ("Z", "X") and int(fields[2]) in pgids:
+            found.add(int(fields[2]))
+    return found
+
+
+def wait_child(
+    proc: subprocess.Popen[Any], *, timeout_s: float | None, kill: bool = False
+) -> int | None:
+    """Wait at most ``timeout_s`` for ``proc`` to end: its returncode, or None if it is still
+    running. ``kill``: then SIGKILL it and reap it instead (wait, kill, wait: bounded)."""
+    import subprocess
+
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        if not kill:
+            return None
+    proc.kill()
+    return proc.wait()
+
+
+def reap(proc: subprocess.Popen[Any]) -> int | None:
     """Non-blocking: the exit status if ``proc`` has ended (reaping it), else None."""
     try:
         return proc.poll()

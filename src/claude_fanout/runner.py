@@ -19,12 +19,13 @@ from claude_fanout import defaults, procs
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import Plan, load_plan, plan_to_json
 from claude_fanout.preflight import check_runnable
+from claude_fanout.runtime.control import observe, supervisor_info
 from claude_fanout.states import EventType, RunState
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.files import write_atomic
 from claude_fanout.store.rundir import RunDir, create_run
-from claude_fanout.store.state import RunStatus, observe, supervisor_info
+from claude_fanout.store.status import RunStatus
 
 if TYPE_CHECKING:
     from claude_fanout.store.eventlog import Event
@@ -98,7 +99,7 @@ def resume_run(run: RunDir, *, env: Mapping[str, str] | None = None) -> StartedR
 def _launch(run: RunDir, env: Mapping[str, str] | None) -> StartedRun:
     offset = os.path.getsize(run.events_path)
     proc = procs.spawn_detached(
-        [sys.executable, "-m", "claude_fanout.supervisor", str(run.path)],
+        [sys.executable, "-m", "claude_fanout.runtime", str(run.path)],
         cwd=run.project,
         env=os.environ if env is None else env,
         stderr_path=run.supervisor_log_path,
@@ -116,7 +117,7 @@ def _await_supervisor(started: StartedRun) -> None:
         offset = result.offset
         if any(e.get("type") == EventType.SUPERVISOR_STARTED for e in result.events):
             return
-        if started.supervisor.poll() is not None:
+        if procs.reap(started.supervisor) is not None:
             break
         time.sleep(defaults.WAIT_POLL_S)
     detail = _tail(started.run.supervisor_log_path)

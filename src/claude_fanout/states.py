@@ -65,10 +65,9 @@ class EventType:
     CLAIM = "claim"
     REPLACE = "replace"
     NOTICE = "notice"
-    # Hooks: results delivered to a Conductor session, a hook's own failure (fail open).
+    # Hooks: the Conductor session a run reports to, a hook's own failure (fail open).
     CONDUCTOR = "conductor"
     # A Conductor let go of a run it could wait for no longer (a headless session past its Stop
     # budget): the run finishes on its own, no session's end cancels it.
     CONDUCTOR_RELEASED = "conductor_released"
-    DELIVERED = "delivered"
     HOOK_ERROR = "hook_error"

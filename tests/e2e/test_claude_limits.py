@@ -14,7 +14,7 @@ from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run, wait_run
 from claude_fanout.states import RunState, TaskState
 from claude_fanout.store.eventlog import read_events
-from claude_fanout.store.state import RunStatus
+from claude_fanout.store.status import RunStatus
 from claude_fanout.testing.fake_api import cli_env
 from claude_fanout.testing.models import ReadThenSummarize
 from claude_fanout.testing.replies import ErrorReply, Reply, Text, ToolUse, Usage

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from claude_fanout import install
-from claude_fanout.executors.claude import cli_path
+from claude_fanout.claude.cli import cli_path
+from claude_fanout.runtime.control import observe
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
-from claude_fanout.store.state import observe
 from claude_fanout.testing.fake_api import cli_env
 from claude_fanout.testing.models import FINAL_MARK, is_worker
 from claude_fanout.testing.replies import Reply, Text

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from claude_fanout import compat, install
-from claude_fanout.executors.claude import cli_path
+from claude_fanout.claude.cli import cli_path
 from claude_fanout.probe import MECHANISMS, resolve_clis
 from claude_fanout.testing.fake_api import claude_cli
 from tests.helpers import CLIResult

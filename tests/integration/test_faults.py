@@ -35,9 +35,9 @@ from claude_fanout import defaults, procs
 from claude_fanout.hooks import dispatch
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import StartedRun, start_run, wait_run
+from claude_fanout.runtime.control import observe, request_cancel
 from claude_fanout.states import RunState, TaskState
 from claude_fanout.store.eventlog import EventLog, read_events
-from claude_fanout.store.state import observe, request_cancel
 from tests.helpers import FakeRun, processes_under, wait_until
 
 PY = sys.executable
@@ -434,6 +434,168 @@ def test_supervisor_sigkilled_while_starting_workers_orphans_nothing(
             f"{name}: {len(failures)} of {count} trials failed (FANOUT_FAULT_SEED={SEED}):\n"
             + "\n".join(failures)
         )
+
+
+def stubborn_parent() -> list[str]:
+    """A shell worker whose grandchild ignores SIGTERM; both pids recorded, then it sleeps."""
+    script = (
+        '(trap "" TERM; exec sleep 300) & echo $! > "$FANOUT_OUT_DIR/child.pid"; '
+        'echo $$ > "$FANOUT_OUT_DIR/self.pid"; sleep 300'
+    )
+    return ["sh", "-c", script]
+
+
+@pytest.mark.portable
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("observer", ["fanout status", "Stop hook"])
+def test_supervisor_and_watchdog_sigkilled_together_next_observer_stops_the_rest(
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fanout: Callable[..., Any],
+    code_paths: str,
+    observer: str,
+) -> None:
+    """``pkill -9 -f fanout``: the supervisor and its watchdog die at once, so nobody is left to
+    stop the workers. Natively the workers die with their supervisor (parent-death signal);
+    their grandchildren, and on the portable path the workers too, are stopped by the next
+    fanout process that finds the run lost, which records the loss once."""
+    monkeypatch.setenv("CLAUDE_PROJECT_DIR", str(project))
+    plan = make_plan(
+        project,
+        [
+            {"id": "A", "kind": "shell", "argv": stubborn_parent()},
+            {"id": "B", "kind": "shell", "argv": ["sleep", "300"]},
+        ],
+    )
+    session = "killed-together"
+    started = start_run(plan, project=project, conductor=this_process(session))
+    run_path = started.run.path
+    out = run_path / "workers"
+    try:
+        wait_until(lambda: read_pid(out / "A" / "out" / "child.pid"), timeout=10)
+        wait_until(lambda: read_pid(out / "A" / "out" / "self.pid"), timeout=10)
+        pids = wait_until(
+            lambda: (
+                {e["task"]: e["pid"] for e in log_events(run_path) if e["type"] == "task_started"}
+                if sum(e["type"] == "task_started" for e in log_events(run_path)) == 2
+                else None
+            ),
+            timeout=10,
+        )
+        workers = [read_pid(out / "A" / "out" / "self.pid"), pids["B"]]
+        grandchild = read_pid(out / "A" / "out" / "child.pid")
+        assert pids["A"] == workers[0]  # the shell itself is the worker A
+        info = supervisor_json(run_path)
+        # The watchdog first, so it cannot notice the supervisor's death in between.
+        os.kill(info["watchdog_pid"], signal.SIGKILL)
+        os.kill(started.supervisor.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        started.supervisor.wait(timeout=5)
+        wait_until(lambda: not alive(info["watchdog_pid"]), timeout=5)
+        if code_paths == "native":
+            # (a) The workers die by themselves, within about a second of their supervisor.
+            wait_until(lambda: not any(alive(pid) for pid in workers), timeout=1.5, interval=0.01)
+            died_after = time.monotonic() - killed
+            assert died_after < 1.5, died_after
+        else:
+            time.sleep(0.5)  # no parent-death signal off Linux: the workers live on...
+            assert all(alive(pid) for pid in workers)
+        # ... and their grandchildren always: nobody has stopped anything, nothing is recorded.
+        assert alive(grandchild)
+        assert not [e for e in log_events(run_path) if e["type"] == "supervisor_lost"]
+        # (b) The next fanout process to look at the run stops what is left of it.
+        began = time.monotonic()
+        if observer == "fanout status":
+            result = fanout("status", started.run.run_id)
+            assert result.returncode == 0 and "lost" in result.stdout, result
+        else:
+            code, answer, _ = hook(project, "Stop", session, stop_hook_active=False)
+            assert code == 0 and " lost" in json.loads(answer)["reason"], answer
+        took = time.monotonic() - began
+        assert not alive(grandchild) and not any(alive(pid) for pid in workers)
+        assert not processes_under(project), processes_under(project)
+        lost = [e for e in log_events(run_path) if e["type"] == "supervisor_lost"]
+        assert len(lost) == 1, lost
+        assert observer in lost[0]["swept_by"], lost
+        # A's group holds the grandchild; B's too off Linux, where the worker outlived it.
+        expected = {pids["A"]} if code_paths == "native" else {pids["A"], pids["B"]}
+        assert expected <= set(lost[0]["stopped_groups"]), lost
+        assert observe(run_path).state is RunState.LOST
+        # Recorded once: the next look finds the loss recorded and sweeps nothing again.
+        assert fanout("status", started.run.run_id).returncode == 0
+        hook(project, "Stop", session, stop_hook_active=True)
+        assert len([e for e in log_events(run_path) if e["type"] == "supervisor_lost"]) == 1
+        print(f"\n{code_paths} {observer}: swept in {took:.2f}s")
+    finally:
+        finish_supervisor(started)
+        kill_all_under(project)
+
+
+@pytest.mark.timeout(60)
+def test_resume_of_a_run_lost_with_its_watchdog_stops_its_leftovers_first(
+    project: Path, fanout: Callable[..., Any]
+) -> None:
+    """What a lost run left running must not work beside its successor: `fanout resume` sweeps
+    the run before it starts the new supervisor."""
+    plan = make_plan(project, [{"id": "A", "kind": "shell", "argv": stubborn_parent()}])
+    started = start_run(plan, project=project)
+    run_path = started.run.path
+    try:
+        grandchild = wait_until(
+            lambda: read_pid(run_path / "workers" / "A" / "out" / "child.pid"), timeout=10
+        )
+        info = supervisor_json(run_path)
+        os.kill(info["watchdog_pid"], signal.SIGKILL)
+        os.kill(started.supervisor.pid, signal.SIGKILL)
+        started.supervisor.wait(timeout=5)
+        wait_until(lambda: not alive(info["watchdog_pid"]), timeout=5)
+        assert alive(grandchild)
+        result = fanout("resume", started.run.run_id, "--detach")
+        assert result.returncode == 0, result
+        assert not alive(grandchild)
+        log = log_events(run_path)
+        kinds = [event["type"] for event in log]
+        assert kinds.count("supervisor_lost") == 1
+        assert kinds.index("supervisor_lost") < kinds.index("run_resumed"), kinds
+        lost = next(event for event in log if event["type"] == "supervisor_lost")
+        assert "fanout resume" in lost["swept_by"], lost
+    finally:
+        finish_supervisor(started)
+        fanout("cancel", started.run.run_id)
+        kill_all_under(project)
+
+
+@pytest.mark.timeout(60)
+def test_frozen_supervisor_with_its_watchdog_dead_is_killed_by_the_sweep(
+    project: Path, fanout: Callable[..., Any]
+) -> None:
+    """A SIGSTOPped supervisor whose watchdog died: the first `fanout status` after its
+    heartbeat went stale SIGKILLs it (it must never wake and carry on a run called lost) and
+    stops its workers, which are alive because their parent is."""
+    plan = make_plan(project, [{"id": "A", "kind": "shell", "argv": sleeper(300)}])
+    started = start_run(plan, project=project)
+    run_path = started.run.path
+    try:
+        wait_until(lambda: read_pid(run_path / "workers" / "A" / "out" / "child.pid"), timeout=10)
+        info = supervisor_json(run_path)
+        os.kill(info["watchdog_pid"], signal.SIGKILL)
+        wait_until(lambda: not alive(info["watchdog_pid"]), timeout=5)
+        os.kill(started.supervisor.pid, signal.SIGSTOP)
+        # As if HEARTBEAT_STALE_S had passed since: the frozen supervisor writes nothing.
+        stale = {**info, "heartbeat": time.time() - defaults.HEARTBEAT_STALE_S - 5}
+        (run_path / "supervisor.json").write_text(json.dumps(stale))
+        assert worker_pids(run_path) and all(alive(pid) for pid in worker_pids(run_path))
+        result = fanout("status", started.run.run_id)
+        assert result.returncode == 0 and "lost" in result.stdout, result
+        assert started.supervisor.wait(timeout=5) == -signal.SIGKILL
+        assert not any(alive(pid) for pid in worker_pids(run_path))
+        assert not processes_under(project), processes_under(project)
+        lost = [e for e in log_events(run_path) if e["type"] == "supervisor_lost"]
+        assert len(lost) == 1 and "fanout status" in lost[0]["swept_by"], lost
+        assert "heartbeat" in lost[0]["reason"], lost
+    finally:
+        finish_supervisor(started)
+        kill_all_under(project)
 
 
 @pytest.mark.timeout(120)

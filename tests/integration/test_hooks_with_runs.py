@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,12 @@ from claude_fanout import procs
 from claude_fanout.hooks import dispatch
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run, wait_run
-from claude_fanout.states import RunState
+from claude_fanout.runtime.control import observe, request_cancel
+from claude_fanout.states import RunState, TaskState
 from claude_fanout.store.eventlog import read_events
+from claude_fanout.store.state import load_snapshot
 from tests.fences import read_fenced
+from tests.helpers import count_bytes_folded, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 SESSION = "0e9b3f7c-4d5e-4f60-8a71-9b2c3d4e5f60"
@@ -173,3 +177,103 @@ def test_a_thousand_task_plan_stays_under_the_worker_cap(project: Path) -> None:
         elif event["type"] == "task_exited":
             live -= 1
     assert peak == 4
+
+
+# What workers' ``fanout publish notice`` appends, from a process that is not the supervisor.
+FOREIGN_WRITER = """
+import sys
+from claude_fanout.store.eventlog import EventLog
+log = EventLog(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    log.append("notice", task="W1", text=f"still reading, step {i}")
+"""
+
+
+def test_records_others_append_to_a_live_run_cost_the_hooks_nothing(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDE_PROJECT_DIR", str(project))
+    plan = parse_plan(
+        {"version": 1, "tasks": [{"id": "W1", "kind": "shell", "argv": ["sleep", "60"]}]},
+        project=project,
+    )
+    me = os.getpid()
+    conductor = {"session_id": SESSION, "pid": me, "start_time": procs.process_start_time(me)}
+    started = start_run(plan, project=project, conductor=conductor)
+    run = started.run
+    try:
+        wait_until(lambda: observe(run).tasks["W1"].state is TaskState.RUNNING, timeout=20)
+        subprocess.run(
+            [sys.executable, "-c", FOREIGN_WRITER, str(run.events_path), "100000"],
+            check=True,
+            timeout=50,
+        )
+        size = run.events_path.stat().st_size
+        # The supervisor wrote none of those lines, yet it folds them into state.json.
+        wait_until(lambda: load_snapshot(run).offset == size, timeout=5)
+
+        folded = count_bytes_folded(monkeypatch)
+        told = hook(project, "PostToolUse", tool_name="Bash", tool_input={"command": "ls"})
+        hook(project, "PreToolUse", tool_name="Read", tool_input={"file_path": str(project)})
+
+        # The newest notices (of 100,000) reached the Conductor, read from the snapshot.
+        assert told is not None and "still reading, step 9995" in json.dumps(told)
+        assert folded and max(folded) < 1024, folded
+    finally:
+        request_cancel(run.path, by="test")
+        started.supervisor.wait(timeout=20)
+
+
+@pytest.mark.parametrize(("max_depth", "answers"), [(None, False), (2, True)])
+def test_conductor_max_depth_reaches_the_hooks_of_a_workers_session(
+    project: Path, monkeypatch: pytest.MonkeyPatch, max_depth: int | None, answers: bool
+) -> None:
+    """A worker's own hooks stay quiet at the default depth limit (1) and work when the project
+    allows one more level: the supervisor hands the worker ``conductor.max_depth``."""
+    import shlex
+
+    from claude_fanout.hooks import entry
+
+    monkeypatch.delenv("FANOUT_DEPTH", raising=False)
+    monkeypatch.delenv("FANOUT_MAX_DEPTH", raising=False)
+    if max_depth is not None:
+        (project / ".claude" / "fanout.toml").write_text(f"[conductor]\nmax_depth = {max_depth}\n")
+    payload = json.dumps(
+        {
+            "session_id": "worker-session",
+            "cwd": str(project),
+            "hook_event_name": "UserPromptSubmit",
+            "prompt": "/fanout --plan no-such-plan.json",
+        }
+    )
+    command = shlex.join([sys.executable, "-I", "-S", entry.__file__, "UserPromptSubmit"])
+    script = (
+        'printf "%s\\n" "$FANOUT_DEPTH $FANOUT_MAX_DEPTH" > "$FANOUT_OUT_DIR/depth" && '
+        f'printf "%s" "$PAYLOAD" | {command} > "$FANOUT_OUT_DIR/answer.json"'
+    )
+    plan = parse_plan(
+        {
+            "version": 1,
+            "tasks": [
+                {
+                    "id": "W1",
+                    "kind": "shell",
+                    "argv": ["sh", "-c", script],
+                    "env": {"PAYLOAD": payload, "CLAUDE_PROJECT_DIR": str(project)},
+                }
+            ],
+        },
+        project=project,
+    )
+    started = start_run(plan, project=project)
+    status = wait_run(started.run, timeout_s=30)
+    started.supervisor.wait(timeout=10)
+    assert status.state is RunState.SUCCEEDED, status
+    out = started.run.out_dir("W1")
+    assert (out / "depth").read_text().split() == ["1", str(max_depth or 1)]
+    answer = (out / "answer.json").read_text()
+    if not answers:
+        assert answer == ""
+        return
+    context = json.loads(answer)["hookSpecificOutput"]["additionalContext"]
+    assert "Nothing was started" in context and "no plan file" in context

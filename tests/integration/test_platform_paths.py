@@ -21,10 +21,10 @@ import pytest
 from claude_fanout import defaults, install, procs, settings_hooks
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run
+from claude_fanout.runtime.control import observe
 from claude_fanout.states import RunState
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.files import write_json_atomic
-from claude_fanout.store.state import observe
 from tests.helpers import FakeRun, processes_under, wait_until
 
 SESSION = "3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"

@@ -1,4 +1,5 @@
-"""The claude worker's command line and what is read back from its stream.
+"""The command line of a headless session (a worker's, the planner's), its environment, the
+CLI lookup, and what is read back from a worker's stream.
 
 The streams in tests/fixtures/streams were recorded from the real CLI (tools/record_streams.py).
 """
@@ -13,14 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from claude_fanout.executors.claude import (
-    Outcome,
-    collect,
-    command,
-    render_lines,
+from claude_fanout.claude.cli import CLAUDE_BIN_ENV, CLINotFoundError, require_cli, runnable_cli
+from claude_fanout.claude.command import command
+from claude_fanout.claude.env import SETTING_SOURCES_ENV as SOURCES
+from claude_fanout.claude.env import (
+    setting_sources,
     worker_env,
 )
-from claude_fanout.supervisor import _with_setup, rate_limit_backoff_s
+from claude_fanout.claude.stream import Outcome, collect, render_lines
+from claude_fanout.config import Config
+from claude_fanout.git.writers import with_setup
+from claude_fanout.planner import PLANNER_TOOLS, plan_schema, planner_argv
+from claude_fanout.runtime.scheduler import rate_limit_backoff_s
 
 STREAMS = Path(__file__).parents[1] / "fixtures" / "streams"
 
@@ -215,7 +220,7 @@ def test_rate_limit_backoff_grows_and_is_jittered() -> None:
 def test_the_setup_wrapper_runs_the_setup_then_becomes_the_worker(tmp_path: Path) -> None:
     import subprocess
 
-    argv = _with_setup("echo set-up-ran; touch made", ["sh", "-c", "cat; echo worker-ran"])
+    argv = with_setup("echo set-up-ran; touch made", ["sh", "-c", "cat; echo worker-ran"])
     proc = subprocess.run(
         argv, cwd=tmp_path, input="prompt-text", capture_output=True, text=True, check=False
     )
@@ -224,7 +229,58 @@ def test_the_setup_wrapper_runs_the_setup_then_becomes_the_worker(tmp_path: Path
     assert proc.stderr == "set-up-ran\n"  # set-up output is the log's, not the stream's
     assert (tmp_path / "made").exists()
     failed = subprocess.run(
-        _with_setup("exit 3", ["echo", "never"]), capture_output=True, text=True, check=False
+        with_setup("exit 3", ["echo", "never"]), capture_output=True, text=True, check=False
     )
     assert (failed.returncode, failed.stdout) == (97, "")
     assert "the worktree setup command failed (exit 3)" in failed.stderr
+
+
+def test_the_planner_uses_the_same_builder_with_structured_output() -> None:
+    schema = plan_schema(5)
+    argv = planner_argv(
+        "/x/claude",
+        schema=schema,
+        system="You are the planner.",
+        config=Config(planner_max_turns=7, planner_model="sonnet"),
+        env={},
+    )
+
+    flags = _flags(argv)
+    assert argv[0] == "/x/claude" and "-p" in flags
+    assert flags["--output-format"] == "json" and "--verbose" not in flags
+    assert json.loads(str(flags["--json-schema"])) == schema
+    assert flags["--append-system-prompt"] == "You are the planner."
+    # The workers' least privilege: offered, approved, refused, no MCP.
+    assert flags["--tools"] == flags["--allowedTools"] == ",".join(PLANNER_TOOLS)
+    assert flags["--permission-mode"] == "dontAsk" and "--strict-mcp-config" in flags
+    assert (flags["--max-turns"], flags["--model"]) == ("7", "sonnet")
+    assert "--no-session-persistence" in flags
+    assert flags["--setting-sources"] == "project,local"
+    every = planner_argv("c", schema=schema, system="s", config=Config(), env={SOURCES: "all"})
+    assert not any(arg.startswith("--setting-sources") for arg in every)
+    assert "--model" not in _flags(every)
+
+
+def test_the_worker_setting_sources_follow_the_environment() -> None:
+    assert setting_sources({}) == ["project", "local"]
+    assert setting_sources({SOURCES: " user , project "}) == ["user", "project"]
+    assert setting_sources({SOURCES: ""}) == []
+    assert setting_sources({SOURCES: "all"}) is None
+    argv = command(cli="c", tools=["Read"], sources=setting_sources({SOURCES: "all"}))
+    assert not any(arg.startswith("--setting-sources") for arg in argv)
+
+
+def test_the_workers_cli_resolves_to_an_executable_or_nothing(tmp_path: Path) -> None:
+    on_path = tmp_path / "bin" / "claude"
+    on_path.parent.mkdir()
+    on_path.write_text("#!/bin/sh\n")
+    on_path.chmod(0o755)
+    bare = {CLAUDE_BIN_ENV: "claude", "PATH": str(on_path.parent)}
+    assert runnable_cli(bare) == str(on_path)
+    assert runnable_cli({CLAUDE_BIN_ENV: str(on_path)}) == str(on_path)
+    plain = tmp_path / "not-executable"
+    plain.write_text("")
+    assert runnable_cli({CLAUDE_BIN_ENV: str(plain)}) is None
+    assert runnable_cli({CLAUDE_BIN_ENV: "claude", "PATH": str(tmp_path / "none")}) is None
+    with pytest.raises(CLINotFoundError, match=f"{CLAUDE_BIN_ENV}=.* is not an executable file"):
+        require_cli({CLAUDE_BIN_ENV: str(plain)})

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from claude_fanout import compat, planner
-from claude_fanout.executors import claude
+from claude_fanout import compat
+from claude_fanout.claude import cli as claude_cli
+from claude_fanout.claude.command import command
 from claude_fanout.testing import fake_api
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "compat.py"
@@ -44,13 +45,13 @@ def test_fanout_claude_bin_selects_the_cli_for_workers_planner_and_tests(
     chosen = fake_claude(tmp_path / "bin" / "claude")
     monkeypatch.setenv("FANOUT_CLAUDE_BIN", str(chosen))
     env = {"FANOUT_CLAUDE_BIN": str(chosen), "PATH": "/usr/bin:/bin"}
-    assert claude.find_cli(env) == str(chosen)
-    assert claude.cli_path(env) == str(chosen)
-    assert planner.find_cli(env) == str(chosen)
+    assert claude_cli.find_cli(env) == str(chosen)
+    assert claude_cli.cli_path(env) == str(chosen)
+    assert claude_cli.require_cli(env) == str(chosen)
     assert fake_api.claude_cli() == chosen
     # The environment the tests give the CLI (and so its hooks and fanout's workers) keeps it.
     assert fake_api.cli_env("http://127.0.0.1:9", tmp_path)["FANOUT_CLAUDE_BIN"] == str(chosen)
-    argv = claude.command(cli=claude.cli_path(env), tools=["Read"])
+    argv = command(cli=claude_cli.cli_path(env), tools=["Read"])
     assert argv[0] == str(chosen)
 
 
@@ -59,10 +60,10 @@ def test_without_the_switch_the_bundled_cli_then_path(tmp_path: Path) -> None:
     bundled = fake_claude(site / "claude_agent_sdk" / "_bundled" / "claude")
     on_path = fake_claude(tmp_path / "path" / "claude")
     env = {"PATH": str(on_path.parent)}
-    assert claude.find_cli(env, site_dirs=[str(site)]) == str(bundled)
-    assert claude.find_cli(env, site_dirs=[str(tmp_path / "none")]) == str(on_path)
-    assert claude.find_cli(env, site_dirs=[], search_path=False) is None
-    assert planner.find_cli(env, site_dirs=[str(site)]) == str(bundled)
+    assert claude_cli.find_cli(env, site_dirs=[str(site)]) == str(bundled)
+    assert claude_cli.find_cli(env, site_dirs=[str(tmp_path / "none")]) == str(on_path)
+    assert claude_cli.find_cli(env, site_dirs=[], search_path=False) is None
+    assert claude_cli.require_cli(env, site_dirs=[str(site)]) == str(bundled)
 
 
 def test_a_switch_to_nothing_is_a_one_line_error(
@@ -72,8 +73,8 @@ def test_a_switch_to_nothing_is_a_one_line_error(
     monkeypatch.setenv("FANOUT_CLAUDE_BIN", str(missing))
     with pytest.raises(FileNotFoundError, match="FANOUT_CLAUDE_BIN"):
         fake_api.claude_cli()
-    with pytest.raises(planner.PlannerError, match="is not an executable file"):
-        planner.find_cli({"FANOUT_CLAUDE_BIN": str(missing)})
+    with pytest.raises(claude_cli.CLINotFoundError, match="is not an executable file"):
+        claude_cli.require_cli({"FANOUT_CLAUDE_BIN": str(missing)})
 
 
 # -- a CLI's version ----------------------------------------------------------------------------

@@ -138,3 +138,21 @@ def test_bad_worker_keys_name_the_key(project: Path, text: str, fragment: str) -
     write(project, text)
     with pytest.raises(ConfigError, match=fragment):
         load_config(project)
+
+
+def test_the_documented_example_is_the_declared_keys() -> None:
+    """docs/cli.md shows ``example()``, which every key of the file is in, and the example
+    parses to the defaults except where it shows another value."""
+    import tomllib
+
+    from claude_fanout.config import KEYS, example, parse_config
+
+    docs = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    assert "```toml\n" + example() + "\n```" in docs
+    parsed = parse_config(tomllib.loads(example()))
+    for spec in KEYS:
+        shown = getattr(parsed, spec.field)
+        assert shown == (
+            spec.default if spec.example is None else tomllib.loads(f"v = {spec.example}")["v"]
+        ), spec.field
+    assert len(parsed.triggers) == 1

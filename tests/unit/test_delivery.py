@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from claude_fanout import usage
 from claude_fanout.hooks import framing, report
-from claude_fanout.store.state import RunStatus, fold
+from claude_fanout.store.state import fold
+from claude_fanout.store.status import RunStatus
 from tests.fences import ANY_TAG, WORKER_TAG_NAME, read_fenced
 from tests.helpers import FakeRun
 
@@ -90,7 +91,7 @@ def result(run_dir: Path, task: str, text: str | bytes) -> Path:
 
 
 def final(run_dir: Path, status: RunStatus, *, limit: int = 4000, fresh: Any = None) -> str:
-    message = report.Message(limit, ending=report.DONE)
+    message = framing.Message(limit, ending=report.DONE)
     message.add(
         report.final_section(
             str(run_dir),
@@ -183,7 +184,7 @@ def test_a_worker_past_its_budget_is_said_plainly(run_dir):
 
 def test_a_news_message_tells_the_total_once_the_run_is_done(run_dir):
     status = folded([*created("W1"), *ran("W1", 1.0, 2.0), spent("W1", 0.01)])
-    message = report.Message(4000)
+    message = framing.Message(4000)
     report.add_news(
         message, [(str(run_dir), status, ["W1"], [])], project=str(run_dir.parents[2]), now=3.0
     )
@@ -466,7 +467,7 @@ def test_the_message_keeps_its_cap_and_never_cuts_inside_a_block(run_dir, limit)
         events += [*ran(task, 1.0, 2.0), spent(task, 0.01)]
     notices = [f"W{i}: notice {i} " + "n" * 400 for i in range(10)]
     status = folded(events)
-    message = report.Message(limit, ending=report.DONE)
+    message = framing.Message(limit, ending=report.DONE)
     message.add(
         report.final_section(
             str(run_dir),
@@ -494,7 +495,7 @@ def test_cap_drops_whole_blocks_and_counts_what_it_cut():
     fence = framing.Fence()
     blocks = [f"W{i} succeeded\n{fence.block('y' * 300, task=f'W{i}')}" for i in range(10)]
     text = "\n".join(blocks)
-    capped = report.cap(text, 1000, fence)
+    capped = framing.cap(text, 1000, fence)
     assert len(capped) <= 1000
     assert capped.count(f"<{fence.tag}") == capped.count(f"</{fence.tag}>") >= 1
     kept = len(capped) - len(capped.splitlines()[-1]) - 1
@@ -515,7 +516,7 @@ def test_cap_never_leaves_a_block_open(pieces, limit):
         fence.block(body, task="W1") if is_block else framing.one_line(body)
         for is_block, body in pieces
     )
-    capped = report.cap(text, limit, fence)
+    capped = framing.cap(text, limit, fence)
     assert len(capped) <= limit
     assert capped.count(f"<{fence.tag}") == capped.count(f"</{fence.tag}>")
 

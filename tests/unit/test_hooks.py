@@ -523,3 +523,26 @@ def test_injection_follows_the_configured_cap(project, make_run):
         run.finish(f"W{i}", result=("y" * 150 + "\n") * 6)
     text = post(project)
     assert text is not None and len(text) <= 600
+
+
+def test_the_final_delivery_of_each_mode_goes_once_through_its_own_hook(project, make_run):
+    """Stop and Rewake share one final delivery, each over its own mode's runs: a session with a
+    finished run of each mode gets each run's results once, from the right hook."""
+    held = make_run({"W1": {}}, delivery="block")
+    held.finish("W1", result="held-result")
+    held.end()
+    woken = make_run({"W1": {}}, delivery="rewake")
+    woken.finish("W1", result="woken-result")
+    woken.end()
+    answer = stop(project, False)
+    assert answer is not None and answer["decision"] == "block"
+    assert "held-result" in answer["reason"] and held.run_id in answer["reason"]
+    assert "woken-result" not in answer["reason"] and woken.run_id not in answer["reason"]
+    code, _, err = rewake(project)
+    assert code == 2
+    assert "woken-result" in err and woken.run_id in err
+    assert "held-result" not in err and held.run_id not in err
+    assert "All of this session's fanout workers are done" in err
+    assert stop(project, True) is None
+    assert rewake(project) == (0, "", "")
+    assert active.run_ids(project) == []

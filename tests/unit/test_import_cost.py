@@ -7,21 +7,32 @@ import sys
 
 STDLIB_ONLY = [
     "claude_fanout",
+    "claude_fanout.claude.cli",  # the planner, inside a hook, finds and starts the CLI
+    "claude_fanout.claude.command",
+    "claude_fanout.claude.env",
+    "claude_fanout.claude.stream",
     "claude_fanout.cli.main",  # rich only where output is drawn: `fanout publish` never loads it
     "claude_fanout.config",
+    "claude_fanout.depth",
     "claude_fanout.doctor",  # plain `fanout doctor` stays well under a second
+    "claude_fanout.hooks.answers",
     "claude_fanout.hooks.prompt",
+    "claude_fanout.hooks.report",
     "claude_fanout.plan",
     "claude_fanout.planner",
+    "claude_fanout.planning",
     "claude_fanout.procs",
     "claude_fanout.runner",
+    "claude_fanout.runtime.control",
     "claude_fanout.states",
+    "claude_fanout.store.cursor",
     "claude_fanout.store.eventlog",
     "claude_fanout.store.rundir",
     "claude_fanout.store.state",
-    "claude_fanout.supervisor",
+    "claude_fanout.store.status",
+    "claude_fanout.runtime.scheduler",
     "claude_fanout.text",  # the hooks' report formats durations and cuts with it
-    "claude_fanout.watchdog",
+    "claude_fanout.runtime.watchdog",
 ]
 
 
@@ -45,3 +56,18 @@ def test_runtime_modules_import_no_third_party_package() -> None:
     ]
     assert third_party == []
     assert "rich" not in out and "psutil" not in out and "claude_agent_sdk" not in out
+
+
+def test_layers_import_one_way() -> None:
+    """delivery (what a session was told) never loads report (the text), and planning never
+    loads a hook: the text is built on the facts, and hooks call planning, not the reverse."""
+    code = (
+        "import sys\n"
+        "import claude_fanout.hooks.delivery, claude_fanout.planning, claude_fanout.planner\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('claude_fanout.hooks'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "claude_fanout.hooks.report" not in out
+    assert out == ["claude_fanout.hooks", "claude_fanout.hooks.delivery"]

@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 from claude_fanout import defaults, install, settings_hooks
+from claude_fanout.claude.cli import CLINotFoundError, find_cli, require_cli
+from claude_fanout.claude.env import PARENT_SESSION_VARS, planner_env
 from claude_fanout.compat import TESTED_MAX, TESTED_MIN
 from claude_fanout.config import Config, ConfigError, Trigger, load_config
 from claude_fanout.errors import PlanError
-from claude_fanout.executors.claude import PARENT_SESSION_VARS
 from claude_fanout.plan import parse_plan
 from claude_fanout.planner import (
     NEXT_STEP,
@@ -30,14 +31,11 @@ from claude_fanout.planner import (
     PLANNER_RECORD,
     PLANNER_TOOLS,
     PlannerError,
-    find_cli,
-    match_trigger,
     plan_schema,
-    planner_env,
     run_planner,
-    substitute,
     to_plan_dict,
 )
+from claude_fanout.planning import match_trigger, substitute
 from claude_fanout.runner import wait_run
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
@@ -442,8 +440,8 @@ def test_a_missing_cli_starts_nothing_and_says_how_to_fix_it(
     assert f"FANOUT_CLAUDE_BIN={tmp_path / 'no-such-claude'} is not an executable file" in text
     assert text.endswith(NEXT_STEP)
     assert nothing_started(repo)
-    with pytest.raises(PlannerError, match=r"found no Claude Code CLI .*FANOUT_CLAUDE_BIN"):
-        find_cli({}, site_dirs=[str(tmp_path)], search_path=False)
+    with pytest.raises(CLINotFoundError, match=r"found no Claude Code CLI .*FANOUT_CLAUDE_BIN"):
+        require_cli({}, site_dirs=[str(tmp_path)], search_path=False)
 
 
 def test_the_bundled_cli_is_found_without_the_sdk_on_sys_path(tmp_path: Path) -> None:
@@ -459,7 +457,8 @@ def test_the_bundled_cli_is_found_without_the_sdk_on_sys_path(tmp_path: Path) ->
 
     wheel_cli = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); from claude_fanout.planner import find_cli;"
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        " from claude_fanout.claude.cli import find_cli;"
         " print(find_cli({}, search_path=False))"
     )
     src = str(Path(install.default_entry()).parents[2])

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +183,125 @@ def test_each_path_answers_the_same_questions(
         opened = {path.rsplit("/", 1)[-1] for path in seen["proc_opens"]}
         assert {"stat", "comm", "environ"} <= opened, seen
         assert seen["proc_listings"] >= 2 and seen["dlopens"], seen
+
+
+# -- spawning, forking and waiting -----------------------------------------------------------
+
+SPAWNING_PARENT = r"""
+import os, sys, time
+from claude_fanout import procs
+
+worker = procs.spawn_in_group(["sleep", "60"], cwd=".", env=os.environ, output_fd=2)
+print(worker.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not LINUX, reason="the parent-death signal is Linux's")
+def test_a_worker_dies_with_the_process_that_started_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(procs.PORTABLE_ENV, raising=False)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", SPAWNING_PARENT], stdout=subprocess.PIPE, text=True
+    )
+    worker = 0
+    try:
+        assert parent.stdout is not None
+        worker = int(parent.stdout.readline())
+        assert procs.process_start_time(worker) is not None
+        parent.kill()  # SIGKILL: nothing of the parent's own code runs
+        parent.wait(timeout=5)
+        killed = time.monotonic()
+        while procs.process_start_time(worker) is not None and time.monotonic() - killed < 2:
+            time.sleep(0.01)
+        assert procs.process_start_time(worker) is None, "the worker outlived its parent"
+        assert time.monotonic() - killed < 1.0
+    finally:
+        parent.kill()
+        parent.wait(timeout=5)
+        if parent.stdout is not None:
+            parent.stdout.close()
+        if worker and procs.process_start_time(worker) is not None:
+            os.kill(worker, signal.SIGKILL)
+
+
+def test_the_parent_death_signal_is_armed_only_from_the_main_thread_on_linux_paths(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(procs.PORTABLE_ENV, raising=False)
+    assert (procs.die_with_parent() is not None) is LINUX
+    # A thread's exit would fire it while the process, and its need for the child, lives on.
+    from_thread: list[object] = []
+    thread = threading.Thread(target=lambda: from_thread.append(procs.die_with_parent()))
+    thread.start()
+    thread.join()
+    assert from_thread == [None]
+    monkeypatch.setenv(procs.PORTABLE_ENV, "1")
+    assert procs.die_with_parent() is None
+
+
+def test_finish_kills_and_reaps_a_child_that_outlives_its_time(tmp_path: Path) -> None:
+    proc = procs.spawn_attached(
+        [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"],
+        cwd=tmp_path,
+        env=os.environ,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    began = time.monotonic()
+    out, _err, ended = procs.finish(proc, 1.0)
+    assert (out, ended, proc.returncode) == ("started\n", False, -signal.SIGKILL)
+    assert time.monotonic() - began < 5
+    quick = procs.spawn_attached(
+        ["sh", "-c", "exit 3"], cwd=tmp_path, env=os.environ, stdin=None, stdout=None, stderr=None
+    )
+    assert procs.finish(quick, 10)[2] is True and quick.returncode == 3
+
+
+def test_wait_child_waits_bounded_and_kills_only_when_told(tmp_path: Path) -> None:
+    proc = procs.spawn_attached(
+        ["sleep", "60"], cwd=tmp_path, env=os.environ, stdin=None, stdout=None, stderr=None
+    )
+    try:
+        assert procs.wait_child(proc, timeout_s=0.2) is None
+        assert procs.reap(proc) is None  # still running: a bounded wait kills nothing
+        assert procs.wait_child(proc, timeout_s=0.2, kill=True) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+FORKING = r"""
+import json, os, sys
+from claude_fanout import procs
+
+def fail():
+    raise RuntimeError("the copy's error never unwinds into the caller")
+
+def record():
+    with open(sys.argv[1], "w") as out:
+        out.write(json.dumps({"pid": os.getpid(), "pgid": os.getpgid(0)}))
+
+done = procs.fork(record)
+failed = procs.fork(fail, new_group=False)
+result = {"reaped": [procs.reap_forked(pid, timeout_s=10) for pid in (done, failed)]}
+result["done"], result["me"] = done, os.getpid()
+print(json.dumps(result))
+"""
+
+
+def test_fork_runs_a_copy_in_its_own_group_and_reap_forked_collects_it(tmp_path: Path) -> None:
+    record = tmp_path / "copy.json"
+    out = subprocess.run(
+        [sys.executable, "-c", FORKING, str(record)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    result = json.loads(out.stdout)
+    assert result["reaped"] == [True, True]
+    copy = json.loads(record.read_text())
+    assert copy == {"pid": result["done"], "pgid": result["done"]}  # leads a group of its own
+    assert "Traceback" not in out.stderr  # the failing copy exited, it did not unwind

@@ -15,20 +15,26 @@ from hypothesis import strategies as st
 
 from claude_fanout import defaults
 from claude_fanout.errors import FanoutError, RunNotFoundError, StoreError, UnsafePathError
-from claude_fanout.store import active, rundir
+from claude_fanout.store import active, layout, rundir
 from claude_fanout.store.files import check_private_dir, make_private_dir, write_atomic
 from claude_fanout.store.rundir import (
     RunDir,
     create_run,
-    find_project,
     list_runs,
     new_run_id,
     resolve_run,
-    runs_root,
 )
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-\d{3}-[0-9a-f]{4}")
 T0 = 1_790_000_000.0  # 2026-09-21T14:13:20Z
+
+
+def find_project(start: Path | None = None) -> Path:
+    return Path(layout.find_project(start))
+
+
+def runs_root(project: Path) -> Path:
+    return Path(layout.runs_root(project))
 
 
 def mode(path: Path) -> int:

@@ -12,21 +12,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from claude_fanout import defaults
 from claude_fanout.errors import UnsafePathError
 from claude_fanout.states import EventType, RunState, TaskState
 from claude_fanout.store.eventlog import EventLog, encode
 from claude_fanout.store.rundir import RunDir
 from claude_fanout.store.state import (
-    SNAPSHOT_VERSION,
-    RunStatus,
-    TaskStatus,
     fold,
     fold_tail,
     load_snapshot,
     load_status,
     mark_lost,
+    publish_snapshot,
     save_snapshot,
 )
+from claude_fanout.store.status import SNAPSHOT_VERSION, RunStatus, TaskStatus
+from tests.helpers import count_bytes_folded
 
 property_settings = settings(
     derandomize=True,
@@ -607,6 +608,112 @@ def test_load_status_reads_only_the_tail_after_the_snapshot(
     assert status == expected
     assert status.bad_lines == 0
     assert len(events) >= 20_000
+
+
+def foreign_notices(n: int) -> list[dict[str, Any]]:
+    """What workers' ``fanout publish notice`` appends: records the supervisor never folds."""
+    return [
+        ev("notice", 100.0 + i, task=f"T{i % 10}", text=f"still reading, step {i}")
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def bytes_folded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Bytes of the log each ``load_status`` read past its snapshot, one entry per read."""
+    return count_bytes_folded(monkeypatch)
+
+
+def test_a_long_tail_others_appended_is_folded_once_then_never_again(
+    run_with_a_20k_event_snapshot: tuple[RunDir, list[dict[str, Any]]], bytes_folded: list[int]
+) -> None:
+    run, events = run_with_a_20k_event_snapshot
+    covered = load_snapshot(run).offset
+    notices = foreign_notices(100_000)
+    write_log(run, notices)
+    size = run.events_path.stat().st_size
+
+    first = load_status(run)
+    second = load_status(run)
+
+    # The first reader folded the 100,000 lines and published what it held; the second read
+    # nothing past the snapshot, and both see the same state.
+    assert bytes_folded == [size - covered, 0]
+    assert load_snapshot(run).offset == size
+    expected = folded(events + notices, run_id=run.run_id)
+    expected.offset = size
+    assert first == second == expected
+    assert second.notice_count == 100_000
+
+
+def test_a_short_tail_is_left_for_the_supervisor_to_snapshot(run: RunDir) -> None:
+    ends = write_log(run, FAILED_RUN[:3])
+    save_snapshot(run, fold_tail(run, RunStatus(run_id=run.run_id)))
+    before = run.state_path.read_bytes()
+    write_log(run, foreign_notices(10))
+    assert run.events_path.stat().st_size - ends[-1] < defaults.SNAPSHOT_TAIL_BYTES
+
+    status = load_status(run)
+
+    assert status.notice_count == 10
+    assert run.state_path.read_bytes() == before
+
+
+def test_publish_snapshot_never_moves_the_snapshot_back(run: RunDir) -> None:
+    ends = write_log(run, FAILED_RUN)
+    older = folded(FAILED_RUN[:4], run_id=run.run_id)
+    older.offset = ends[3]
+    newer = folded(FAILED_RUN, run_id=run.run_id)
+    newer.offset = ends[-1]
+
+    assert publish_snapshot(run, newer) is True
+    assert publish_snapshot(run, older) is True  # the snapshot already reaches further
+
+    assert load_snapshot(run) == newer
+
+
+def test_publish_snapshot_replaces_one_past_the_end_of_the_log(run: RunDir) -> None:
+    ends = write_log(run, FAILED_RUN)
+    bogus = folded(FAILED_RUN, run_id=run.run_id)
+    bogus.offset = ends[-1] + 1000
+    save_snapshot(run, bogus)
+    real = folded(FAILED_RUN, run_id=run.run_id)
+    real.offset = ends[-1]
+
+    assert publish_snapshot(run, real) is True
+
+    assert load_snapshot(run) == real
+
+
+def test_publish_snapshot_never_waits_for_another_publisher(run: RunDir) -> None:
+    import fcntl
+    import os
+
+    ends = write_log(run, FAILED_RUN)
+    status = folded(FAILED_RUN, run_id=run.run_id)
+    status.offset = ends[-1]
+    held = os.open(run.path, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert publish_snapshot(run, status) is False
+        assert not run.state_path.exists()
+    finally:
+        os.close(held)
+    assert publish_snapshot(run, status) is True
+    assert load_snapshot(run) == status
+
+
+def test_publish_snapshot_never_writes_through_a_symlinked_run_dir(
+    run: RunDir, tmp_path: Path
+) -> None:
+    ends = write_log(run, FAILED_RUN)
+    status = folded(FAILED_RUN, run_id=run.run_id)
+    status.offset = ends[-1]
+    link = tmp_path / "link"
+    link.symlink_to(run.path, target_is_directory=True)
+
+    assert publish_snapshot(str(link), status) is False
+    assert not run.state_path.exists()
 
 
 # --- properties ----------------------------------------------------------------------------------

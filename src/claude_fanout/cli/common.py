@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
 from claude_fanout import defaults
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import Plan, load_plan
+from claude_fanout.states import RunState
 
 if TYPE_CHECKING:
     from claude_fanout.store.rundir import RunDir
-    from claude_fanout.store.state import RunStatus
+    from claude_fanout.store.status import RunStatus
 
 
 class UsageError(FanoutError):
     """Arguments that cannot work together (exit code 2, like a bad plan)."""
 
     exit_code = 2
+
+
+def observe_swept(run: RunDir, command: str) -> RunStatus:
+    """The run's observed state (``store.state.observe``), with :func:`swept` applied."""
+    from claude_fanout.runtime.control import observe
+
+    return swept(run, observe(run), command)
+
+
+def swept(run: RunDir, status: RunStatus, command: str) -> RunStatus:
+    """``status``; a run found lost has what it left running stopped first (once per lost
+    supervisor: ``runtime.watchdog.sweep_lost``)."""
+    if status.state is RunState.LOST:
+        from claude_fanout.runtime.watchdog import sweep_lost
+
+        sweep_lost(run.path, reason=status.reason, by=f"fanout {command} (pid {os.getpid()})")
+    return status
 
 
 def plan_of(run: RunDir) -> Plan | None:

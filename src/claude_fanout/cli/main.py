@@ -19,7 +19,7 @@ from typing import Any, TextIO, cast
 
 from claude_fanout.cli import merge, runs, setup
 from claude_fanout.errors import FanoutError
-from claude_fanout.store.rundir import find_project
+from claude_fanout.store import layout
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         try:
-            project = args.project.resolve() if args.project else find_project()
+            project = args.project.resolve() if args.project else Path(layout.find_project())
             handler: Callable[[argparse.Namespace, Path], int] = args.handler
             return handler(args, project)
         except FanoutError as exc:

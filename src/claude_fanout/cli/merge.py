@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from claude_fanout.cli.common import UsageError, conflict_lines, plan_of
+from claude_fanout.cli.common import UsageError, conflict_lines, observe_swept, plan_of
 from claude_fanout.errors import FanoutError
 from claude_fanout.runner import EXIT_NOT_MERGED
+from claude_fanout.runtime.control import observe
 from claude_fanout.store.rundir import RunDir, list_runs, resolve_run
-from claude_fanout.store.state import RunStatus, TaskStatus, observe
+from claude_fanout.store.status import RunStatus, TaskStatus
 
 if TYPE_CHECKING:
     import argparse
@@ -202,7 +203,7 @@ def cmd_gc(args: argparse.Namespace, project: Path) -> int:
         has_git = False
     refused = removed_runs = kept = 0
     for run in runs:
-        status = observe(run)
+        status = observe_swept(run, "gc")
         if not status.state.terminal:
             if named:
                 print(

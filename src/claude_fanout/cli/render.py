@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from claude_fanout.plan import Plan
     from claude_fanout.store.eventlog import Event
     from claude_fanout.store.rundir import RunDir
-    from claude_fanout.store.state import RunStatus
+    from claude_fanout.store.status import RunStatus
 
 
 def status_json(run: RunDir, plan: Plan | None, status: RunStatus) -> dict[str, Any]:

@@ -3,23 +3,28 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from claude_fanout import defaults, text
-from claude_fanout.cli.common import console_on, plan_of, run_summary, styled_state
+from claude_fanout import defaults, procs, text
+from claude_fanout.cli.common import (
+    console_on,
+    observe_swept,
+    plan_of,
+    run_summary,
+    styled_state,
+    swept,
+)
 from claude_fanout.cli.render import narrate, print_status, status_json
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import load_plan
 from claude_fanout.runner import StartedRun, final_exit_code, start_run, wait_run
+from claude_fanout.runtime.control import observe, request_cancel
 from claude_fanout.store.rundir import list_runs, resolve_run
-from claude_fanout.store.state import observe, request_cancel
 
 if TYPE_CHECKING:
     import argparse
@@ -69,10 +74,9 @@ def add_parsers(sub: Any) -> None:
 def cmd_run(args: argparse.Namespace, project: Path) -> int:
     plan = load_plan(args.plan, project=project)
     if any(task.kind == "claude" for task in plan.tasks):
-        from claude_fanout.compat import cli_warning
-        from claude_fanout.executors.claude import cli_path
+        from claude_fanout.claude.cli import version_warning
 
-        warning = cli_warning(cli_path(os.environ))
+        warning = version_warning(os.environ)
         if warning is not None:
             print(f"fanout: warning: {warning}", file=sys.stderr)
     return _follow(start_run(plan, project=project), detach=args.detach, verb="started")
@@ -82,6 +86,7 @@ def cmd_resume(args: argparse.Namespace, project: Path) -> int:
     from claude_fanout.runner import resume_run
 
     run = resolve_run(project, args.run)
+    observe_swept(run, "resume")  # what a lost run left running must not meet its successor
     return _follow(resume_run(run), detach=args.detach, verb="resumed")
 
 
@@ -117,8 +122,7 @@ def _follow(started: StartedRun, *, detach: bool, verb: str) -> int:
         return 130
     finally:
         # Reap the supervisor we started; if it outlives us, init adopts and reaps it.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            started.supervisor.wait(timeout=defaults.KILL_GRACE_S + 5)
+        procs.wait_child(started.supervisor, timeout_s=defaults.KILL_GRACE_S + 5)
     print_status(run, plan, status)
     print(run.run_id)
     return final_exit_code(status)
@@ -126,7 +130,7 @@ def _follow(started: StartedRun, *, detach: bool, verb: str) -> int:
 
 def cmd_status(args: argparse.Namespace, project: Path) -> int:
     run = resolve_run(project, args.run)
-    status = observe(run)
+    status = observe_swept(run, "status")
     plan = plan_of(run)
     if args.json:
         print(json.dumps(status_json(run, plan, status), indent=2))
@@ -137,14 +141,14 @@ def cmd_status(args: argparse.Namespace, project: Path) -> int:
 
 def cmd_wait(args: argparse.Namespace, project: Path) -> int:
     run = resolve_run(project, args.run)
-    status = wait_run(run, timeout_s=args.timeout)
+    status = swept(run, wait_run(run, timeout_s=args.timeout), "wait")
     print_status(run, plan_of(run), status)
     return final_exit_code(status)
 
 
 def cmd_cancel(args: argparse.Namespace, project: Path) -> int:
     run = resolve_run(project, args.run)
-    status = observe(run)
+    status = observe_swept(run, "cancel")
     if status.state.terminal:
         print(f"run {run.run_id} already {status.state}: nothing to cancel")
         return 0
@@ -213,7 +217,7 @@ def _why_no_log(run: RunDir, task_id: str) -> str:
 def cmd_runs(args: argparse.Namespace, project: Path) -> int:
     rows = []
     for run in list_runs(project):
-        status = observe(run)
+        status = observe_swept(run, "runs")
         rows.append(run_summary(run, status))
     if args.json:
         print(json.dumps(rows, indent=2))

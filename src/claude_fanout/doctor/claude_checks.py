@@ -3,13 +3,12 @@ each against the measured range in :mod:`claude_fanout.compat`."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Mapping
 
 from claude_fanout import compat
-from claude_fanout.doctor.findings import FAIL, OK, WARN, Check, runnable
-from claude_fanout.executors.claude import CLAUDE_BIN_ENV, cli_path
+from claude_fanout.claude.cli import CLAUDE_BIN_ENV, cli_path, runnable_cli
+from claude_fanout.doctor.findings import FAIL, OK, WARN, Check
 
 
 def claude_checks(env: Mapping[str, str]) -> list[Check]:
@@ -28,8 +27,8 @@ def claude_checks(env: Mapping[str, str]) -> list[Check]:
     else:
         checks.append(_version_check(section, "Conductor CLI", on_path, "`claude` on PATH"))
     workers = cli_path(env)
-    resolved = workers if os.path.sep in workers else shutil.which(workers, path=env.get("PATH"))
-    if resolved is None or not runnable(os.path.abspath(resolved)):
+    resolved = runnable_cli(env)
+    if resolved is None:
         checks.append(
             Check(
                 section,

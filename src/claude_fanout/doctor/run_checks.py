@@ -63,8 +63,8 @@ def store_checks(project: Path) -> list[Check]:
 
 def _run_checks(project: Path) -> list[Check]:
     from claude_fanout.errors import FanoutError, UnsafePathError
+    from claude_fanout.runtime.control import observe
     from claude_fanout.store.rundir import list_runs
-    from claude_fanout.store.state import observe
 
     section = "runs"
     states: dict[str, str] = {}
@@ -174,32 +174,19 @@ def _tally(
 def _orphan_checks(project: Path, states: Mapping[str, str]) -> list[Check]:
     """Processes started for a run of this project (``FANOUT_RUN_DIR`` in their environment)
     that outlive it: the run is finished, lost or gone."""
-    if not os.path.isdir("/proc/self"):
-        return []
+    from claude_fanout import procs
+
     root = os.path.realpath(project / defaults.RUNS_DIR)
-    me = os.getpid()
     orphans: list[str] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
+    for pid, run_dir in sorted(procs.processes_with_env("FANOUT_RUN_DIR").items()):
+        if os.path.dirname(os.path.realpath(run_dir)) != root:
             continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                environ = handle.read()
-        except OSError:
-            continue
-        for item in environ.split(b"\0"):
-            if not item.startswith(b"FANOUT_RUN_DIR="):
-                continue
-            run_dir = os.fsdecode(item.split(b"=", 1)[1])
-            if os.path.dirname(os.path.realpath(run_dir)) != root:
-                break
-            state = states.get(os.path.basename(run_dir))
-            if state is None or state in ("succeeded", "failed", "cancelled", "lost"):
-                orphans.append(
-                    f"pid {entry} ({_cmdline(entry)}) of {state or 'a removed'} run "
-                    f"{os.path.basename(run_dir)}"
-                )
-            break
+        state = states.get(os.path.basename(run_dir))
+        if state is None or state in ("succeeded", "failed", "cancelled", "lost"):
+            orphans.append(
+                f"pid {pid} ({(procs.command_line(pid) or '?')[:60]}) of "
+                f"{state or 'a removed'} run {os.path.basename(run_dir)}"
+            )
     if orphans:
         return [
             Check(
@@ -211,12 +198,3 @@ def _orphan_checks(project: Path, states: Mapping[str, str]) -> list[Check]:
             )
         ]
     return [Check("runs", "orphans", OK, "no process outlives its run")]
-
-
-def _cmdline(pid: str) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            words = handle.read().split(b"\0")
-    except OSError:
-        return "?"
-    return " ".join(os.fsdecode(w) for w in words if w)[:60]

@@ -10,8 +10,10 @@ import sys
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from claude_fanout.executors.base import Command, ProcessExecutor
+from claude_fanout.plan import Task, TaskKind
 from claude_fanout.store.files import write_atomic
 
 
@@ -47,3 +49,16 @@ def run_python_task(*, target: str, args: Mapping[str, Any], cwd: Path, out_dir:
 
 async def _await(value: Any) -> Any:
     return await value
+
+
+class PythonExecutor(ProcessExecutor):
+    """Runs the task in a fresh interpreter (``python -m claude_fanout.worker``)."""
+
+    kind: ClassVar[TaskKind] = TaskKind.PYTHON
+
+    def command(self, task: Task, env: Mapping[str, str]) -> Command:
+        run = self.context.run
+        return Command(
+            argv=[sys.executable, "-m", "claude_fanout.worker", str(run.path), task.id],
+            cwd=run.project,
+        )

@@ -39,7 +39,7 @@ from claude_fanout.git.repo import GitError, repo_root, resolve_commit, run_git
 from claude_fanout.git.worktrees import run_branches
 
 if TYPE_CHECKING:
-    from claude_fanout.store.state import RunStatus
+    from claude_fanout.store.status import RunStatus
 
 WORKING_TREE = "working tree"
 

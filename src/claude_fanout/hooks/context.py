@@ -6,8 +6,10 @@ import os
 import re
 import time
 
+from claude_fanout.runtime.control import observe, supervisor_info
+from claude_fanout.states import RunState
 from claude_fanout.store import active, layout
-from claude_fanout.store.state import RunStatus, observe
+from claude_fanout.store.status import RunStatus
 
 # Session ids name files in the run store: anything else is not a session id we serve.
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
@@ -23,7 +25,6 @@ class HookContext:
         "cwd",
         "event",
         "now",
-        "only_delivery",
         "payload",
         "project",
         "session_id",
@@ -45,8 +46,6 @@ class HookContext:
         self.session_id = session_id
         self.now = time.time() if now is None else now
         self._runs: list[tuple[str, RunStatus]] | None = None
-        # When set, session_runs() keeps only the runs delivered that way ("block", "rewake").
-        self.only_delivery: str | None = None
 
     @classmethod
     def from_payload(cls, event: str, payload: dict[str, Any]) -> HookContext | None:
@@ -77,6 +76,8 @@ class HookContext:
                 if not _safe_dir(path):
                     continue  # a link or someone else's: never read, never written
                 status = observe(path, now=self.now)
+                if status.state is RunState.LOST:
+                    _sweep_lost(path, status, self.event)
                 if status.state.terminal and not _deliverable(status):
                     # Finished, and no live Conductor session to hand it to: stop serving it.
                     active.clear(self.project, run_id)
@@ -85,15 +86,16 @@ class HookContext:
             self._runs = found
         return self._runs
 
-    def session_runs(self) -> list[tuple[str, RunStatus]]:
-        """The active runs this session asked for (its results go nowhere else)."""
+    def session_runs(self, *, delivery: str | None = None) -> list[tuple[str, RunStatus]]:
+        """The active runs this session asked for (its results go nowhere else); with
+        ``delivery``, only those whose results come back that way ("block" or "rewake")."""
         if self.session_id is None:
             return []
         return [
             (path, status)
             for path, status in self.runs()
             if (status.conductor or {}).get("session_id") == self.session_id
-            and (self.only_delivery is None or (status.delivery or "block") == self.only_delivery)
+            and (delivery is None or (status.delivery or "block") == delivery)
         ]
 
     def session_run_paths(self) -> list[str]:
@@ -134,6 +136,20 @@ def _deliverable(status: RunStatus) -> bool:
         and isinstance(pid, int)
         and procs.is_alive(pid, start_time)
     )
+
+
+def _sweep_lost(path: str, status: RunStatus, event: str) -> None:
+    """Stop what a lost run left running (its supervisor and watchdog died together); once per
+    lost supervisor, so a hook pays for it only the first time it meets the run. Fails open."""
+    try:
+        pid = (supervisor_info(path) or {}).get("pid")
+        if not isinstance(pid, int) or os.path.exists(layout.lost_claim(path, pid)):
+            return  # recorded already (by its watchdog, or an earlier sweep): the common case
+        from claude_fanout.runtime.watchdog import sweep_lost
+
+        sweep_lost(path, reason=status.reason, by=f"the {event} hook (pid {os.getpid()})")
+    except Exception:  # noqa: BLE001, S110 - a hook never fails for want of a cleanup
+        pass
 
 
 def _safe_dir(path: str) -> bool:

@@ -1,74 +1,32 @@
 """What a Conductor session has been told about a run, and what it has not heard yet.
 
-Each (run, session) pair has a cursor file, ``sessions/<session_id>.json`` in the run directory:
-the log offset read so far, the final state already reported per task, whether the final
-summary was delivered, and the Stop hook's budget. It is read and rewritten under an exclusive
-``flock``, so hooks Claude Code runs in parallel never report one result twice.
+What was told is kept in the session's cursor (``store.cursor``): the final state reported per
+task and the notices counted, so hooks Claude Code runs in parallel never report one result twice.
 
-The text that tells it is ``report.py`` (worker output fenced as data, sizes capped), imported
-only once there is news: a tool call with nothing new pays for neither.
+The text that tells it is ``report.py`` (worker output fenced as data, sizes capped), which
+imports this module, never the other way round; hooks import it only once there is news, so a
+tool call with nothing new pays for neither. The few plain lines a hook with no news still needs
+(``progress``, ``name``, ``relative``) are here for that reason.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
 from claude_fanout.states import TaskState
-from claude_fanout.store import layout
-from claude_fanout.store.files import make_private_dir, open_private
+from claude_fanout.store import active, layout
+from claude_fanout.store.cursor import Cursor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from claude_fanout.hooks.context import HookContext
-    from claude_fanout.store.state import RunStatus
+    from claude_fanout.store.status import RunStatus
 
     # (run path, status, tasks newly finished, new notices)
     News = tuple[str, RunStatus, list[str], list[str]]
-
-
-class Cursor:
-    """Locked read-modify-write of one session's cursor for one run (a context manager)."""
-
-    def __init__(self, run_path: str, session_id: str) -> None:
-        self.path = os.path.join(layout.join(run_path, layout.SESSIONS), session_id + ".json")
-        self._run_path = run_path
-        self._fd = -1
-        self.data: dict[str, Any] = {}
-
-    def __enter__(self) -> Cursor:
-        make_private_dir(layout.join(self._run_path, layout.SESSIONS))
-        self._fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
-        import fcntl
-
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        raw = os.pread(self._fd, 1 << 20, 0)
-        try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            data = {}
-        self.data = data if isinstance(data, dict) else {}
-        self.data.setdefault("told", {})
-        self._before = json.dumps(self.data, sort_keys=True)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            text = json.dumps(self.data, sort_keys=True)
-            if exc[0] is None and text != self._before:
-                data = text.encode()
-                os.ftruncate(self._fd, 0)
-                os.pwrite(self._fd, data, 0)
-        finally:
-            os.close(self._fd)
-
-    @property
-    def told(self) -> dict[str, str]:
-        told = self.data["told"]
-        return told if isinstance(told, dict) else {}
+    # The same, and whether the run is done (its final delivery).
+    Final = tuple[str, RunStatus, list[str], list[str], bool]
 
 
 def news(status: RunStatus, cursor: Cursor) -> tuple[list[str], list[str]]:
@@ -109,13 +67,13 @@ def artifact(run_path: str, task_id: str) -> str | None:
     Nothing is followed through a symlink: a worker that replaced its ``out/`` (or a result)
     with a link to another file must not get that file's content into the Conductor's context.
     """
-    worker = layout.join(run_path, layout.WORKERS, task_id)
+    worker = layout.worker_dir(run_path, task_id)
     out = layout.out_dir(run_path, task_id)
-    for name in ("result.md", "result.json"):
+    for name in (layout.RESULT, layout.RESULT_JSON):
         candidate = os.path.join(out, name)
         if _plain_file(candidate, worker, out):
             return candidate
-    log = os.path.join(worker, "log")
+    log = os.path.join(worker, layout.WORKER_LOG)
     return log if _plain_file(log, worker) else None
 
 
@@ -159,25 +117,13 @@ def untold(status: RunStatus, told: dict[str, str]) -> bool:
     )
 
 
-def peek_told(run_path: str, session_id: str) -> dict[str, str]:
-    """The cursor's ``told`` map, read without the lock (for polling only)."""
-    path = os.path.join(layout.join(run_path, layout.SESSIONS), session_id + ".json")
-    try:
-        with open(path, "rb") as handle:
-            data = json.loads(handle.read() or b"{}")
-    except (OSError, ValueError):
-        return {}
-    told = data.get("told") if isinstance(data, dict) else None
-    return told if isinstance(told, dict) else {}
-
-
-def collect_news(ctx: HookContext) -> list[News]:
-    """(run path, status, finished tasks, notices) of each of this session's runs with news it
-    has not been told; marks them told."""
+def collect_news(ctx: HookContext, runs: list[tuple[str, RunStatus]]) -> list[News]:
+    """(run path, status, finished tasks, notices) of each of ``runs`` (this session's) with
+    news the session has not been told; marks them told."""
     if ctx.session_id is None:
         return []
     found = []
-    for run_path, status in ctx.session_runs():
+    for run_path, status in runs:
         with Cursor(run_path, ctx.session_id) as cursor:
             finished, notices = news(status, cursor)
         if finished or notices:
@@ -185,21 +131,25 @@ def collect_news(ctx: HookContext) -> list[News]:
     return found
 
 
-def tell_news(ctx: HookContext, *, limit: int | None = None) -> str:
-    """Results and notices of this session's runs it has not been told yet (marking them told).
-
-    ``limit`` defaults to ``inject.max_chars``, read only once there is news: a tool call with
-    nothing new does not pay for loading the configuration (nor for the fence's module).
-    """
-    found = collect_news(ctx)
-    if not found:
-        return ""
-    if limit is None:
-        from claude_fanout.config import load_config
-
-        limit = load_config(ctx.project).inject_max_chars
-    from claude_fanout.hooks import report
-
-    message = report.Message(limit)
-    report.add_news(message, found, project=ctx.project, now=ctx.now)
-    return message.render()
+def take_final(ctx: HookContext, runs: list[tuple[str, RunStatus]]) -> tuple[list[Final], bool]:
+    """What the session has not been told of ``runs``, each finished run's final delivery
+    included (taken once: marked delivered, and the run no longer served); and whether every
+    run not yet finally delivered is done."""
+    assert ctx.session_id is not None
+    pending: list[Final] = []
+    all_done = True
+    for path, status in runs:
+        with Cursor(path, ctx.session_id) as cursor:
+            if cursor.data.get("final"):
+                continue
+            fresh, notices = news(status, cursor)
+            done = status.state.terminal
+            if done:
+                cursor.data["final"] = True
+        all_done = all_done and done
+        if fresh or notices or done:
+            pending.append((path, status, fresh, notices, done))
+    for _path, status, _fresh, _notices, done in pending:
+        if done:
+            active.clear(ctx.project, status.run_id)
+    return pending, all_done

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 
+from claude_fanout import defaults
 from claude_fanout.hooks.context import HookContext
 
 TYPE_CHECKING = False
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     Handler = Callable[[HookContext], dict[str, Any] | None]
-
-MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
-DEPTH_ENV = "FANOUT_DEPTH"
 
 
 def _handler(event: str) -> Handler | None:
@@ -63,8 +61,8 @@ def run(argv: list[str], *, stdin: Any = None, stdout: Any = None, stderr: Any =
         if handler is None or _too_deep():
             return 0
         source = sys.stdin.buffer if stdin is None else stdin
-        raw = source.read(MAX_PAYLOAD_BYTES + 1)
-        if len(raw) > MAX_PAYLOAD_BYTES:
+        raw = source.read(defaults.HOOK_PAYLOAD_MAX_BYTES + 1)
+        if len(raw) > defaults.HOOK_PAYLOAD_MAX_BYTES:
             return 0
         payload = json.loads(raw)
         if not isinstance(payload, dict):
@@ -73,39 +71,36 @@ def run(argv: list[str], *, stdin: Any = None, stdout: Any = None, stderr: Any =
         if ctx is None:
             return 0
         answer = handler(ctx)
-        if answer and "wake" in answer:
+        if not answer:
+            return 0
+        from claude_fanout.hooks.answers import wake_text
+
+        wake = wake_text(answer)
+        if wake is not None:
             # The one deliberate exit 2: an async rewake hook waking the idle Conductor, which
             # reads this hook's stderr.
             err = sys.stderr if stderr is None else stderr
-            err.write(str(answer["wake"]))
+            err.write(wake)
             err.flush()
             return 2
-        if answer:
-            # ASCII JSON: a lone surrogate from the payload cannot make invalid UTF-8 output.
-            text = json.dumps(answer)
-            out = sys.stdout if stdout is None else stdout
-            out.write(text)
-            out.flush()
+        # ASCII JSON: a lone surrogate from the payload cannot make invalid UTF-8 output.
+        text = json.dumps(answer)
+        out = sys.stdout if stdout is None else stdout
+        out.write(text)
+        out.flush()
     except BaseException as exc:  # noqa: BLE001 - fail open, whatever happened
         _record_failure(ctx, argv, exc)
     return 0
 
 
 def _too_deep() -> bool:
-    """Workers' own sessions (FANOUT_DEPTH >= max_depth) never fan out or get steered."""
-    try:
-        depth = int(os.environ.get(DEPTH_ENV, "0") or "0")
-    except ValueError:
+    """Sessions fanout started, at the depth limit (``depth.py``), never fan out or get steered.
+    A Conductor has no ``FANOUT_DEPTH``: its hook does not import the rule."""
+    if not os.environ.get("FANOUT_DEPTH"):
         return False
-    if depth <= 0:
-        return False
-    from claude_fanout import defaults
+    from claude_fanout import depth
 
-    try:
-        limit = int(os.environ.get("FANOUT_MAX_DEPTH", defaults.MAX_DEPTH))
-    except ValueError:
-        limit = defaults.MAX_DEPTH
-    return depth >= limit
+    return depth.too_deep(os.environ)
 
 
 def _record_failure(ctx: HookContext | None, argv: list[str], exc: BaseException) -> None:

@@ -4,7 +4,8 @@ Each message to the Conductor gets its own fence, ``<worker-output-<nonce>>`` wi
 bits: worker output is written before the nonce exists, so no worker can know it. Every piece
 of worker text goes through :func:`clean` first, which also rewrites any ``worker-output`` in
 it (whatever follows), so even a right guess cannot close a block. The message opens with one
-line naming the fence and saying what is inside it is data.
+line naming the fence and saying what is inside it is data. ``Message`` is that message: its
+sections in at most ``inject.max_chars``, cut between lines and never inside a block.
 
 Imported only when there is something to deliver (``os.urandom``, not ``secrets``, which would
 pull in ``random`` and ``hashlib``).
@@ -92,3 +93,68 @@ class Fence:
 
 def _attr(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.:-]", "_", value)
+
+
+class Message:
+    """The text one hook hands the Conductor: sections, then an ending, in at most ``limit``
+    characters. It opens with the fence's preface when any block is inside."""
+
+    def __init__(self, limit: int, *, ending: str = "") -> None:
+        self.fence = Fence()
+        self.limit = limit
+        self.ending = ending
+        self.sections: list[str] = []
+
+    def room(self, parts: int = 1) -> int:
+        """Characters each of ``parts`` sections may take."""
+        spare = self.limit - len(self.fence.preface) - len(self.ending) - 4
+        return max(0, spare) // max(1, parts)
+
+    def add(self, section: str) -> None:
+        if section:
+            self.sections.append(section)
+
+    def render(self) -> str:
+        if not self.sections:
+            return ""
+        body = "\n\n".join(self.sections)
+        if self.fence.tag in body:
+            body = self.fence.preface + "\n" + body
+        tail = "\n" + self.ending if self.ending else ""
+        return cap(body, self.limit - len(tail), self.fence) + tail
+
+
+def cap(text: str, limit: int, fence: Fence | None = None) -> str:
+    """``text`` in at most ``limit`` characters, cut between lines and never inside a fenced
+    block: a block is kept whole or left out, and the cut says how much it took."""
+    if len(text) <= limit:
+        return text
+    units: list[str] = []
+    block: list[str] | None = None
+    for line in text.split("\n"):
+        if block is not None:
+            block.append(line)
+            if fence is not None and line == f"</{fence.tag}>":
+                units.append("\n".join(block))
+                block = None
+        elif fence is not None and line.startswith(f"<{fence.tag}") and fence.tag + ">" not in line:
+            block = [line]  # (an inline block, a notice, opens and closes on one line)
+        else:
+            units.append(line)
+    if block is not None:
+        units.append("\n".join(block))
+    room = limit - len(_cut_note(len(text))) - 1
+    kept: list[str] = []
+    used = 0
+    for unit in units:
+        cost = len(unit) + (1 if kept else 0)
+        if used + cost > room:
+            break
+        kept.append(unit)
+        used += cost
+    note = _cut_note(len(text) - used)
+    return "\n".join([*kept, note]) if kept else note[:limit]
+
+
+def _cut_note(chars: int) -> str:
+    return f"… ({chars:,} more characters cut: the result files named above hold everything)"

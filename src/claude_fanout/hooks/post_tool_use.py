@@ -12,7 +12,13 @@ if TYPE_CHECKING:
 
 
 def handle(ctx: HookContext) -> dict[str, Any] | None:
-    text = delivery.tell_news(ctx)
-    if not text:
+    found = delivery.collect_news(ctx, ctx.session_runs())
+    if not found:
         return None
-    return {"hookSpecificOutput": {"hookEventName": "PostToolUse", "additionalContext": text}}
+    # Only now, with news: the configuration (``inject.max_chars``), the text and the answer.
+    from claude_fanout.config import load_config
+    from claude_fanout.hooks import answers, report
+
+    limit = load_config(ctx.project).inject_max_chars
+    text = report.news_message(found, limit=limit, project=ctx.project, now=ctx.now)
+    return answers.context("PostToolUse", text) if text else None

@@ -49,21 +49,16 @@ def handle(ctx: HookContext) -> dict[str, Any] | None:
     if replaces:
         updated = directives.rewrite_input(tool, tool_input, ctx.cwd, replaces)
         if updated is not None:
-            return {
-                "hookSpecificOutput": {
-                    "hookEventName": "PreToolUse",
-                    "permissionDecision": "allow",
-                    "permissionDecisionReason": "fanout: a finished worker's result replaces "
-                    "this file",
-                    "updatedInput": updated,
-                }
-            }
+            from claude_fanout.hooks import answers
+
+            return answers.rewrite(updated, "fanout: a finished worker's result replaces this file")
     return None
 
 
 def _deny(
     ctx: HookContext, run_path: str, task_id: str, claim: directives.Claim, path: str
 ) -> dict[str, Any]:
+    from claude_fanout.hooks import answers
     from claude_fanout.hooks.delivery import relative
 
     status = dict(ctx.runs())[run_path]
@@ -73,20 +68,14 @@ def _deny(
         doing = f"is working on it (running {max(0.0, ctx.now - task.started):.0f}s)"
     else:
         doing = f"will work on it ({task.state})"
-    result = os.path.join(layout.out_dir(run_path, task_id), "result.md")
+    result = os.path.join(layout.out_dir(run_path, task_id), layout.RESULT)
     reason = (
         f"fanout: {relative(path, ctx.project)} is claimed by worker {task_id} of run "
         f"{status.run_id}, which {doing}{what}. Its result will be at "
         f"{relative(result, ctx.project)}; fanout delivers it to you when the worker "
         "finishes. Do not redo its work: continue with something else, or stop and wait."
     )
-    return {
-        "hookSpecificOutput": {
-            "hookEventName": "PreToolUse",
-            "permissionDecision": "deny",
-            "permissionDecisionReason": reason,
-        }
-    }
+    return answers.deny(reason)
 
 
 def _task_summary(run_path: str, task_id: str) -> str:

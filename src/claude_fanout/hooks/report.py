@@ -13,44 +13,42 @@ from __future__ import annotations
 import json
 import os
 
-from claude_fanout import usage
+from claude_fanout import defaults, usage
 from claude_fanout.hooks.delivery import artifact, name, progress, relative
-from claude_fanout.hooks.framing import Fence, one_line
+from claude_fanout.hooks.framing import Fence, Message, one_line
 from claude_fanout.states import TaskState
 from claude_fanout.store import layout
 from claude_fanout.store.files import open_private
 from claude_fanout.text import cut, duration
+from claude_fanout.text import one_line as plain_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from claude_fanout.hooks.context import HookContext
     from claude_fanout.hooks.delivery import News
-    from claude_fanout.store.state import RunStatus, TaskStatus
+    from claude_fanout.plan import Plan
+    from claude_fanout.store.rundir import RunDir
+    from claude_fanout.store.status import RunStatus, TaskStatus
 
-_EXCERPT_LINES = 8
-_LINE_CHARS = 200
-_EXCERPT_CHARS = 700
-# Below this many characters an excerpt is not worth its frame: the path alone is given.
-_MIN_EXCERPT = 120
-_READ_BYTES = 8192
-_NOTICE_CHARS = 300
-_REASON_CHARS = 200
-# Merge-back: conflicts listed one by one, files named per conflict.
-_MAX_CONFLICTS = 6
-_MAX_FILES = 4
 # fanout's own standing instruction, never the user's word: Claude Code (2.1.332) tells the model
 # that hook output carries no message or approval from the user.
 DONE = (
     "All of this session's fanout workers are done. Merge their results now into your answer "
     "to the request that started them; read the result files for more than these excerpts."
 )
+ATTENTION = (
+    "A worker needs your attention (above); the others are still at work and fanout will wake "
+    "you again when they are done."
+)
 
 
 def excerpt(
-    path: str, *, from_end: bool = False, max_chars: int = _EXCERPT_CHARS
+    path: str, *, from_end: bool = False, max_chars: int = defaults.EXCERPT_CHARS
 ) -> tuple[str, int]:
-    """The first (or, for a log, last) lines of a file, at most ``_EXCERPT_LINES`` lines of
-    ``_LINE_CHARS`` and ``max_chars`` in all; and how many bytes of the file it leaves out
-    (0: the excerpt is the whole text). Raw worker text: it goes into a fence, which cleans it.
+    """The first (or, for a log, last) lines of a file, at most ``EXCERPT_LINES`` lines of
+    ``EXCERPT_LINE_CHARS`` (defaults.py) and ``max_chars`` in all; and how many bytes of the
+    file it leaves out (0: the excerpt is the whole text). Raw worker text: it goes into a
+    fence, which cleans it.
     """
     try:
         fd = open_private(path, os.O_RDONLY)
@@ -58,20 +56,20 @@ def excerpt(
         return "", 0
     with os.fdopen(fd, "rb") as handle:
         size = handle.seek(0, os.SEEK_END)
-        handle.seek(max(0, size - _READ_BYTES) if from_end else 0)
-        raw = handle.read(_READ_BYTES)
+        handle.seek(max(0, size - defaults.EXCERPT_READ_BYTES) if from_end else 0)
+        raw = handle.read(defaults.EXCERPT_READ_BYTES)
     lines = [
         line
         for line in raw.decode("utf-8", "replace").strip().splitlines()
         if not line.startswith("--- fanout: ")  # the supervisor's per-attempt header
     ]
-    picked = lines[-_EXCERPT_LINES:] if from_end else lines[:_EXCERPT_LINES]
-    joined = "\n".join(line[:_LINE_CHARS] for line in picked)
+    picked = lines[-defaults.EXCERPT_LINES :] if from_end else lines[: defaults.EXCERPT_LINES]
+    joined = "\n".join(line[: defaults.EXCERPT_LINE_CHARS] for line in picked)
     text = joined[-max_chars:] if from_end else joined[:max_chars]
     whole = (
         len(raw) == size
         and len(picked) == len(lines)
-        and all(len(line) <= _LINE_CHARS for line in picked)
+        and all(len(line) <= defaults.EXCERPT_LINE_CHARS for line in picked)
         and len(joined) <= max_chars
     )
     return text, 0 if whole else max(1, size - len(text.encode()))
@@ -80,7 +78,7 @@ def excerpt(
 # -- lines fanout writes about tasks and runs ---------------------------------------------------
 
 
-def quoted(value: object, limit: int = _REASON_CHARS) -> str:
+def quoted(value: object, limit: int = defaults.REASON_CHARS) -> str:
     """Free text a worker may have shaped (a failure's reason, a file name), on fanout's own line:
     one line, cleaned, cut, and quoted, so it reads as a value and not as fanout speaking."""
     return json.dumps(cut(one_line(str(value)), limit), ensure_ascii=False)
@@ -147,8 +145,8 @@ def describe(
             sharing = 1 + sum(1 for t in later if excerpts_for is None or t in excerpts_for)
             # What later tasks' own lines will need is kept back before sharing out the rest.
             share = (budget - used - 100 * (len(later) + 1 - sharing)) // sharing
-            room = min(_EXCERPT_CHARS, share - len(line) - 2 * len(fence.tag) - 120)
-            if room >= _MIN_EXCERPT:
+            room = min(defaults.EXCERPT_CHARS, share - len(line) - 2 * len(fence.tag) - 120)
+            if room >= defaults.EXCERPT_MIN_CHARS:
                 text, more = excerpt(path, from_end=path.endswith(os.sep + "log"), max_chars=room)
                 if text:
                     body = "\n" + fence.block(text, task=task_id)
@@ -169,7 +167,9 @@ def notice_lines(notices: list[str], fence: Fence, *, budget: int | None = None)
     lines: list[str] = []
     used = 0
     for i, note in enumerate(notices, 1):
-        text = note if len(note) <= _NOTICE_CHARS else note[: _NOTICE_CHARS - 1] + "…"
+        text = (
+            note if len(note) <= defaults.NOTICE_CHARS else note[: defaults.NOTICE_CHARS - 1] + "…"
+        )
         line = fence.inline(text, notice=str(i))
         if budget is not None and used + len(line) > budget:
             lines.append(f"({len(notices) - i + 1} more notice(s) not shown.)")
@@ -221,7 +221,7 @@ def merge_lines(status: RunStatus) -> list[str]:
     raw = merge.get("conflicts")
     conflicts = [c for c in raw if isinstance(c, dict)] if isinstance(raw, list) else []
     base = merge.get("base")
-    for conflict in conflicts[:_MAX_CONFLICTS]:
+    for conflict in conflicts[: defaults.MERGE_MAX_CONFLICTS]:
         task = name(conflict.get("task"))
         where = name(conflict.get("branch") or branch(task))
         others = conflict.get("with")
@@ -233,9 +233,9 @@ def merge_lines(status: RunStatus) -> list[str]:
         )
         files = conflict.get("files")
         files = [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
-        shown = ", ".join(quoted(f, 120) for f in files[:_MAX_FILES])
-        if len(files) > _MAX_FILES:
-            shown += f" and {len(files) - _MAX_FILES} more"
+        shown = ", ".join(quoted(f, 120) for f in files[: defaults.MERGE_MAX_FILES])
+        if len(files) > defaults.MERGE_MAX_FILES:
+            shown += f" and {len(files) - defaults.MERGE_MAX_FILES} more"
         see = (
             f"git diff {name(base)[:12]} {where}" if isinstance(base, str) else f"git show {where}"
         )
@@ -243,10 +243,12 @@ def merge_lines(status: RunStatus) -> list[str]:
             f"NOT merged, conflicts with {who or 'your working tree'}: {task} ({where}) in "
             f"{shown or 'its files'}; see it: `{see}`."
         )
-    if len(conflicts) > _MAX_CONFLICTS:
-        lines.append(f"… and {len(conflicts) - _MAX_CONFLICTS} more conflicting branch(es).")
+    if len(conflicts) > defaults.MERGE_MAX_CONFLICTS:
+        lines.append(
+            f"… and {len(conflicts) - defaults.MERGE_MAX_CONFLICTS} more conflicting branch(es)."
+        )
     if conflicts:
-        chosen = " ".join(name(c.get("task")) for c in conflicts[:_MAX_CONFLICTS])
+        chosen = " ".join(name(c.get("task")) for c in conflicts[: defaults.MERGE_MAX_CONFLICTS])
         lines.append(
             f"Resolve or undo the overlap in your files, then `fanout merge {rid} {chosen}` "
             "applies those changes to your working tree (never a commit, HEAD or the index)."
@@ -354,71 +356,6 @@ def _section(
     return "\n".join(line for line in (*heads, body, *notes) if line)
 
 
-class Message:
-    """The text one hook hands the Conductor: sections, then an ending, in at most ``limit``
-    characters. It opens with the fence's preface when any block is inside."""
-
-    def __init__(self, limit: int, *, ending: str = "") -> None:
-        self.fence = Fence()
-        self.limit = limit
-        self.ending = ending
-        self.sections: list[str] = []
-
-    def room(self, parts: int = 1) -> int:
-        """Characters each of ``parts`` sections may take."""
-        spare = self.limit - len(self.fence.preface) - len(self.ending) - 4
-        return max(0, spare) // max(1, parts)
-
-    def add(self, section: str) -> None:
-        if section:
-            self.sections.append(section)
-
-    def render(self) -> str:
-        if not self.sections:
-            return ""
-        body = "\n\n".join(self.sections)
-        if self.fence.tag in body:
-            body = self.fence.preface + "\n" + body
-        tail = "\n" + self.ending if self.ending else ""
-        return cap(body, self.limit - len(tail), self.fence) + tail
-
-
-def cap(text: str, limit: int, fence: Fence | None = None) -> str:
-    """``text`` in at most ``limit`` characters, cut between lines and never inside a fenced
-    block: a block is kept whole or left out, and the cut says how much it took."""
-    if len(text) <= limit:
-        return text
-    units: list[str] = []
-    block: list[str] | None = None
-    for line in text.split("\n"):
-        if block is not None:
-            block.append(line)
-            if fence is not None and line == f"</{fence.tag}>":
-                units.append("\n".join(block))
-                block = None
-        elif fence is not None and line.startswith(f"<{fence.tag}") and fence.tag + ">" not in line:
-            block = [line]  # (an inline block, a notice, opens and closes on one line)
-        else:
-            units.append(line)
-    if block is not None:
-        units.append("\n".join(block))
-    room = limit - len(_cut_note(len(text))) - 1
-    kept: list[str] = []
-    used = 0
-    for unit in units:
-        cost = len(unit) + (1 if kept else 0)
-        if used + cost > room:
-            break
-        kept.append(unit)
-        used += cost
-    note = _cut_note(len(text) - used)
-    return "\n".join([*kept, note]) if kept else note[:limit]
-
-
-def _cut_note(chars: int) -> str:
-    return f"… ({chars:,} more characters cut: the result files named above hold everything)"
-
-
 def add_news(message: Message, found: list[News], *, project: str, now: float) -> None:
     room = message.room(len(found))
     for run_path, status, finished, notices in found:
@@ -434,3 +371,98 @@ def add_news(message: Message, found: list[News], *, project: str, now: float) -
                 fence=message.fence,
             )
         )
+
+
+def news_message(found: list[News], *, limit: int, project: str, now: float) -> str:
+    """What finished and what workers published since the session last heard (PostToolUse)."""
+    message = Message(limit)
+    add_news(message, found, project=project, now=now)
+    return message.render()
+
+
+def final_delivery(ctx: HookContext, runs: list[tuple[str, RunStatus]], limit: int) -> str:
+    """The one final delivery, for the Stop hook (every run done) and the Rewake hook: each run
+    that is done, once, with every result (excerpts only for results this session has not seen);
+    a run still at work only with its news. '' when there is nothing to tell."""
+    from claude_fanout.hooks.delivery import take_final
+
+    pending, all_done = take_final(ctx, runs)
+    if not pending:
+        return ""
+    message = Message(limit, ending=DONE if all_done else ATTENTION)
+    room = message.room(len(pending))
+    for path, status, fresh, notices, done in pending:
+        if done:
+            section = final_section(
+                path, status, fresh, notices, project=ctx.project, budget=room, fence=message.fence
+            )
+        else:
+            section = news_section(
+                path,
+                status,
+                fresh,
+                notices,
+                project=ctx.project,
+                now=ctx.now,
+                budget=room,
+                fence=message.fence,
+            )
+        message.add(section)
+    return message.render()
+
+
+# -- what the UserPromptSubmit hook says ----------------------------------------------------------
+
+
+def not_started(problem: object, *, next_step: str = "") -> str:
+    text = f"[fanout] Nothing was started: {problem}"
+    return f"{text}\n{next_step}" if next_step else text
+
+
+def started(plan: Plan, run: RunDir, *, project: str, mode: str, origin: str | None) -> str:
+    """What the Conductor is told when its request started a run: the workers, where their
+    results will be, and how they come back. ``origin`` (a trigger or the planner made the
+    plan) adds how each worker was set up: the Conductor did not write those tasks itself."""
+    if origin is None:
+        lines = [
+            f"[fanout] Started run {run.run_id}: {len(plan.tasks)} worker(s) in parallel, at "
+            f"most {plan.max_parallel} at once."
+        ]
+    else:
+        lines = [
+            f"[fanout] {origin}.",
+            f"[fanout] Started run {run.run_id}: {len(plan.tasks)} worker(s), at most "
+            f"{plan.max_parallel} at once.",
+        ]
+    for task in plan.tasks:
+        result = os.path.relpath(run.out_dir(task.id) / layout.RESULT, project)
+        owns = f" on {', '.join(task.claims)}" if task.claims else ""
+        if origin is None:
+            lines.append(f"- {task.id} ({task.kind}){owns}: result at {result}")
+            continue
+        label = str(task.kind)
+        if task.kind == "claude":
+            label += ", edits files in its own worktree" if task.write else ", read-only"
+            extra = [t for t in task.tools if t not in ("Read", "Grep", "Glob")]
+            if extra:
+                label += f", may use {', '.join(extra)}"
+        after = f", after {', '.join(task.deps)}" if task.deps else ""
+        lines.append(f"- {task.id} ({label}){owns}{after}: result at {result}")
+        if task.kind == "claude":
+            # The first paragraph: what the task is, without the note every worker gets.
+            first = task.prompt.strip().split(chr(10) * 2, 1)[0]
+            lines.append(f"  task: {plain_line(first, 160)}")
+    when = (
+        "after your next tool calls, and when they are all done even if you have ended your turn "
+        "(fanout wakes you with them)"
+        if mode == "rewake"
+        else "after your next tool calls, and when you try to stop (fanout holds your turn "
+        "until the workers are done)"
+    )
+    lines.append(
+        "Files a running worker claims are off-limits to you until it finishes (such tool calls "
+        f"are denied). fanout delivers each result to you by itself: {when}. Do not redo the "
+        "workers' work; merge their results once they arrive. Status any time: fanout status "
+        + run.run_id
+    )
+    return "\n".join(lines)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from claude_fanout import procs
 from claude_fanout.hooks import delivery
+from claude_fanout.runtime.control import request_cancel
 from claude_fanout.states import EventType
 from claude_fanout.store import active, layout
 from claude_fanout.store.eventlog import EventLog
-from claude_fanout.store.state import request_cancel
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,7 +41,9 @@ def handle_start(ctx: HookContext) -> dict[str, Any] | None:
         "[fanout] This session has fanout runs in flight; their results will be delivered to you "
         "after tool calls and when you stop:\n" + "\n".join(lines)
     )
-    return {"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}}
+    from claude_fanout.hooks import answers
+
+    return answers.context("SessionStart", text)
 
 
 def handle_end(ctx: HookContext) -> dict[str, Any] | None:

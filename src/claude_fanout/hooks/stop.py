@@ -27,10 +27,9 @@ import time
 from claude_fanout.hooks import delivery
 from claude_fanout.hooks.context import is_interactive
 from claude_fanout.states import EventType
-from claude_fanout.store import active, layout
+from claude_fanout.store import layout
 from claude_fanout.store.eventlog import EventLog
 from claude_fanout.store.files import make_private_dir, write_json_atomic
-from claude_fanout.store.watch import wait_for_change
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,18 +37,16 @@ if TYPE_CHECKING:
 
     from claude_fanout.config import Config
     from claude_fanout.hooks.context import HookContext
-    from claude_fanout.store.state import RunStatus
+    from claude_fanout.store.status import RunStatus
 
-# Liveness (a supervisor dying writes nothing until its watchdog notices) is re-checked at
-# least this often while waiting.
-RECHECK_S = 1.0
+# Runs in rewake mode let the turn end: the async Rewake hook delivers their results.
+MODE = "block"
 
 
 def handle(ctx: HookContext, *, clock: Any = time.monotonic) -> Any:
-    # Runs in rewake mode let the turn end: the async Rewake hook delivers their results.
-    ctx.only_delivery = "block"
-    if ctx.session_id is None or not ctx.session_runs():
+    if ctx.session_id is None or not ctx.session_runs(delivery=MODE):
         return None
+    from claude_fanout import defaults
     from claude_fanout.config import load_config
 
     config = load_config(ctx.project)
@@ -61,17 +58,25 @@ def handle(ctx: HookContext, *, clock: Any = time.monotonic) -> Any:
     wait_limit = max(0.0, min(config.stop_wait_s, config.stop_max_hold_s - budget["held_s"]))
     started = clock()
     while True:
-        runs = ctx.session_runs()
+        runs = ctx.session_runs(delivery=MODE)
         unfinished = [status for _, status in runs if not status.state.terminal]
         left = wait_limit - (clock() - started)
         if not unfinished or left <= 0:
             break
+        # Imported only to wait: a Stop that answers at once does not load it.
+        from claude_fanout.store.watch import wait_for_change
+
         logs = [layout.join(path, layout.EVENTS) for path, _ in runs]
-        wait_for_change(logs, min(RECHECK_S, left))
+        wait_for_change(logs, min(defaults.STOP_RECHECK_S, left))
         ctx.refresh()
     held = clock() - started
+    from claude_fanout.hooks import answers
+
     if not unfinished:
-        return _final(ctx, runs, config)
+        from claude_fanout.hooks import report
+
+        text = report.final_delivery(ctx, runs, config.inject_max_chars)
+        return answers.block(text) if text else None
     budget = {"blocks": budget["blocks"] + 1, "held_s": budget["held_s"] + held}
     _save_budget(ctx, budget)
     blocks_left = config.stop_max_blocks - budget["blocks"]
@@ -82,14 +87,14 @@ def handle(ctx: HookContext, *, clock: Any = time.monotonic) -> Any:
         "other work, or end your turn again to keep waiting (fanout will hold the turn "
         f"{blocks_left} more time{'s' if blocks_left != 1 else ''})."
     )
-    return {"decision": "block", "reason": _news_and_progress(ctx, runs, config, ending)}
+    return answers.block(_news_and_progress(ctx, runs, config, ending))
 
 
 def _news_and_progress(
     ctx: HookContext, runs: list[tuple[str, RunStatus]], config: Config, ending: str
 ) -> str:
     """What finished since the session was last told (fenced), then who is still at work."""
-    found = delivery.collect_news(ctx)
+    found = delivery.collect_news(ctx, runs)
     told = {path for path, *_ in found}
     waiting = [
         f"[fanout] run {delivery.name(status.run_id)}: {line}."
@@ -99,9 +104,9 @@ def _news_and_progress(
     if not found:
         # Progress only, no worker text: no fence needed (nor its modules' import).
         return "\n".join([*waiting, ending])
-    from claude_fanout.hooks import report
+    from claude_fanout.hooks import framing, report
 
-    message = report.Message(config.inject_max_chars, ending=ending)
+    message = framing.Message(config.inject_max_chars, ending=ending)
     report.add_news(message, found, project=ctx.project, now=ctx.now)
     for line in waiting:
         message.add(line)
@@ -152,41 +157,9 @@ def _let_go(
         + (" and left running" if headless else "")
         + f" (fanout wait {ids[0]})."
     )
-    return {
-        "decision": "block",
-        "reason": _news_and_progress(ctx, runs, config, ending),
-        "systemMessage": shown,
-    }
+    from claude_fanout.hooks import answers
 
-
-def _final(ctx: HookContext, runs: list[tuple[str, RunStatus]], config: Config) -> Any:
-    """Once per run and session: every result, so the Conductor can merge them."""
-    assert ctx.session_id is not None
-    from claude_fanout.hooks import report
-
-    message = report.Message(config.inject_max_chars, ending=report.DONE)
-    room = message.room(len(runs))
-    for path, status in runs:
-        with delivery.Cursor(path, ctx.session_id) as cursor:
-            if cursor.data.get("final"):
-                continue
-            fresh, notices = delivery.news(status, cursor)
-            cursor.data["final"] = True
-        # Excerpts only for results this session has not seen; the rest by path.
-        message.add(
-            report.final_section(
-                path,
-                status,
-                fresh,
-                notices,
-                project=ctx.project,
-                budget=room,
-                fence=message.fence,
-            )
-        )
-        active.clear(ctx.project, status.run_id)
-    text = message.render()
-    return {"decision": "block", "reason": text} if text else None
+    return answers.block(_news_and_progress(ctx, runs, config, ending), shown=shown)
 
 
 def _budget_path(ctx: HookContext) -> str:

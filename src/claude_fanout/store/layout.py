@@ -1,6 +1,8 @@
-"""Names inside a run directory, as plain string joins (hook path: no pathlib).
+"""Every name of the run store, spelled once, and the paths built from them as string joins.
 
-``RunDir`` wraps these for the CLI and supervisor; hooks call them on strings.
+The one home of the store's file names and path helpers (hook path: no pathlib). ``RunDir``
+(``store.rundir``) is the pathlib view of a run that the CLI and the supervisor use; it builds
+its paths from these.
 """
 
 from __future__ import annotations
@@ -25,7 +27,17 @@ STATE = "state.json"
 SUPERVISOR = "supervisor.json"
 SUPERVISOR_LOG = "supervisor.log"
 SESSIONS = "sessions"
+# Created (O_EXCL) by whoever records first that supervisor <pid> of the run is lost, its watchdog
+# or the next fanout process that finds the run lost: one record and one sweep per supervisor.
+LOST_CLAIM = "lost.{pid}"
 WORKERS = "workers"
+# Inside workers/<task id>/: the worker's output directory, its stdout+stderr, and a claude
+# worker's stream-json transcript; inside out/: the result the Conductor is pointed to.
+OUT = "out"
+WORKER_LOG = "log"
+STREAM = "stream.jsonl"
+RESULT = "result.md"
+RESULT_JSON = "result.json"
 
 
 def runs_root(project: StrPath) -> str:
@@ -57,21 +69,31 @@ def project_of(run: StrPath) -> str:
     return os.path.dirname(os.path.dirname(os.path.dirname(os.fspath(run).rstrip(os.sep))))
 
 
+def worker_dir(run: StrPath, task_id: str) -> str:
+    return join(run, WORKERS, task_id)
+
+
 def out_dir(run: StrPath, task_id: str) -> str:
-    return join(run, WORKERS, task_id, "out")
+    return join(run, WORKERS, task_id, OUT)
+
+
+def lost_claim(run: StrPath, supervisor_pid: int) -> str:
+    return join(run, LOST_CLAIM.format(pid=supervisor_pid))
 
 
 def session_cursor(run: StrPath, session_id: str) -> str:
-    return join(run, SESSIONS, session_id)
+    """A Conductor session's delivery cursor for the run (``store.cursor``)."""
+    return join(run, SESSIONS, session_id + ".json")
 
 
-def find_project(start: StrPath) -> str:
-    """The nearest ancestor of ``start`` holding ``.git`` or ``.claude/``, else ``start``.
+def find_project(start: StrPath | None = None) -> str:
+    """The nearest ancestor of ``start`` (default: the working directory) holding ``.git`` or
+    ``.claude/``, else ``start``.
 
     ``~/.claude`` is Claude Code's user configuration, not a project marker.
     """
     home = os.path.realpath(os.path.expanduser("~"))
-    origin = os.path.realpath(start)
+    origin = os.path.realpath(os.getcwd() if start is None else start)
     here = origin
     while True:
         if os.path.exists(os.path.join(here, ".git")):

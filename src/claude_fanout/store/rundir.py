@@ -1,6 +1,5 @@
-"""Where runs live: project discovery, run ids, and ``RunDir``, the pathlib view of a run.
-
-Standard library only; the hooks' fast path uses ``store.layout`` on strings instead.
+"""Runs as objects: run ids, creating, listing and resolving runs, and ``RunDir``, the pathlib
+view of one run. Every name and path comes from ``store.layout``, which the hooks use on strings.
 """
 
 from __future__ import annotations
@@ -15,11 +14,6 @@ from claude_fanout.errors import RunNotFoundError, StoreError
 from claude_fanout.store import layout
 from claude_fanout.store.eventlog import EventLog
 from claude_fanout.store.files import check_private_dir, make_ignored_dir, make_private_dir
-
-
-def find_project(start: Path | None = None) -> Path:
-    """The nearest ancestor of ``start`` holding ``.claude/`` or ``.git/``, else ``start``."""
-    return Path(layout.find_project(start or Path.cwd()))
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -46,7 +40,7 @@ class RunDir:
 
     @property
     def project(self) -> Path:
-        return self.path.parent.parent.parent
+        return Path(layout.project_of(self.path))
 
     @property
     def plan_path(self) -> Path:
@@ -73,17 +67,17 @@ class RunDir:
         return EventLog(self.events_path)
 
     def worker_dir(self, task_id: str) -> Path:
-        return self.path / layout.WORKERS / task_id
+        return Path(layout.worker_dir(self.path, task_id))
 
     def out_dir(self, task_id: str) -> Path:
-        return self.worker_dir(task_id) / "out"
+        return Path(layout.out_dir(self.path, task_id))
 
     def log_path(self, task_id: str) -> Path:
-        return self.worker_dir(task_id) / "log"
+        return self.worker_dir(task_id) / layout.WORKER_LOG
 
     def stream_path(self, task_id: str) -> Path:
         """A ``claude`` worker's stream-json transcript (the CLI's stdout)."""
-        return self.worker_dir(task_id) / "stream.jsonl"
+        return self.worker_dir(task_id) / layout.STREAM
 
     @property
     def worktrees_dir(self) -> Path:
@@ -102,13 +96,9 @@ class RunDir:
         check_private_dir(self.path)
 
 
-def runs_root(project: Path) -> Path:
-    return project / defaults.RUNS_DIR
-
-
 def ensure_runs_root(project: Path) -> Path:
     """``.claude/runs``, created if missing, with the ``.gitignore`` that keeps it out of git."""
-    root = runs_root(project)
+    root = Path(layout.runs_root(project))
     claude_dir = root.parent
     if not claude_dir.exists():
         os.mkdir(claude_dir)
@@ -130,7 +120,7 @@ def create_run(project: Path, *, now: float | None = None) -> RunDir:
 
 def list_runs(project: Path) -> list[RunDir]:
     """Runs of ``project``, oldest first (run ids sort by creation time)."""
-    root = runs_root(project)
+    root = Path(layout.runs_root(project))
     if not root.exists() and not root.is_symlink():
         return []
     check_private_dir(root)
@@ -146,7 +136,7 @@ def resolve_run(project: Path, run_id: str | None) -> RunDir:
     runs = list_runs(project)
     if not runs:
         raise RunNotFoundError(
-            f"no runs under {runs_root(project)}; start one with 'fanout run PLAN'"
+            f"no runs under {layout.runs_root(project)}; start one with 'fanout run PLAN'"
         )
     if run_id is None or run_id == "latest":
         return runs[-1]
@@ -157,6 +147,8 @@ def resolve_run(project: Path, run_id: str | None) -> RunDir:
         matches[0].check()
         return matches[0]
     if not matches:
-        raise RunNotFoundError(f"no run '{run_id}' under {runs_root(project)}; see 'fanout runs'")
+        raise RunNotFoundError(
+            f"no run '{run_id}' under {layout.runs_root(project)}; see 'fanout runs'"
+        )
     names = ", ".join(run.run_id for run in matches[:5])
     raise RunNotFoundError(f"'{run_id}' matches several runs ({names}); give more of the id")

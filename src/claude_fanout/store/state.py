@@ -1,21 +1,23 @@
 """A run's state, folded from its event log, and the ``state.json`` snapshot that caches the fold.
 
 The fold is a pure function of the events, so the snapshot is only a cache: a reader loads it and
-folds the tail after its offset. Reading a run's state therefore costs the same at 10 events and
-at 100,000. Stdlib only: hooks read state.
+folds the tail after its offset, and any process holding a fold publishes it when it is further
+along than the snapshot (the supervisor as it goes, a reader that folded a long tail). Reading a
+run's state therefore costs the same at 10 events and at 100,000, whoever appended them. No
+process control here (liveness and signals: ``runtime.control``). Stdlib only: hooks read state.
 """
 
 from __future__ import annotations
 
-import time
+import os
 
-from claude_fanout import defaults, procs
+from claude_fanout import defaults
 from claude_fanout.states import EventType, RunState, TaskState
 from claude_fanout.store import layout
-from claude_fanout.store.eventlog import EventLog, read_events
+from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.files import read_json, write_json_atomic
+from claude_fanout.store.status import USAGE_KEYS, RunStatus, TaskStatus
 
-# Hook path: plain classes, not dataclasses (whose import alone costs a hook 8 ms).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -23,217 +25,11 @@ if TYPE_CHECKING:
     from claude_fanout.store.eventlog import Event
     from claude_fanout.store.files import StrPath
 
-SNAPSHOT_VERSION = 3
+# The run directory is opened only to lock it: never through a symlink.
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+_DIR_FLAGS |= getattr(os, "O_CLOEXEC", 0)
 _MAX_ERRORS = 20
 _MAX_NOTICES = 50
-# Usage counters summed per task (over its attempts) and per run, as ``task_usage`` reports them.
-USAGE_KEYS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "turns",
-    "cost_usd",
-)
-
-
-class TaskStatus:
-    """What the log says of one task. ``claims`` are project-relative paths or globs the task
-    owns while it runs; ``replaces`` maps a project-relative path to the artifact that stands in
-    for it once the task has succeeded."""
-
-    __slots__ = (
-        "attempt",
-        "base",
-        "branch",
-        "claims",
-        "commit",
-        "committed",
-        "ended",
-        "exit_code",
-        "id",
-        "pid",
-        "reason",
-        "replaces",
-        "signal",
-        "started",
-        "state",
-        "usage",
-        "worktree",
-    )
-
-    def __init__(
-        self,
-        id: str,
-        state: TaskState = TaskState.PENDING,
-        attempt: int = 0,
-        pid: int | None = None,
-        started: float | None = None,
-        ended: float | None = None,
-        exit_code: int | None = None,
-        signal: int | None = None,
-        reason: str | None = None,
-        claims: list[str] | None = None,
-        replaces: dict[str, str] | None = None,
-        usage: dict[str, float] | None = None,
-        branch: str | None = None,
-        commit: str | None = None,
-        worktree: str | None = None,
-        base: str | None = None,
-        committed: bool = False,
-    ) -> None:
-        self.id = id
-        self.state = state
-        self.attempt = attempt
-        self.pid = pid
-        self.started = started
-        self.ended = ended
-        self.exit_code = exit_code
-        self.signal = signal
-        self.reason = reason
-        self.claims: list[str] = [] if claims is None else claims
-        self.replaces: dict[str, str] = {} if replaces is None else replaces
-        # Claude workers: USAGE_KEYS summed over attempts (None until one reported).
-        self.usage = usage
-        # Writers: the worktree branch and the commit holding the task's changes.
-        self.branch = branch
-        self.commit = commit
-        # Writers: the worktree's path, the run's snapshot it was made from, and whether the
-        # task's work was committed (``commit`` None then means it changed nothing).
-        self.worktree = worktree
-        self.base = base
-        self.committed = committed
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.started is None or self.ended is None:
-            return None
-        return max(0.0, self.ended - self.started)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in self.__slots__}
-        data["claims"] = list(self.claims)
-        data["replaces"] = dict(self.replaces)
-        data["usage"] = None if self.usage is None else dict(self.usage)
-        data["duration_s"] = self.duration_s
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TaskStatus:
-        fields = {k: v for k, v in data.items() if k in cls.__slots__}
-        fields["state"] = TaskState(fields["state"])
-        return cls(**fields)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, TaskStatus):
-            return NotImplemented
-        return self.to_dict() == other.to_dict()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"TaskStatus({self.id!r}, {self.state!s}, attempt={self.attempt})"
-
-
-class RunStatus:
-    """A run as folded from its log: state, timings, tasks, and the Conductor that started it."""
-
-    __slots__ = (
-        "bad_lines",
-        "cancel_requested",
-        "conductor",
-        "created",
-        "delivery",
-        "errors",
-        "finished",
-        "merge",
-        "notice_count",
-        "notices",
-        "offset",
-        "reason",
-        "run_id",
-        "started",
-        "state",
-        "tasks",
-        "usage",
-    )
-
-    def __init__(
-        self,
-        run_id: str,
-        state: RunState = RunState.STARTING,
-        offset: int = 0,
-        created: float | None = None,
-        started: float | None = None,
-        finished: float | None = None,
-        reason: str | None = None,
-        cancel_requested: bool = False,
-        tasks: dict[str, TaskStatus] | None = None,
-        errors: list[str] | None = None,
-        bad_lines: int = 0,
-        conductor: dict[str, Any] | None = None,
-        notices: list[str] | None = None,
-        notice_count: int = 0,
-        delivery: str | None = None,
-        usage: dict[str, float] | None = None,
-        merge: dict[str, Any] | None = None,
-    ) -> None:
-        self.run_id = run_id
-        self.state = state
-        self.offset = offset
-        self.created = created
-        self.started = started
-        self.finished = finished
-        self.reason = reason
-        self.cancel_requested = cancel_requested
-        self.tasks: dict[str, TaskStatus] = {} if tasks is None else tasks
-        self.errors: list[str] = [] if errors is None else errors
-        self.bad_lines = bad_lines
-        self.conductor = conductor
-        # The newest notices workers published (``W2: text``), and how many there were in all:
-        # a session's cursor counts what it was told, so delivery never rereads the log.
-        self.notices: list[str] = [] if notices is None else notices
-        self.notice_count = notice_count
-        # How results reach the Conductor: "block" (held at Stop) or "rewake" (woken when idle).
-        self.delivery = delivery
-        # USAGE_KEYS summed over every task's attempts; None until a worker reported usage.
-        self.usage = usage
-        # The last merge-back of the writers' branches (a ``run_merged`` record), if any.
-        self.merge = merge
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for task in self.tasks.values():
-            out[task.state] = out.get(task.state, 0) + 1
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in self.__slots__}
-        data["tasks"] = {task_id: task.to_dict() for task_id, task in self.tasks.items()}
-        data["errors"] = list(self.errors)
-        data["notices"] = list(self.notices)
-        data["usage"] = None if self.usage is None else dict(self.usage)
-        data["version"] = SNAPSHOT_VERSION
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunStatus:
-        if data.get("version") != SNAPSHOT_VERSION:
-            raise ValueError("unknown snapshot version")
-        tasks = {task_id: TaskStatus.from_dict(raw) for task_id, raw in data["tasks"].items()}
-        top = {k: v for k, v in data.items() if k in cls.__slots__ and k != "tasks"}
-        top["state"] = RunState(top["state"])
-        return cls(**top, tasks=tasks)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, RunStatus):
-            return NotImplemented
-        return self.to_dict() == other.to_dict()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"RunStatus({self.run_id!r}, {self.state!s}, tasks={len(self.tasks)})"
 
 
 def fold(status: RunStatus, event: Event) -> None:
@@ -243,131 +39,168 @@ def fold(status: RunStatus, event: Event) -> None:
     unknown event types are ignored and a malformed field reads as absent, never raises.
     """
     kind = event.get("type")
-    ts = _number(event.get("ts"))
+    handler = _RUN_EVENTS.get(kind) if isinstance(kind, str) else None
+    if handler is not None:
+        handler(status, event, _number(event.get("ts")))
+        return
+    task_handler = _TASK_EVENTS.get(kind) if isinstance(kind, str) else None
     task_id = event.get("task")
     task = status.tasks.get(task_id) if isinstance(task_id, str) else None
-    if kind == EventType.RUN_CREATED:
-        tasks = event.get("tasks")
-        if not isinstance(tasks, list):
-            return
-        status.created = ts
-        for tid in tasks:
-            if isinstance(tid, str):
-                status.tasks.setdefault(tid, TaskStatus(id=tid))
-        claims = event.get("claims")
-        for tid, paths in claims.items() if isinstance(claims, dict) else ():
-            _add_claims(status.tasks.get(tid), paths)
-        replaces = event.get("replaces")
-        for tid, mapping in replaces.items() if isinstance(replaces, dict) else ():
-            _add_replaces(status.tasks.get(tid), mapping)
-        conductor = event.get("conductor")
-        if isinstance(conductor, dict):
-            status.conductor = conductor
-        delivery = event.get("delivery")
-        if delivery in ("block", "rewake"):
-            status.delivery = delivery
-    elif kind == EventType.CONDUCTOR:
-        conductor = {k: event.get(k) for k in ("session_id", "pid", "start_time")}
-        if isinstance(conductor["pid"], int) and isinstance(conductor["session_id"], str):
-            status.conductor = conductor
-    elif kind == EventType.CONDUCTOR_RELEASED:
-        if (status.conductor or {}).get("session_id") == event.get("session_id"):
-            status.conductor = None
-    elif kind == EventType.NOTICE:
-        text = _text(event.get("text"))
-        if text is not None:
-            who = task_id if isinstance(task_id, str) else "fanout"
-            status.notices = [*status.notices, f"{who}: {text[:500]}"][-_MAX_NOTICES:]
-            status.notice_count += 1
-    elif kind == EventType.CLAIM:
-        _add_claims(task, event.get("paths"))
-    elif kind == EventType.REPLACE:
-        path, artifact = event.get("path"), event.get("with")
-        if isinstance(path, str) and isinstance(artifact, str):
-            _add_replaces(task, {path: artifact})
-    elif kind == EventType.SUPERVISOR_STARTED:
-        status.started = status.started or ts
-        if not status.state.terminal:
-            status.state = RunState.RUNNING
-    elif kind == EventType.TASK_STARTED and task is not None:
-        attempt = _integer(event.get("attempt"))
-        task.state = TaskState.RUNNING
-        task.attempt = attempt if attempt is not None else task.attempt + 1
-        task.pid = _integer(event.get("pid"))
-        task.started = ts
-        task.ended = task.exit_code = task.signal = task.reason = None
-    elif kind == EventType.TASK_EXITED and task is not None:
-        task.state = _ended_state(event.get("outcome"), TaskState.FAILED)
-        attempt = _integer(event.get("attempt"))
-        if attempt is not None:  # a not_started attempt has no task_started to count it
-            task.attempt = attempt
-        if event.get("not_started") is True:  # the attempt never had a process
-            task.pid = task.started = None
-        task.ended = ts
-        task.exit_code = _integer(event.get("exit_code"))
-        task.signal = _integer(event.get("signal"))
-        task.reason = _text(event.get("reason"))
-    elif kind == EventType.TASK_RETRY and task is not None:
-        task.state = TaskState.WAITING_RETRY
-        task.reason = _text(event.get("reason"))
-    elif kind == EventType.TASK_SKIPPED and task is not None:
-        outcome = _ended_state(event.get("outcome"), TaskState.SKIPPED)
-        kept = (TaskState.CANCELLED, TaskState.OVER_BUDGET)
-        task.state = outcome if outcome in kept else TaskState.SKIPPED
-        task.reason = _text(event.get("reason"))
-    elif kind == EventType.CANCEL_REQUESTED:
-        status.cancel_requested = True
-    elif kind == EventType.RUN_FINISHED:
-        try:
-            state = RunState(str(event.get("state")))
-        except ValueError:
-            state = RunState.FAILED
-        status.state = state if state.terminal else RunState.FAILED
-        status.finished = ts
-        status.reason = _text(event.get("reason"))
-    elif kind == EventType.RUN_RESUMED:
-        # A new supervisor takes the run over: what succeeded stays done, the rest runs again.
-        status.state = RunState.STARTING
-        status.finished = None
-        status.reason = None
-        status.cancel_requested = False
-        # Resumed from a terminal: the session that asked for it is not waiting any more.
-        conductor = event.get("conductor")
-        status.conductor = conductor if isinstance(conductor, dict) else None
-        status.delivery = None
-        for task in status.tasks.values():
-            if task.state is not TaskState.SUCCEEDED:
-                task.state = TaskState.PENDING
-                task.pid = None
-                task.ended = task.exit_code = task.signal = None
-                task.reason = "resumed"
-    elif kind == EventType.SUPERVISOR_LOST:
-        if not status.state.terminal:
-            mark_lost(status, _text(event.get("reason")) or "the supervisor died", ts)
-    elif kind == EventType.ERROR:
-        message = _text(event.get("message"))
-        if message is not None:
-            status.errors = [*status.errors, message][-_MAX_ERRORS:]
-    elif kind == EventType.TASK_USAGE and task is not None:
-        counts: dict[str, float] = {}
-        for key in USAGE_KEYS:
-            value = _number(event.get(key))
-            if value is not None and value >= 0:
-                counts[key] = value
-        if counts:
-            task.usage = add_usage(task.usage, counts)
-            status.usage = add_usage(status.usage, counts)
-    elif kind == EventType.WORKTREE_CREATED and task is not None:
-        _fold_worktree(task, event)
-    elif kind == EventType.WORKTREE_COMMITTED and task is not None:
-        task.branch = _text(event.get("branch")) or task.branch
-        task.commit = _text(event.get("commit"))
-        task.committed = True
-    elif kind == EventType.RUN_MERGED:
-        status.merge = fold_merge(status.merge, event)
+    if task_handler is not None and task is not None:
+        task_handler(status, task, event, _number(event.get("ts")))
 
 
-def _fold_worktree(task: TaskStatus, event: Event) -> None:
+def _run_created(status: RunStatus, event: Event, ts: float | None) -> None:
+    tasks = event.get("tasks")
+    if not isinstance(tasks, list):
+        return
+    status.created = ts
+    for tid in tasks:
+        if isinstance(tid, str):
+            status.tasks.setdefault(tid, TaskStatus(id=tid))
+    claims = event.get("claims")
+    for tid, paths in claims.items() if isinstance(claims, dict) else ():
+        _add_claims(status.tasks.get(tid), paths)
+    replaces = event.get("replaces")
+    for tid, mapping in replaces.items() if isinstance(replaces, dict) else ():
+        _add_replaces(status.tasks.get(tid), mapping)
+    conductor = event.get("conductor")
+    if isinstance(conductor, dict):
+        status.conductor = conductor
+    delivery = event.get("delivery")
+    if delivery in ("block", "rewake"):
+        status.delivery = delivery
+
+
+def _conductor(status: RunStatus, event: Event, ts: float | None) -> None:
+    conductor = {k: event.get(k) for k in ("session_id", "pid", "start_time")}
+    if isinstance(conductor["pid"], int) and isinstance(conductor["session_id"], str):
+        status.conductor = conductor
+
+
+def _conductor_released(status: RunStatus, event: Event, ts: float | None) -> None:
+    if (status.conductor or {}).get("session_id") == event.get("session_id"):
+        status.conductor = None
+
+
+def _notice(status: RunStatus, event: Event, ts: float | None) -> None:
+    text = _text(event.get("text"))
+    if text is not None:
+        task_id = event.get("task")
+        who = task_id if isinstance(task_id, str) else "fanout"
+        status.notices = [*status.notices, f"{who}: {text[:500]}"][-_MAX_NOTICES:]
+        status.notice_count += 1
+
+
+def _supervisor_started(status: RunStatus, event: Event, ts: float | None) -> None:
+    status.started = status.started or ts
+    if not status.state.terminal:
+        status.state = RunState.RUNNING
+
+
+def _cancel_requested(status: RunStatus, event: Event, ts: float | None) -> None:
+    status.cancel_requested = True
+
+
+def _run_finished(status: RunStatus, event: Event, ts: float | None) -> None:
+    try:
+        state = RunState(str(event.get("state")))
+    except ValueError:
+        state = RunState.FAILED
+    status.state = state if state.terminal else RunState.FAILED
+    status.finished = ts
+    status.reason = _text(event.get("reason"))
+
+
+def _run_resumed(status: RunStatus, event: Event, ts: float | None) -> None:
+    # A new supervisor takes the run over: what succeeded stays done, the rest runs again.
+    status.state = RunState.STARTING
+    status.finished = None
+    status.reason = None
+    status.cancel_requested = False
+    # Resumed from a terminal: the session that asked for it is not waiting any more.
+    conductor = event.get("conductor")
+    status.conductor = conductor if isinstance(conductor, dict) else None
+    status.delivery = None
+    for task in status.tasks.values():
+        if task.state is not TaskState.SUCCEEDED:
+            task.state = TaskState.PENDING
+            task.pid = None
+            task.ended = task.exit_code = task.signal = None
+            task.reason = "resumed"
+
+
+def _supervisor_lost(status: RunStatus, event: Event, ts: float | None) -> None:
+    if not status.state.terminal:
+        mark_lost(status, _text(event.get("reason")) or "the supervisor died", ts)
+
+
+def _error(status: RunStatus, event: Event, ts: float | None) -> None:
+    message = _text(event.get("message"))
+    if message is not None:
+        status.errors = [*status.errors, message][-_MAX_ERRORS:]
+
+
+def _run_merged(status: RunStatus, event: Event, ts: float | None) -> None:
+    status.merge = fold_merge(status.merge, event)
+
+
+def _claim(status: RunStatus, task: TaskStatus, event: Event, ts: float | None) -> None:
+    _add_claims(task, event.get("paths"))
+
+
+def _replace(status: RunStatus, task: TaskStatus, event: Event, ts: float | None) -> None:
+    path, artifact = event.get("path"), event.get("with")
+    if isinstance(path, str) and isinstance(artifact, str):
+        _add_replaces(task, {path: artifact})
+
+
+def _task_started(status: RunStatus, task: TaskStatus, event: Event, ts: float | None) -> None:
+    attempt = _integer(event.get("attempt"))
+    task.state = TaskState.RUNNING
+    task.attempt = attempt if attempt is not None else task.attempt + 1
+    task.pid = _integer(event.get("pid"))
+    task.started = ts
+    task.ended = task.exit_code = task.signal = task.reason = None
+
+
+def _task_exited(status: RunStatus, task: TaskStatus, event: Event, ts: float | None) -> None:
+    task.state = _ended_state(event.get("outcome"), TaskState.FAILED)
+    attempt = _integer(event.get("attempt"))
+    if attempt is not None:  # a not_started attempt has no task_started to count it
+        task.attempt = attempt
+    if event.get("not_started") is True:  # the attempt never had a process
+        task.pid = task.started = None
+    task.ended = ts
+    task.exit_code = _integer(event.get("exit_code"))
+    task.signal = _integer(event.get("signal"))
+    task.reason = _text(event.get("reason"))
+
+
+def _task_retry(status: RunStatus, task: TaskStatus, event: Event, ts: float | None) -> None:
+    task.state = TaskState.WAITING_RETRY
+    task.reason = _text(event.get("reason"))
+
+
+def _task_skipped(status: RunStatus, task: TaskStatus, event: Event, ts: float | None) -> None:
+    outcome = _ended_state(event.get("outcome"), TaskState.SKIPPED)
+    kept = (TaskState.CANCELLED, TaskState.OVER_BUDGET)
+    task.state = outcome if outcome in kept else TaskState.SKIPPED
+    task.reason = _text(event.get("reason"))
+
+
+def _task_usage(status: RunStatus, task: TaskStatus, event: Event, ts: float | None) -> None:
+    counts: dict[str, float] = {}
+    for key in USAGE_KEYS:
+        value = _number(event.get(key))
+        if value is not None and value >= 0:
+            counts[key] = value
+    if counts:
+        task.usage = add_usage(task.usage, counts)
+        status.usage = add_usage(status.usage, counts)
+
+
+def _worktree_created(status: RunStatus, task: TaskStatus, event: Event, ts: float | None) -> None:
     """A writer got a worktree: a new one holds nothing committed yet."""
     branch = _text(event.get("branch"))
     if branch is None:
@@ -377,6 +210,41 @@ def _fold_worktree(task: TaskStatus, event: Event) -> None:
     task.base = _text(event.get("base"))
     task.commit = None
     task.committed = False
+
+
+def _worktree_committed(
+    status: RunStatus, task: TaskStatus, event: Event, ts: float | None
+) -> None:
+    task.branch = _text(event.get("branch")) or task.branch
+    task.commit = _text(event.get("commit"))
+    task.committed = True
+
+
+# What each record does to the run; the records about one task are ignored for an unknown task.
+_RUN_EVENTS = {
+    EventType.RUN_CREATED: _run_created,
+    EventType.CONDUCTOR: _conductor,
+    EventType.CONDUCTOR_RELEASED: _conductor_released,
+    EventType.NOTICE: _notice,
+    EventType.SUPERVISOR_STARTED: _supervisor_started,
+    EventType.CANCEL_REQUESTED: _cancel_requested,
+    EventType.RUN_FINISHED: _run_finished,
+    EventType.RUN_RESUMED: _run_resumed,
+    EventType.SUPERVISOR_LOST: _supervisor_lost,
+    EventType.ERROR: _error,
+    EventType.RUN_MERGED: _run_merged,
+}
+_TASK_EVENTS = {
+    EventType.CLAIM: _claim,
+    EventType.REPLACE: _replace,
+    EventType.TASK_STARTED: _task_started,
+    EventType.TASK_EXITED: _task_exited,
+    EventType.TASK_RETRY: _task_retry,
+    EventType.TASK_SKIPPED: _task_skipped,
+    EventType.TASK_USAGE: _task_usage,
+    EventType.WORKTREE_CREATED: _worktree_created,
+    EventType.WORKTREE_COMMITTED: _worktree_committed,
+}
 
 
 _MERGE_LISTS = ("merged", "already_merged", "undone", "unchanged", "skipped")
@@ -505,65 +373,69 @@ def load_snapshot(run: StrPath) -> RunStatus:
 
 
 def load_status(run: StrPath) -> RunStatus:
-    """The run's recorded state: snapshot plus the log's tail. Liveness is judged elsewhere."""
-    return fold_tail(run, load_snapshot(run))
+    """The run's recorded state: the snapshot plus the log's tail. Liveness is judged elsewhere.
 
-
-def save_snapshot(run: StrPath, status: RunStatus) -> None:
-    write_json_atomic(layout.join(run, layout.STATE), status.to_dict())
-
-
-def observe(run: StrPath, *, now: float | None = None) -> RunStatus:
-    """The run's state as recorded, corrected for a supervisor that is gone or frozen.
-
-    A run whose supervisor died reads ``lost`` (and its running tasks ``lost``) even before the
-    watchdog has written so; nothing waits on a run that cannot finish.
+    Whoever appended the tail (the supervisor, a worker's ``fanout publish``, a hook's own
+    record), a reader that folds ``SNAPSHOT_TAIL_BYTES`` or more of it publishes what it now holds
+    as the snapshot, so the next reader starts there: a reader's cost stays flat in the log's
+    length. The published status is the plain fold; callers correct their own copy afterwards.
     """
-    status = load_status(run)
-    if status.state.terminal:
-        return status
-    wall = time.time() if now is None else now
-    info = supervisor_info(run)
-    if info is None:
-        created = status.created or wall
-        if wall - created > defaults.SUPERVISOR_START_TIMEOUT_S:
-            mark_lost(status, "the supervisor never started", wall)
-        return status
-    pid, start_time = info.get("pid"), info.get("start_time")
-    if not isinstance(pid, int) or not procs.is_alive(pid, start_time):
-        mark_lost(status, f"the supervisor (pid {pid}) is gone", wall)
-        return status
-    heartbeat = info.get("heartbeat")
-    if isinstance(heartbeat, int | float) and wall - heartbeat > defaults.HEARTBEAT_STALE_S:
-        mark_lost(
-            status,
-            f"the supervisor (pid {pid}) has not heartbeat for {wall - heartbeat:.0f}s",
-            wall,
-        )
+    snapshot = load_snapshot(run)
+    start = snapshot.offset
+    status = fold_tail(run, snapshot)
+    folded = status.offset - (start if status is snapshot else 0)
+    if folded >= defaults.SNAPSHOT_TAIL_BYTES:
+        publish_snapshot(run, status)
     return status
 
 
-def request_cancel(run: StrPath, *, by: str) -> bool:
-    """Record the request and signal the supervisor; False if no live supervisor got it.
-
-    The record comes first: a supervisor still starting up reads it before running anything.
-    Never waits, so SessionEnd (which Claude Code gives 1.5 s) can call it.
-    """
-    EventLog(layout.join(run, layout.EVENTS)).append(EventType.CANCEL_REQUESTED, by=by)
-    info = supervisor_info(run)
-    if info is None:
-        return False
-    pid, start_time = info.get("pid"), info.get("start_time")
-    if not isinstance(pid, int) or not isinstance(start_time, int | float):
-        return False
-    import signal
-
-    return procs.signal_process(pid, float(start_time), signal.SIGTERM)
+def unfolded_bytes(run: StrPath, offset: int) -> int:
+    """How many bytes of the run's log lie past ``offset`` (all of it if the log is shorter)."""
+    size = _log_size(run)
+    return size - offset if size >= offset else size
 
 
-def supervisor_info(run: StrPath) -> dict[str, Any] | None:
+def _log_size(run: StrPath) -> int:
     try:
-        data = read_json(layout.join(run, layout.SUPERVISOR))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        return os.stat(layout.join(run, layout.EVENTS)).st_size
+    except OSError:
+        return 0
+
+
+def save_snapshot(run: StrPath, status: RunStatus) -> None:
+    """Write ``status`` as the snapshot, unconditionally (``publish_snapshot`` compares first)."""
+    write_json_atomic(layout.join(run, layout.STATE), status.to_dict())
+
+
+def publish_snapshot(run: StrPath, status: RunStatus) -> bool:
+    """Make ``status`` (a plain fold of the log up to ``status.offset``) the run's snapshot unless
+    the one there is as far along already; True when the snapshot now reaches ``status.offset``.
+
+    The snapshot is only a cache of the fold up to its offset, so any process holding such a pair
+    may publish it: the supervisor, and any reader that folded a long tail. Publishers take an
+    exclusive ``flock`` on the run directory and compare offsets under it, so the snapshot never
+    moves back. One that finds the lock taken returns False at once (hooks never wait on it);
+    a write that fails (a read-only store) returns False too: the snapshot stays a valid cache.
+    A run directory that is a symlink is never locked nor written through (False).
+    """
+    import fcntl
+
+    try:
+        fd = os.open(os.fspath(run), _DIR_FLAGS)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        published = load_snapshot(run).offset
+        # One past the log's end belongs to another log (the log never shrinks): replace it.
+        if status.offset <= published <= _log_size(run):
+            return True
+        save_snapshot(run, status)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # releases the lock

@@ -441,7 +441,7 @@ def claude_cli() -> Path:
     """The Claude Code executable the tests drive: ``$FANOUT_CLAUDE_BIN`` when set (the one switch
     that selects the CLI, see ``scripts/compat``), else the one bundled in the claude-agent-sdk
     wheel; the same lookup the executor and the planner use."""
-    from claude_fanout.executors.claude import CLAUDE_BIN_ENV, find_cli
+    from claude_fanout.claude.cli import CLAUDE_BIN_ENV, find_cli
 
     found = find_cli(os.environ, search_path=False)
     if found is None or not os.path.isfile(found) or not os.access(found, os.X_OK):
