@@ -54,7 +54,7 @@ def audit(event, args):
 sys.addaudithook(audit)
 sys.path.insert(0, sys.argv[3])  # as the hook entry script does under -I -S
 
-from claude_fanout import procs
+from claude_fanout import pids, procs
 from claude_fanout.store import watch
 
 me = os.getpid()
