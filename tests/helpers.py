@@ -37,6 +37,25 @@ def processes_under(marker: Path) -> list[psutil.Process]:
     return found
 
 
+def alive(pid: int | None) -> bool:
+    """Whether ``pid`` names a process that is running (a zombie is not)."""
+    if not pid:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid a worker wrote to ``path`` (a whole line of digits), or None before it has."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    return int(text) if text.endswith("\n") and text.strip().isdigit() else None
+
+
 def most_live(events: list[dict[str, Any]]) -> int:
     """The most tasks a run's log shows running at once (``task_started`` .. ``task_exited``)."""
     live = peak = 0

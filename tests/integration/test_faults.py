@@ -38,7 +38,7 @@ from claude_fanout.runner import StartedRun, start_run, wait_run
 from claude_fanout.runtime.control import observe, request_cancel
 from claude_fanout.states import RunState, TaskState
 from claude_fanout.store.eventlog import EventLog, read_events
-from tests.helpers import FakeRun, processes_under, wait_until
+from tests.helpers import FakeRun, alive, processes_under, read_pid, wait_until
 
 PY = sys.executable
 SEED = os.environ.get("FANOUT_FAULT_SEED") or str(random.SystemRandom().randrange(1 << 32))
@@ -92,23 +92,6 @@ def report(fault_report: Callable[[Any], None]) -> Report:
         fault_report(ScenarioResult(**fields))
 
     return record
-
-
-def alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text()
-    except OSError:
-        return None
-    return int(text) if text.endswith("\n") and text.strip().isdigit() else None
 
 
 def worker_pids(run_path: Path) -> list[int]:

@@ -25,7 +25,7 @@ from claude_fanout.runtime.control import observe
 from claude_fanout.states import RunState
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.files import write_json_atomic
-from tests.helpers import FakeRun, processes_under, wait_until
+from tests.helpers import FakeRun, alive, processes_under, read_pid, wait_until
 
 SESSION = "3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 
@@ -44,21 +44,6 @@ with open(out + "/self.pid", "w") as handle:
     handle.write(f"{os.getpid()}\\n")
 time.sleep(300)
 """
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text()
-    except OSError:
-        return None
-    return int(text) if text.endswith("\n") else None
 
 
 @pytest.mark.portable

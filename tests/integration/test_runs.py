@@ -11,11 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from claude_fanout.store.eventlog import read_events
-from tests.helpers import CLIResult, processes_under, wait_until
+from tests.helpers import CLIResult, alive, processes_under, wait_until
 
 PY = sys.executable
 
@@ -61,13 +60,6 @@ def sleeper_with_child(seconds: int = 60) -> list[str]:
 def recorded_pids(project: Path, run_id: str, task: str) -> list[int]:
     out = run_dir(project, run_id) / "workers" / task / "out"
     return [int((out / name).read_text()) for name in ("self.pid", "child.pid")]
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.mark.portable
