@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from claude_fanout.git.repo import GitError, make_parents, run_git
-from claude_fanout.store.files import write_all
+from claude_fanout.store.files import replace_with, write_all
 
 REGULAR, EXECUTABLE, SYMLINK, GITLINK = 0o100644, 0o100755, 0o120000, 0o160000
 _ZERO_OID = "0" * 40
@@ -153,11 +153,7 @@ class WorkingTree:
                 os.fchmod(fd, perms)
             finally:
                 os.close(fd)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            os.unlink(tmp)
-            raise
+        replace_with(tmp, target)
 
 
 def safe_parts(path: str) -> tuple[str, ...] | None:

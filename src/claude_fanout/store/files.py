@@ -105,6 +105,16 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def replace_with(tmp: StrPath, target: StrPath) -> None:
+    """Rename ``tmp`` over ``target`` in one step; a temp file that cannot be put in place is
+    removed, never left beside the target."""
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        os.unlink(tmp)
+        raise
+
+
 def write_atomic(path: StrPath, data: bytes) -> None:
     """Replace ``path`` with ``data`` in one step (temp file + rename): readers never see half."""
     target = os.fspath(path)
@@ -115,11 +125,7 @@ def write_atomic(path: StrPath, data: bytes) -> None:
         write_all(fd, data)
     finally:
         os.close(fd)
-    try:
-        os.replace(tmp, target)
-    except OSError:
-        os.unlink(tmp)
-        raise
+    replace_with(tmp, target)
 
 
 def write_json_atomic(path: StrPath, obj: Any) -> None:
