@@ -57,6 +57,9 @@ class EventType:
     ERROR = "error"
     # Claude workers: tokens, turns and cost of one attempt (from the CLI's result).
     TASK_USAGE = "task_usage"
+    # Claude workers while they run: usage of the running attempt so far (cumulative, replacing
+    # the previous record's) and what the worker is doing now (``doing``: one line).
+    TASK_PROGRESS = "task_progress"
     # Writers: the git worktree a task runs in, the commit holding its changes, the merge-back.
     WORKTREE_CREATED = "worktree_created"
     WORKTREE_COMMITTED = "worktree_committed"

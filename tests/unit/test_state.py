@@ -48,8 +48,10 @@ def ev(type_: str, ts: float | None = None, **fields: Any) -> dict[str, Any]:
     return {"ts": ts, "type": type_, **fields}
 
 
-def folded(events: list[dict[str, Any]], run_id: str = "R") -> RunStatus:
-    status = RunStatus(run_id=run_id)
+def folded(
+    events: list[dict[str, Any]], status: RunStatus | None = None, run_id: str = "R"
+) -> RunStatus:
+    status = RunStatus(run_id=run_id) if status is None else status
     for event in events:
         fold(status, event)
     return status
@@ -753,6 +755,23 @@ event_strategies = [
         outcome=st.none() | st.just("cancelled"),
         reason=reasons,
     ),
+    st.builds(
+        ev,
+        st.just("task_progress"),
+        timestamps,
+        task=st.sampled_from(TASK_IDS),
+        attempt=st.none() | st.integers(1, 5),
+        input_tokens=st.integers(0, 10_000),
+        cost_usd=st.floats(0, 1),
+        doing=st.none() | st.sampled_from(["Bash: pytest", "Read calc.py"]),
+    ),
+    st.builds(
+        ev,
+        st.just("task_usage"),
+        timestamps,
+        task=st.sampled_from(TASK_IDS),
+        input_tokens=st.integers(0, 99),
+    ),
     st.builds(ev, st.just("cancel_requested"), timestamps, by=st.sampled_from(["cli", "hook"])),
     st.builds(
         ev,
@@ -834,6 +853,93 @@ def test_usage_is_summed_per_task_over_attempts_and_per_run() -> None:
     assert status.usage["cost_usd"] == pytest.approx(1.0)
     again = RunStatus.from_dict(json.loads(json.dumps(status.to_dict())))
     assert again == status
+
+
+def test_progress_shows_a_running_attempts_spend_until_its_final_usage_replaces_it() -> None:
+    status = folded(
+        [
+            ev("run_created", 1.0, tasks=["W1", "W2"]),
+            ev("task_started", 2.0, task="W1", attempt=1, pid=11),
+            ev("task_started", 2.0, task="W2", attempt=1, pid=12),
+            ev("task_progress", 3.0, task="W1", attempt=1, input_tokens=10, cost_usd=0.01),
+            ev(
+                "task_progress",
+                4.0,
+                task="W1",
+                attempt=1,
+                input_tokens=30,
+                cost_usd=0.03,
+                doing="Bash: pytest -q",
+            ),
+            ev("task_progress", 4.5, task="W2", attempt=1, output_tokens=5, cost_usd=0.02),
+        ]
+    )
+    w1 = status.tasks["W1"]
+    # Cumulative per attempt: the newer record replaces the older one, it does not add to it.
+    assert w1.live == {"input_tokens": 30, "cost_usd": 0.03}
+    assert w1.doing == "Bash: pytest -q"
+    assert w1.usage is None and status.usage is None
+    assert status.spent() == {
+        "input_tokens": 30,
+        "cost_usd": pytest.approx(0.05),
+        "output_tokens": 5,
+    }
+    assert RunStatus.from_dict(json.loads(json.dumps(status.to_dict()))) == status
+
+    more = folded(
+        [
+            # W1's result: the exact figure replaces the estimate.
+            ev("task_usage", 5.0, task="W1", attempt=1, input_tokens=31, cost_usd=0.04),
+            ev("task_exited", 5.1, task="W1", attempt=1, outcome="succeeded", exit_code=0),
+            # W2 killed before any result: what it had spent still counts.
+            ev("task_exited", 6.0, task="W2", attempt=1, outcome="failed", signal=9),
+            # A record of an attempt that already ended changes nothing.
+            ev("task_progress", 7.0, task="W2", attempt=1, input_tokens=999),
+        ],
+        status,
+    )
+    assert more.tasks["W1"].live is None and more.tasks["W1"].doing is None
+    assert more.tasks["W1"].usage == {"input_tokens": 31, "cost_usd": 0.04}
+    assert more.tasks["W2"].usage == {"output_tokens": 5, "cost_usd": 0.02}
+    assert more.tasks["W2"].live is None
+    assert (
+        more.spent()
+        == more.usage
+        == {
+            "input_tokens": 31,
+            "cost_usd": pytest.approx(0.06),
+            "output_tokens": 5,
+        }
+    )
+
+
+def test_a_retried_attempt_starts_with_no_live_spend_and_old_records_are_ignored() -> None:
+    status = folded(
+        [
+            ev("run_created", 1.0, tasks=["W1"]),
+            ev("task_started", 2.0, task="W1", attempt=1, pid=11),
+            ev("task_progress", 3.0, task="W1", attempt=1, input_tokens=10, doing="Read a.py"),
+            ev("task_exited", 4.0, task="W1", attempt=1, outcome="failed", exit_code=1),
+            ev("task_retry", 4.1, task="W1"),
+            ev("task_started", 5.0, task="W1", attempt=2, pid=12),
+            ev("task_progress", 5.5, task="W1", attempt=1, input_tokens=50),
+        ]
+    )
+    assert status.tasks["W1"].live is None and status.tasks["W1"].doing is None
+    assert status.spent() == {"input_tokens": 10}
+
+
+def test_a_lost_supervisor_counts_what_running_workers_had_spent() -> None:
+    status = folded(
+        [
+            ev("run_created", 1.0, tasks=["W1"]),
+            ev("task_started", 2.0, task="W1", attempt=1, pid=11),
+            ev("task_progress", 3.0, task="W1", attempt=1, cost_usd=0.5),
+            ev("supervisor_lost", 4.0, reason="gone"),
+        ]
+    )
+    assert status.tasks["W1"].usage == {"cost_usd": 0.5} and status.tasks["W1"].live is None
+    assert status.usage == {"cost_usd": 0.5}
 
 
 def test_worktree_records_give_a_task_its_branch_and_commit_and_the_run_its_merge() -> None:

@@ -16,7 +16,7 @@ from claude_fanout.states import EventType, RunState, TaskState
 from claude_fanout.store import layout
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.files import read_json, write_json_atomic
-from claude_fanout.store.status import USAGE_KEYS, RunStatus, TaskStatus
+from claude_fanout.store.status import USAGE_KEYS, RunStatus, TaskStatus, add_usage
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -162,6 +162,7 @@ def _task_started(status: RunStatus, task: TaskStatus, event: Event, ts: float |
     task.pid = _integer(event.get("pid"))
     task.started = ts
     task.ended = task.exit_code = task.signal = task.reason = None
+    task.live = task.doing = None
 
 
 def _task_exited(status: RunStatus, task: TaskStatus, event: Event, ts: float | None) -> None:
@@ -175,6 +176,10 @@ def _task_exited(status: RunStatus, task: TaskStatus, event: Event, ts: float | 
     task.exit_code = _integer(event.get("exit_code"))
     task.signal = _integer(event.get("signal"))
     task.reason = _text(event.get("reason"))
+    task.doing = None
+    if task.live is not None:  # no ``task_usage`` came (killed, no result): what it spent counts
+        _spend(status, task, task.live)
+        task.live = None
 
 
 def _task_retry(status: RunStatus, task: TaskStatus, event: Event, ts: float | None) -> None:
@@ -190,14 +195,38 @@ def _task_skipped(status: RunStatus, task: TaskStatus, event: Event, ts: float |
 
 
 def _task_usage(status: RunStatus, task: TaskStatus, event: Event, ts: float | None) -> None:
+    """An attempt's final usage (the CLI's result): it replaces what its progress estimated."""
+    counts = _usage_counts(event)
+    if counts:
+        task.live = None
+        _spend(status, task, counts)
+
+
+def _task_progress(status: RunStatus, task: TaskStatus, event: Event, ts: float | None) -> None:
+    """A running attempt's usage so far and what it does now; stale attempts' records ignored."""
+    attempt = _integer(event.get("attempt"))
+    if task.state != TaskState.RUNNING or (attempt is not None and attempt != task.attempt):
+        return
+    counts = _usage_counts(event)
+    if counts:
+        task.live = counts
+    doing = _text(event.get("doing"))
+    if doing is not None:
+        task.doing = doing
+
+
+def _usage_counts(event: Event) -> dict[str, float]:
     counts: dict[str, float] = {}
     for key in USAGE_KEYS:
         value = _number(event.get(key))
         if value is not None and value >= 0:
             counts[key] = value
-    if counts:
-        task.usage = add_usage(task.usage, counts)
-        status.usage = add_usage(status.usage, counts)
+    return counts
+
+
+def _spend(status: RunStatus, task: TaskStatus, counts: dict[str, float]) -> None:
+    task.usage = add_usage(task.usage, counts)
+    status.usage = add_usage(status.usage, counts)
 
 
 def _worktree_created(status: RunStatus, task: TaskStatus, event: Event, ts: float | None) -> None:
@@ -242,6 +271,7 @@ _TASK_EVENTS = {
     EventType.TASK_RETRY: _task_retry,
     EventType.TASK_SKIPPED: _task_skipped,
     EventType.TASK_USAGE: _task_usage,
+    EventType.TASK_PROGRESS: _task_progress,
     EventType.WORKTREE_CREATED: _worktree_created,
     EventType.WORKTREE_COMMITTED: _worktree_committed,
 }
@@ -288,16 +318,6 @@ def _task_of(item: Any) -> str | None:
     return task if isinstance(task, str) else None
 
 
-def add_usage(total: dict[str, float] | None, more: dict[str, float]) -> dict[str, float]:
-    """``total + more`` key by key (a new dict); integral counts stay ints."""
-    out = dict(total or {})
-    for key, value in more.items():
-        out[key] = out.get(key, 0) + value
-        if key != "cost_usd":
-            out[key] = int(out[key])
-    return out
-
-
 def mark_lost(status: RunStatus, reason: str, ts: float | None) -> None:
     status.state = RunState.LOST
     status.reason = reason
@@ -307,6 +327,10 @@ def mark_lost(status: RunStatus, reason: str, ts: float | None) -> None:
             task.state = TaskState.LOST
             task.ended = ts
             task.reason = reason
+            task.doing = None
+            if task.live is not None:  # what a lost worker spent still counts
+                _spend(status, task, task.live)
+                task.live = None
 
 
 def _add_claims(task: TaskStatus | None, paths: object) -> None:

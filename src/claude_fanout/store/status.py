@@ -13,7 +13,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-SNAPSHOT_VERSION = 3
+SNAPSHOT_VERSION = 4
 # Usage counters summed per task (over its attempts) and per run, as ``task_usage`` reports them.
 USAGE_KEYS = (
     "input_tokens",
@@ -37,9 +37,11 @@ class TaskStatus:
         "claims",
         "commit",
         "committed",
+        "doing",
         "ended",
         "exit_code",
         "id",
+        "live",
         "pid",
         "reason",
         "replaces",
@@ -69,6 +71,8 @@ class TaskStatus:
         worktree: str | None = None,
         base: str | None = None,
         committed: bool = False,
+        live: dict[str, float] | None = None,
+        doing: str | None = None,
     ) -> None:
         self.id = id
         self.state = state
@@ -91,6 +95,16 @@ class TaskStatus:
         self.worktree = worktree
         self.base = base
         self.committed = committed
+        # Claude workers while they run: USAGE_KEYS of the running attempt so far (``task_progress``
+        # records; None once its ``task_usage`` arrived) and what it is doing now (one line).
+        self.live = live
+        self.doing = doing
+
+    def spent(self) -> dict[str, float] | None:
+        """USAGE_KEYS of every attempt, the running one's so far included (None: nothing yet)."""
+        if self.live is None:
+            return self.usage
+        return add_usage(self.usage, self.live)
 
     @property
     def duration_s(self) -> float | None:
@@ -103,6 +117,7 @@ class TaskStatus:
         data["claims"] = list(self.claims)
         data["replaces"] = dict(self.replaces)
         data["usage"] = None if self.usage is None else dict(self.usage)
+        data["live"] = None if self.live is None else dict(self.live)
         data["duration_s"] = self.duration_s
         return data
 
@@ -189,6 +204,15 @@ class RunStatus:
         # The last merge-back of the writers' branches (a ``run_merged`` record), if any.
         self.merge = merge
 
+    def spent(self) -> dict[str, float] | None:
+        """USAGE_KEYS of the whole run so far: finished attempts and what running workers have
+        spent (``task_progress``). None until a worker reported usage."""
+        total = self.usage
+        for task in self.tasks.values():
+            if task.live is not None:
+                total = add_usage(total, task.live)
+        return total
+
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for task in self.tasks.values():
@@ -222,3 +246,13 @@ class RunStatus:
 
     def __repr__(self) -> str:
         return f"RunStatus({self.run_id!r}, {self.state!s}, tasks={len(self.tasks)})"
+
+
+def add_usage(total: dict[str, float] | None, more: dict[str, float]) -> dict[str, float]:
+    """``total + more`` key by key (a new dict); integral counts stay ints."""
+    out = dict(total or {})
+    for key, value in more.items():
+        out[key] = out.get(key, 0) + value
+        if key != "cost_usd":
+            out[key] = int(out[key])
+    return out
