@@ -1,0 +1,236 @@
+"""Hook overhead per tool call inside the real Claude Code CLI, idle and with a live run.
+
+``bench_hooks.py`` times each hook as Claude Code starts it; this one times what a person feels:
+a real ``claude -p`` session (the bundled CLI against the scripted fake Messages API on loopback)
+makes ``--calls`` Read tool calls, one per model turn, and the benchmark measures the time
+between consecutive model requests of the session (the tool loop: the CLI runs PreToolUse, the
+tool, PostToolUse, then asks the model again). The fake answers at once, so the interval is the
+CLI's own loop plus whatever the hooks add. Variants, interleaved round-robin in one run:
+
+- ``none``: no hooks at all (the floor);
+- ``true``: PreToolUse and PostToolUse hooks that run ``true`` (the cost of any command hook);
+- ``fanout idle``: ``fanout install`` into the project, no live run (the shell guard exits
+  before Python starts);
+- ``fanout live``: installed, and a live run of 50 ``sleep`` tasks that claim other files, whose
+  Conductor is this very session (``--session-id``), so PreToolUse evaluates claims and
+  PostToolUse looks for news on every call.
+
+Per variant: the median interval, and the overhead per tool call against ``none``.
+
+    .venv/bin/python benchmarks/bench_cli_hooks.py [--calls 30] [--repeat 3] [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from claude_fanout import pids  # noqa: E402
+from claude_fanout.install import install  # noqa: E402
+from claude_fanout.plan import parse_plan  # noqa: E402
+from claude_fanout.runner import StartedRun, start_run  # noqa: E402
+from claude_fanout.runtime.control import observe, request_cancel  # noqa: E402
+from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env  # noqa: E402
+from claude_fanout.testing.models import side_call_reply  # noqa: E402
+from claude_fanout.testing.replies import Reply, Text, ToolUse  # noqa: E402
+from claude_fanout.testing.requests import Request  # noqa: E402
+
+N_TASKS = 50
+VARIANTS = ("none", "true", "fanout idle", "fanout live")
+
+
+class ToolLoop:
+    """The model of every session: Read ``src/other.py`` until ``calls`` results came back, then
+    answer; records when each of a session's requests arrived."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+        self.lock = threading.Lock()
+        # session -> {tool results so far: when the request carrying them arrived}
+        self.arrivals: dict[str, dict[int, float]] = {}
+        # Sessions whose model was told something by fanout (proof its hooks ran there).
+        self.told: set[str] = set()
+
+    def __call__(self, request: Request) -> Reply:
+        if request.is_side_call:
+            return side_call_reply(request)
+        now = time.monotonic()
+        done = len(request.all_tool_results())
+        told = bool(request.fanout_texts())
+        with self.lock:
+            self.arrivals.setdefault(request.session_id or "?", {}).setdefault(done, now)
+            if told:
+                self.told.add(request.session_id or "?")
+        if done >= self.calls:
+            return Reply([Text("done")])
+        return Reply([ToolUse("Read", {"file_path": "src/other.py"})])
+
+    def intervals(self, session: str) -> list[float]:
+        """Each tool call's round trip: from the request that asked for it to the one carrying
+        its result. The first is left out (it holds the session's one-off costs), and so are the
+        requests after the last result (a Stop hook holding the turn)."""
+        with self.lock:
+            times = dict(self.arrivals.get(session, {}))
+        return [times[k + 1] - times[k] for k in range(1, self.calls) if k + 1 in times]
+
+
+def new_project(root: Path, name: str, variant: str) -> Path:
+    project = root / name
+    (project / ".claude").mkdir(parents=True)
+    (project / "src").mkdir()
+    for i in range(1, N_TASKS + 1):
+        (project / "src" / f"file{i}.py").write_text(f"# file {i}\n")
+    (project / "src" / "other.py").write_text("# nobody claims this\n")
+    (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 0\n")
+    if variant == "true":
+        hooks = {
+            event: [{"matcher": "*", "hooks": [{"type": "command", "command": "true"}]}]
+            for event in ("PreToolUse", "PostToolUse")
+        }
+        (project / ".claude" / "settings.local.json").write_text(json.dumps({"hooks": hooks}))
+    elif variant.startswith("fanout"):
+        install(project=project)
+    return project
+
+
+def start_live_run(project: Path, session_id: str) -> StartedRun:
+    """50 ``sleep`` tasks claiming ``src/fileN.py``, reporting to session ``session_id``."""
+    tasks = [
+        {"id": f"W{i}", "kind": "shell", "argv": ["sleep", "3600"], "claims": [f"src/file{i}.py"]}
+        for i in range(1, N_TASKS + 1)
+    ]
+    plan = parse_plan({"version": 1, "max_parallel": N_TASKS, "tasks": tasks}, project=project)
+    pid = os.getpid()
+    conductor = {"session_id": session_id, "pid": pid, "start_time": pids.process_start_time(pid)}
+    started = start_run(plan, project=project, conductor=conductor, delivery="block")
+    run = str(started.run.path)
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline and not observe(run).counts().get("running"):
+        time.sleep(0.1)
+    return started
+
+
+def stop_live_run(started: StartedRun, timeout: float = 30.0) -> None:
+    """Cancel the run and wait for its supervisor (which reaps its workers) to exit."""
+    request_cancel(str(started.run.path), by="bench_cli_hooks")
+    started.supervisor.wait(timeout)
+
+
+def one_session(
+    api: FakeMessagesAPI, loop: ToolLoop, root: Path, variant: str, n: int
+) -> list[float]:
+    project = new_project(root, f"{variant.replace(' ', '-')}-{n}", variant)
+    home = root / f"home-{variant.replace(' ', '-')}-{n}"
+    home.mkdir()
+    session = str(uuid.uuid4())
+    run = start_live_run(project, session) if variant == "fanout live" else None
+    try:
+        argv = [
+            str(claude_cli()),
+            "-p",
+            "Read src/other.py repeatedly.",
+            "--session-id",
+            session,
+            "--output-format",
+            "json",
+            "--allowedTools",
+            "Read",
+            "--max-turns",
+            str(loop.calls + 20),
+        ]
+        env = cli_env(api.base_url, home)
+        env["CLAUDE_PROJECT_DIR"] = str(project)
+        done = subprocess.run(
+            argv, cwd=project, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        if done.returncode != 0 and variant != "fanout live":
+            said = (done.stderr + done.stdout)[-600:]
+            raise SystemExit(f"{variant}: the CLI failed ({done.returncode}): {said}")
+    finally:
+        if run is not None:
+            stop_live_run(run)
+    if variant == "fanout live" and session not in loop.told:
+        raise SystemExit("fanout live: fanout's hooks never spoke to the session")
+    gaps = loop.intervals(session)
+    if len(gaps) < loop.calls - 1:
+        raise SystemExit(f"{variant}: only {len(gaps)} tool-loop intervals recorded")
+    return gaps
+
+
+def measure(calls: int, repeat: int) -> dict[str, Any]:
+    loop = ToolLoop(calls)
+    gaps: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    with FakeMessagesAPI(loop) as api, tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for n in range(repeat):
+            for variant in VARIANTS:
+                gaps[variant].extend(one_session(api, loop, root, variant, n))
+    floor = statistics.median(gaps["none"])
+    rows = {}
+    for variant in VARIANTS:
+        values = sorted(gaps[variant])
+        median = statistics.median(values)
+        rows[variant] = {
+            "tool_calls": len(values),
+            "median_ms": round(median * 1000, 2),
+            "p90_ms": round(values[int(0.9 * (len(values) - 1))] * 1000, 2),
+            "overhead_ms": round((median - floor) * 1000, 2),
+        }
+    return {
+        "claude_code": cli_version(),
+        "calls_per_session": calls,
+        "sessions_per_variant": repeat,
+        "cpus": os.cpu_count(),
+        "variants": rows,
+    }
+
+
+def cli_version() -> str:
+    done = subprocess.run(
+        [str(claude_cli()), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    return done.stdout.strip().split(" ")[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=30, help="tool calls per session")
+    parser.add_argument("--repeat", type=int, default=3, help="sessions per variant")
+    parser.add_argument("--quick", action="store_true", help="10 calls, 1 session per variant")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    calls, repeat = (10, 1) if args.quick else (args.calls, args.repeat)
+    if shutil.which("git") is None:
+        raise SystemExit("git is needed")
+    figures = measure(calls, repeat)
+    if args.json:
+        print(json.dumps(figures))
+        return
+    print(
+        f"Claude Code {figures['claude_code']}, {figures['cpus']} CPUs; {calls} Read calls per "
+        f"session, {repeat} session(s) per variant; interval between the session's model requests"
+    )
+    print(f"{'variant':<14} {'calls':>6} {'median ms':>10} {'p90 ms':>8} {'overhead ms':>12}")
+    for variant, row in figures["variants"].items():
+        print(
+            f"{variant:<14} {row['tool_calls']:>6} {row['median_ms']:>10.1f} "
+            f"{row['p90_ms']:>8.1f} {row['overhead_ms']:>+12.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
