@@ -9,11 +9,17 @@ CLI's own loop plus whatever the hooks add. Variants, interleaved round-robin in
 
 - ``none``: no hooks at all (the floor);
 - ``true``: PreToolUse and PostToolUse hooks that run ``true`` (the cost of any command hook);
+- ``python floor``: hooks that run ``python -I -S`` and parse the payload (the floor of any
+  hook written in Python, which is what fanout's live-run hooks are measured against);
 - ``fanout idle``: ``fanout install`` into the project, no live run (the shell guard exits
   before Python starts);
 - ``fanout live``: installed, and a live run of 50 ``sleep`` tasks that claim other files, whose
   Conductor is this very session (``--session-id``), so PreToolUse evaluates claims and
-  PostToolUse looks for news on every call.
+  PostToolUse looks for news on every call;
+- ``http``: ``"type": "http"`` hooks POSTing to a server on loopback that answers ``{}`` (what a
+  long-lived server would cost per call instead of a process start);
+- ``http down``: the same hooks pointing at a port nothing listens on (the tool call goes ahead:
+  what a person's session pays while such a server is down).
 
 Per variant: the median interval, and the overhead per tool call against ``none``.
 
@@ -26,6 +32,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +58,54 @@ from claude_fanout.testing.replies import Reply, Text, ToolUse  # noqa: E402
 from claude_fanout.testing.requests import Request  # noqa: E402
 
 N_TASKS = 50
-VARIANTS = ("none", "true", "fanout idle", "fanout live")
+VARIANTS = ("none", "true", "python floor", "fanout idle", "fanout live", "http", "http down")
+# A Python hook that only reads its payload: the least a hook written in Python costs.
+FLOOR = f"{sys.executable} -I -S -c 'import json, sys; json.load(sys.stdin)'"
+
+
+class HookServer:
+    """An HTTP hook's server on loopback: answers every POST with ``{}`` (nothing to say)."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.posts += 1
+                body = b"{}"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                del format, args
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def __enter__(self) -> HookServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on (the port was just freed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"
 
 
 class ToolLoop:
@@ -88,7 +143,7 @@ class ToolLoop:
         return [times[k + 1] - times[k] for k in range(1, self.calls) if k + 1 in times]
 
 
-def new_project(root: Path, name: str, variant: str) -> Path:
+def new_project(root: Path, name: str, variant: str, hook_urls: dict[str, str]) -> Path:
     project = root / name
     (project / ".claude").mkdir(parents=True)
     (project / "src").mkdir()
@@ -96,10 +151,16 @@ def new_project(root: Path, name: str, variant: str) -> Path:
         (project / "src" / f"file{i}.py").write_text(f"# file {i}\n")
     (project / "src" / "other.py").write_text("# nobody claims this\n")
     (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 0\n")
+    hook: dict[str, Any] | None = None
     if variant == "true":
+        hook = {"type": "command", "command": "true"}
+    elif variant == "python floor":
+        hook = {"type": "command", "command": FLOOR}
+    elif variant in hook_urls:
+        hook = {"type": "http", "url": hook_urls[variant], "timeout": 10}
+    if hook is not None:
         hooks = {
-            event: [{"matcher": "*", "hooks": [{"type": "command", "command": "true"}]}]
-            for event in ("PreToolUse", "PostToolUse")
+            event: [{"matcher": "*", "hooks": [hook]}] for event in ("PreToolUse", "PostToolUse")
         }
         (project / ".claude" / "settings.local.json").write_text(json.dumps({"hooks": hooks}))
     elif variant.startswith("fanout"):
@@ -131,9 +192,14 @@ def stop_live_run(started: StartedRun, timeout: float = 30.0) -> None:
 
 
 def one_session(
-    api: FakeMessagesAPI, loop: ToolLoop, root: Path, variant: str, n: int
+    api: FakeMessagesAPI,
+    loop: ToolLoop,
+    root: Path,
+    variant: str,
+    n: int,
+    hook_urls: dict[str, str],
 ) -> list[float]:
-    project = new_project(root, f"{variant.replace(' ', '-')}-{n}", variant)
+    project = new_project(root, f"{variant.replace(' ', '-')}-{n}", variant, hook_urls)
     home = root / f"home-{variant.replace(' ', '-')}-{n}"
     home.mkdir()
     session = str(uuid.uuid4())
@@ -174,11 +240,13 @@ def one_session(
 def measure(calls: int, repeat: int) -> dict[str, Any]:
     loop = ToolLoop(calls)
     gaps: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    with FakeMessagesAPI(loop) as api, tempfile.TemporaryDirectory() as tmp:
+    with FakeMessagesAPI(loop) as api, HookServer() as hook, tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        urls = {"http": hook.url, "http down": closed_port_url()}
         for n in range(repeat):
             for variant in VARIANTS:
-                gaps[variant].extend(one_session(api, loop, root, variant, n))
+                gaps[variant].extend(one_session(api, loop, root, variant, n, urls))
+        posts = hook.posts
     floor = statistics.median(gaps["none"])
     rows = {}
     for variant in VARIANTS:
@@ -190,8 +258,11 @@ def measure(calls: int, repeat: int) -> dict[str, Any]:
             "p90_ms": round(values[int(0.9 * (len(values) - 1))] * 1000, 2),
             "overhead_ms": round((median - floor) * 1000, 2),
         }
+    if posts < 2 * (calls - 1) * repeat:
+        raise SystemExit(f"http: the hook server got {posts} calls, fewer than the tool calls")
     return {
         "claude_code": cli_version(),
+        "http_hook_posts": posts,
         "calls_per_session": calls,
         "sessions_per_variant": repeat,
         "cpus": os.cpu_count(),

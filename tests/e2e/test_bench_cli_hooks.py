@@ -31,8 +31,12 @@ def test_every_variant_times_its_tool_loop_and_the_live_run_is_really_seen(
     # measure() itself fails when the live variant's session never heard from fanout.
     figures = bench.measure(calls=4, repeat=1)
 
-    assert set(figures["variants"]) == {"none", "true", "fanout idle", "fanout live"}
+    assert set(figures["variants"]) == set(bench.VARIANTS)
+    assert {"none", "true", "fanout idle", "fanout live", "http", "http down"} <= set(
+        bench.VARIANTS
+    )
     for row in figures["variants"].values():
         assert row["tool_calls"] == 3
         assert row["median_ms"] > 0
     assert figures["claude_code"][0].isdigit()
+    assert figures["http_hook_posts"] >= 6
