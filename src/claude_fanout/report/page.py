@@ -231,8 +231,9 @@ def _attempt_title(line: TaskLine, attempt: Attempt) -> str:
     took = attempt.duration_s
     if took is not None:
         head += f" after {text.duration(took)}"
-    if attempt.exit_code is not None:
-        head += f" (exit code {attempt.exit_code})"
+    said = f"exit code {attempt.exit_code}"
+    if attempt.exit_code is not None and attempt.reason != said:
+        head += f" ({said})"
     return head + (f": {attempt.reason}" if attempt.reason else "")
 
 
