@@ -1,8 +1,8 @@
 """What ``fanout report`` shows of a run's history: every attempt of every task, the waits
 between them, and the critical path, folded from the run's log in one pass.
 
-The run's state comes from the same pass (``store.state.fold`` on each record, then the liveness
-correction of ``runtime.control``), so the page and its timeline agree; nothing is written.
+The run's state is what every reader gets (``load_status``, corrected by ``runtime.control``);
+the report writes nothing into the run but its page.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from claude_fanout.errors import StoreError
 from claude_fanout.plan import topological_order
 from claude_fanout.states import EventType, TaskState
 from claude_fanout.store.eventlog import read_events
-from claude_fanout.store.state import fold
-from claude_fanout.store.status import RunStatus
+from claude_fanout.store.state import load_status
 
 if TYPE_CHECKING:
     from claude_fanout.plan import Plan
     from claude_fanout.store.eventlog import Event
     from claude_fanout.store.rundir import RunDir
+    from claude_fanout.store.status import RunStatus
 
 RUNNING = str(TaskState.RUNNING)
 LOST = str(TaskState.LOST)
@@ -98,11 +98,32 @@ class Timeline:
         return sum(self.tasks[task_id].span_s(self.now) for task_id in self.critical)
 
 
-def read_timeline(run: RunDir, plan: Plan | None, *, now: float | None = None) -> Timeline:
-    """The run's state and timeline from one read of its log.
+# The records the timeline is made of; every other kind (the bulk of a long log: workers'
+# progress, notices) is passed over unparsed.
+_KINDS = (
+    EventType.RUN_CREATED,
+    EventType.TASK_STARTED,
+    EventType.TASK_EXITED,
+    EventType.TASK_RETRY,
+    EventType.TASK_SKIPPED,
+    EventType.SUPERVISOR_LOST,
+    EventType.RUN_RESUMED,
+)
+_SKIP = tuple(
+    f'"type":"{value}"}}'.encode()
+    for name, value in vars(EventType).items()
+    if name.isupper() and isinstance(value, str) and value not in _KINDS
+)
 
+
+def read_timeline(run: RunDir, plan: Plan | None, *, now: float | None = None) -> Timeline:
+    """The run's state and its timeline.
+
+    The attempts come from one read of the log (its ``task_started`` / ``task_exited`` /
+    ``task_retry`` / ``task_skipped`` records); the state is the run's fold as every reader
+    gets it (``load_status``: snapshot + tail, then the liveness correction of ``observe``).
     Raises ``StoreError`` for a log that is missing or holds no ``run_created`` record (damaged,
-    or not a run's log); lines that do not parse are skipped and counted (``bad_lines``).
+    or not a run's log), before anything is read further or written.
     """
     from claude_fanout.runtime.control import corrected
 
@@ -112,24 +133,22 @@ def read_timeline(run: RunDir, plan: Plan | None, *, now: float | None = None) -
             f"run {run.run_id}: no {run.events_path.name} in {run.path}; not a fanout run "
             "(see 'fanout runs')"
         )
-    result = read_events(run.events_path)
-    status = RunStatus(run_id=run.run_id)
-    builder = _Builder(status)
-    for event in result.events:
-        fold(status, event)
-        builder.take(event)
-    created = status.created
+    result = read_events(run.events_path, skip=_SKIP)
+    created = next(
+        (e for e in result.events if e.get("type") == EventType.RUN_CREATED and e.get("ts")), None
+    )
     if created is None:
         raise StoreError(
             f"run {run.run_id}: its log {run.events_path} is damaged: no run_created record "
             f"among {len(result.events)} readable records ({len(result.bad)} unreadable lines); "
             "nothing to report"
         )
-    status.offset = result.offset
-    status.bad_lines = len(result.bad)
-    status = corrected(run, status, now=wall)
+    status = corrected(run, load_status(run), now=wall)
+    builder = _Builder(status)
+    for event in result.events:
+        builder.take(event)
     lines = builder.finish(status, plan, wall)
-    begin = status.started or created
+    begin = status.started or status.created or float(created["ts"])
     end = status.finished if status.state.terminal and status.finished else wall
     for line in lines.values():
         for attempt in line.attempts:
@@ -141,7 +160,7 @@ def read_timeline(run: RunDir, plan: Plan | None, *, now: float | None = None) -
         end=max(end, begin),
         now=wall,
         critical=critical_path(lines, plan, wall),
-        bad_lines=len(result.bad),
+        bad_lines=status.bad_lines,
     )
 
 
