@@ -132,6 +132,8 @@ def test_a_running_workers_cost_so_far_is_on_the_page(project: Path) -> None:
     row = Page(page).rows["W1"]
     assert row[2:] == ["running", "1", row[4], "2", "1.0k", "300", "$0.25", "", "Read src/a.py"]
     assert 'id="run-cost">1 worker, $0.25' in page
+    # W2 has not started: it waits for a slot until now.
+    assert timeline.tasks["W2"].attempts == [] and "W2 waits for a slot</title>" in page
 
 
 def fake_now() -> float:
@@ -348,3 +350,38 @@ def test_an_output_path_that_cannot_be_written_is_a_one_line_error(
         assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
         assert says in done.stderr
     assert not (run.path / layout.REPORT).exists()
+
+
+def test_open_hands_the_page_to_the_browser_and_says_when_there_is_none(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from claude_fanout.cli.main import main
+
+    run = a_finished_run(project)
+    opened: list[str] = []
+    found = [True, False]
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or found.pop(0))
+
+    assert main(["--project", str(project), "report", "--open"]) == 0
+    assert opened == [(run.path / layout.REPORT).as_uri()]
+    assert capsys.readouterr().err == ""
+    assert main(["--project", str(project), "report", "--open"]) == 0
+    assert "no web browser found" in capsys.readouterr().err
+
+
+def test_a_task_whose_dependency_still_runs_is_waiting_on_it_not_ready(project: Path) -> None:
+    from claude_fanout import pids
+    from claude_fanout.store.files import write_json_atomic
+
+    run, record = made_run(project, [shell("A"), shell("B", "A")])
+    record(1, "task_started", task="A", attempt=1, pid=10)
+    me = {"pid": os.getpid(), "start_time": pids.process_start_time(os.getpid())}
+    write_json_atomic(run.path / layout.SUPERVISOR, {**me, "heartbeat": T0 + 5})
+
+    timeline = timeline_of(run, now=T0 + 6)
+    page = render(run, None, timeline)
+
+    assert timeline.status.state is RunState.RUNNING
+    assert timeline.tasks["B"].ready is None
+    assert "B waits on A</title>" in page and "B waits for a slot" not in page
+    assert timeline.critical == ["A", "B"] or timeline.critical == ["A"]

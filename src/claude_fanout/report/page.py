@@ -192,11 +192,18 @@ def _row(timeline: Timeline, line: TaskLine, y: int, critical: bool) -> list[str
     waited_from = timeline.begin
     if first is None and line.skipped is not None and line.deps:  # never ran: waited, then not
         out.append(_bar(timeline, waited_from, line.skipped[0], y, "dep", _waits(line)))
+    elif first is None and line.skipped is None and not timeline.status.state.terminal:
+        if line.deps and line.ready is None:  # still waiting on its dependencies
+            out.append(_bar(timeline, waited_from, timeline.now, y, "dep", _waits(line)))
+        else:
+            out.append(
+                _bar(timeline, waited_from, timeline.now, y, "queue", f"{line.id} waits for a slot")
+            )
     if line.ready is not None and first is not None:
         out.append(_bar(timeline, waited_from, line.ready, y, "dep", _waits(line)))
         waited_from = line.ready
     if first is not None and first - waited_from > 0.05 * max(timeline.end - timeline.begin, 0):
-        out.append(_bar(timeline, waited_from, first, y, "queue", "ready, waiting for a slot"))
+        out.append(_bar(timeline, waited_from, first, y, "queue", f"{line.id} waits for a slot"))
     for began, until in line.retry_waits:
         out.append(_bar(timeline, began, until, y, "retry", f"{line.id} waits to retry"))
     for attempt in line.attempts:

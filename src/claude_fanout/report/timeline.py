@@ -69,6 +69,10 @@ class TaskLine:
         end = self.attempts[-1].end
         return now if end is None else end
 
+    def ended(self) -> float | None:
+        """When its last attempt ended (None: it never ran, or runs still)."""
+        return self.attempts[-1].end if self.attempts else None
+
     def span_s(self, now: float) -> float:
         """From its first start to its last end (retries and their waits included): what the
         task adds to a path through the dependency graph."""
@@ -254,7 +258,7 @@ class _Builder:
                 line.deps = plan.task(task_id).deps
             lines[task_id] = line
         for line in lines.values():
-            ends = [lines[dep].last_end(now) for dep in line.deps if dep in lines]
+            ends = [lines[dep].ended() for dep in line.deps if dep in lines]
             if line.deps and ends and all(end is not None for end in ends):
                 line.ready = max(end for end in ends if end is not None)
         return lines
