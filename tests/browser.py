@@ -70,34 +70,28 @@ def screenshot(page: Path, scratch: Path, name: str, *, size: str = "1280,1600")
 
 
 class Dom(HTMLParser):
-    """What a serialized DOM holds: every element (tag, attributes) and its text."""
+    """What a page or a serialized DOM holds: every element (tag, attributes), its text and
+    title, and for ``fanout report``'s page the workers table's cells and each result's text,
+    by task."""
 
     def __init__(self, markup: str) -> None:
         super().__init__(convert_charrefs=True)
         self.elements: list[tuple[str, dict[str, str]]] = []
-        self.text_parts: list[str] = []
         self.title = ""
+        self.rows: dict[str, list[str]] = {}
+        self.sections: dict[str, str] = {}
+        self._text: list[str] = []
         self._in_title = False
+        self._row: str | None = None
+        self._cell: list[str] | None = None
+        self._section: str | None = None
+        self._pre: list[str] | None = None
         self.feed(markup)
         self.close()
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.elements.append((tag, {k: v or "" for k, v in attrs}))
-        # The document's title: the first <title> (SVG shapes have <title>s of their own).
-        self._in_title = tag == "title" and not any(t == "title" for t, _ in self.elements[:-1])
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "title":
-            self._in_title = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title += data
-        self.text_parts.append(data)
-
     @property
     def text(self) -> str:
-        return "".join(self.text_parts)
+        return "".join(self._text)
 
     def tags(self, name: str) -> list[dict[str, str]]:
         return [attrs for tag, attrs in self.elements if tag == name]
@@ -108,3 +102,38 @@ class Dom(HTMLParser):
             for tag, attrs in self.elements
             if name in attrs and (value is None or attrs[name] == value)
         ]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {k: v or "" for k, v in attrs}
+        self.elements.append((tag, found))
+        # The document's title: the first <title> (SVG shapes have <title>s of their own).
+        self._in_title = tag == "title" and not any(t == "title" for t, _ in self.elements[:-1])
+        if tag == "tr" and "data-task" in found:
+            self._row = found["data-task"]
+            self.rows[self._row] = []
+        elif tag == "td" and self._row is not None:
+            self._cell = []
+        elif tag == "section":
+            self._section = found.get("data-task")
+        elif tag == "pre":
+            self._pre = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        elif tag == "td" and self._row is not None and self._cell is not None:
+            self.rows[self._row].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr":
+            self._row = None
+        elif tag == "pre" and self._section is not None and self._pre is not None:
+            self.sections[self._section] = "".join(self._pre)
+            self._pre = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+        self._text.append(data)
+        for sink in (self._cell, self._pre):
+            if sink is not None:
+                sink.append(data)

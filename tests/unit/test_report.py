@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from claude_fanout.store import layout
 from claude_fanout.store.eventlog import EventLog
 from claude_fanout.store.files import make_private_dir
 from claude_fanout.store.rundir import RunDir, create_run
+from tests.browser import Dom
 from tests.helpers import CLIResult, FakeRun
 
 T0 = 1_800_000_000.0
@@ -129,7 +129,7 @@ def test_a_running_workers_cost_so_far_is_on_the_page(project: Path) -> None:
     assert timeline.status.tasks["W1"].state is TaskState.RUNNING
     (attempt,) = timeline.tasks["W1"].attempts
     assert attempt.end is None and attempt.state == "running"
-    row = Page(page).rows["W1"]
+    row = Dom(page).rows["W1"]
     assert row[2:] == ["running", "1", row[4], "2", "1.0k", "300", "$0.25", "", "Read src/a.py"]
     assert 'id="run-cost">1 worker, $0.25' in page
     # W2 has not started: it waits for a slot until now.
@@ -163,7 +163,7 @@ def test_everything_a_worker_or_the_log_says_is_text_not_markup(project: Path) -
 
     page = render(run, None, timeline_of(run))
 
-    parsed = Page(page)
+    parsed = Dom(page)
     assert {tag for tag, _ in parsed.elements} <= {
         *[
             "html",
@@ -217,60 +217,11 @@ def test_the_excerpt_is_bounded_and_never_follows_a_link_or_opens_a_fifo(project
 
     page = render(run, None, timeline_of(run))
 
-    shown = Page(page).sections
+    shown = Dom(page).sections
     assert list(shown) == ["A"]
     assert shown["A"] == big[: defaults.REPORT_EXCERPT_BYTES]
     assert f"first {defaults.REPORT_EXCERPT_BYTES:,} of {len(big):,} bytes" in page
     assert "SECRET" not in page
-
-
-class Page(HTMLParser):
-    """The page's elements, text, the workers table's cells and the results' text, by task."""
-
-    def __init__(self, markup: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.elements: list[tuple[str, dict[str, str]]] = []
-        self.rows: dict[str, list[str]] = {}
-        self.sections: dict[str, str] = {}
-        self._text: list[str] = []
-        self._row: str | None = None
-        self._cell: list[str] | None = None
-        self._section: str | None = None
-        self._pre: list[str] | None = None
-        self.feed(markup)
-
-    @property
-    def text(self) -> str:
-        return "".join(self._text)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = {k: v or "" for k, v in attrs}
-        self.elements.append((tag, found))
-        if tag == "tr" and "data-task" in found:
-            self._row = found["data-task"]
-            self.rows[self._row] = []
-        elif tag == "td" and self._row is not None:
-            self._cell = []
-        elif tag == "section":
-            self._section = found.get("data-task")
-        elif tag == "pre":
-            self._pre = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "td" and self._row is not None and self._cell is not None:
-            self.rows[self._row].append("".join(self._cell))
-            self._cell = None
-        elif tag == "tr":
-            self._row = None
-        elif tag == "pre" and self._section is not None and self._pre is not None:
-            self.sections[self._section] = "".join(self._pre)
-            self._pre = None
-
-    def handle_data(self, data: str) -> None:
-        self._text.append(data)
-        for sink in (self._cell, self._pre):
-            if sink is not None:
-                sink.append(data)
 
 
 # The command: bad input is one line naming the problem and the fix, and nothing is written.
@@ -288,7 +239,7 @@ def test_report_writes_into_the_run_directory_or_where_asked(
     elsewhere = project / "page.html"
     done = fanout("report", run.run_id[:15], "-o", "page.html")
     assert (done.returncode, done.stdout) == (0, f"{elsewhere}\n")
-    assert Page(elsewhere.read_text()).rows["D"][2] == "failed"
+    assert Dom(elsewhere.read_text()).rows["D"][2] == "failed"
 
 
 def test_no_runs_and_an_unknown_run_are_one_line_errors(
