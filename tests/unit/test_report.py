@@ -298,7 +298,7 @@ def test_an_output_path_that_cannot_be_written_is_a_one_line_error(
     run = a_finished_run(project)
     for target, says in (("missing/page.html", "no directory"), (".", "is a directory")):
         done = fanout("report", run.run_id, "-o", target)
-        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
         assert says in done.stderr
     assert not (run.path / layout.REPORT).exists()
 

@@ -33,28 +33,28 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace, project: Path) -> int:
-    from claude_fanout.cli.common import plan_of
+    from claude_fanout.cli.common import UsageError, plan_of
     from claude_fanout.report.page import render
     from claude_fanout.report.timeline import read_timeline
 
     run = resolve_run(project, args.run)
+    target = (run.report_path if args.output is None else Path(args.output)).absolute()
+    if args.output is not None:  # a bad -o is refused before anything is read
+        if target.is_dir():
+            raise UsageError(f"-o {args.output}: is a directory; name the file, e.g. -o run.html")
+        if not target.parent.is_dir():
+            raise UsageError(
+                f"-o {args.output}: no directory {target.parent}; create it or name another file"
+            )
     plan = plan_of(run)
     timeline = read_timeline(run, plan)
     page = render(run, plan, timeline).encode("utf-8")
-    target = args.output if args.output is not None else run.path / layout.REPORT
-    target = Path(target).absolute()
-    if target.is_dir():
-        raise StoreError(
-            f"-o {args.output}: is a directory; name the file to write, e.g. -o run.html"
-        )
-    if not target.parent.is_dir():
-        raise StoreError(
-            f"-o {args.output}: no directory {target.parent}; create it or name another file"
-        )
     try:
         write_atomic(target, page)
     except OSError as exc:
-        raise StoreError(f"-o {args.output or target}: cannot write it ({exc.strerror})") from None
+        raise StoreError(
+            f"cannot write {target} ({exc.strerror}); name another file with -o"
+        ) from None
     if timeline.bad_lines:
         print(
             f"fanout: warning: {timeline.bad_lines} line(s) of {run.events_path} did not parse; "
