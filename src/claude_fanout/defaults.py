@@ -99,3 +99,6 @@ REASON_CHARS = 200
 # Merge-back: conflicts listed one by one, files named per conflict.
 MERGE_MAX_CONFLICTS = 6
 MERGE_MAX_FILES = 4
+# ``fanout report``: how much of each worker's result.md (or, without one, of the end of its log)
+# the page shows, in bytes read.
+REPORT_EXCERPT_BYTES = 4000

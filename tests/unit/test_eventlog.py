@@ -213,6 +213,21 @@ def test_many_garbage_lines_are_each_reported_at_their_offset(log: EventLog) -> 
     assert [bad.excerpt for bad in result.bad] == ["nope", "[]", '{"type":1}']
 
 
+def test_a_reader_can_pass_over_kinds_it_does_not_want_unparsed(log: EventLog) -> None:
+    log.append("notice", text="a")
+    wanted = log.append("task_started", task="W1")
+    # A line the reader skips is not parsed, so it is not reported as garbage either.
+    with open(log.path, "ab") as handle:
+        handle.write(b'{torn "type":"notice"}\n')
+    log.append("notice", text='ends like "type":"notice"}')
+    end = os.path.getsize(log.path)
+
+    result = read_events(log.path, skip=(b'"type":"notice"}',))
+
+    assert (result.events, result.bad, result.offset) == ([wanted], [], end)
+    assert len(read_events(log.path).events) == 3
+
+
 def test_reading_from_a_cursor_reports_bad_lines_at_absolute_offsets(log: EventLog) -> None:
     log.append("first")
     cursor = log.read().offset

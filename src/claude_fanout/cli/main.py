@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from claude_fanout.cli import merge, runs, setup
+from claude_fanout.cli import merge, report, runs, setup
 from claude_fanout.errors import FanoutError
 from claude_fanout.store import layout
 
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_parsers(sub)
     setup.add_parsers(sub)
     merge.add_parsers(sub)
+    report.add_parsers(sub)
     return parser
 
 

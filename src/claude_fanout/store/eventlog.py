@@ -110,8 +110,12 @@ class EventLog:
         return read_events(self.path, offset)
 
 
-def read_events(path: StrPath, offset: int = 0) -> ReadResult:
-    """Complete records after byte ``offset``; the returned offset resumes after the last one."""
+def read_events(path: StrPath, offset: int = 0, skip: tuple[bytes, ...] = ()) -> ReadResult:
+    """Complete records after byte ``offset``; the returned offset resumes after the last one.
+
+    ``skip``: line endings (``encode``'s, e.g. ``b'"type":"notice"}'``) of records the reader does
+    not want; such lines are passed over unparsed (a reader of a few kinds in a long log).
+    """
     try:
         fd = open_private(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -140,7 +144,9 @@ def read_events(path: StrPath, offset: int = 0) -> ReadResult:
     while start < end:
         stop = data.index(b"\n", start)
         line = data[start:stop]
-        if line.strip():
+        if skip and line.endswith(skip):
+            pass
+        elif line.strip():
             try:
                 record = json.loads(line)
             except (ValueError, RecursionError):

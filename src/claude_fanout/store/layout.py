@@ -38,6 +38,8 @@ WORKER_LOG = "log"
 STREAM = "stream.jsonl"
 RESULT = "result.md"
 RESULT_JSON = "result.json"
+# ``fanout report``'s page of the run (the default of its ``-o``): one self-contained HTML file.
+REPORT = "report.html"
 
 
 def runs_root(project: StrPath) -> str:

@@ -63,6 +63,11 @@ class RunDir:
         return self.path / layout.SUPERVISOR_LOG
 
     @property
+    def report_path(self) -> Path:
+        """Where ``fanout report`` writes the run's page by default."""
+        return self.path / layout.REPORT
+
+    @property
     def log(self) -> EventLog:
         return EventLog(self.events_path)
 
