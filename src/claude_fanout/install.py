@@ -286,21 +286,14 @@ def _statusline(
             theirs = _theirs(where)
             if theirs is not None:
                 break
-    if theirs is not None and status_line.unwrappable(theirs):
-        if where == path:
-            return base, (
-                f"your statusLine in {path} {status_line.unwrappable(theirs)}: "
-                "fanout's status line is not installed"
-            )
-        theirs = None
-    ours = status_line.ours_wrapping(
-        theirs,  # type: ignore[arg-type]  # a wrappable object, or None
-        python=python,
-        entry=entry,
-        here=where == path,
-    )
+    why = None if theirs is None else status_line.unwrappable(theirs)
+    if why is not None and where == path:
+        return base, f"your statusLine in {path} {why}: fanout's status line is not installed"
+    # One in a file below that fanout cannot run was not working anyway: ours shows instead.
+    wrapped = theirs if isinstance(theirs, dict) and why is None else None
+    ours = status_line.ours_wrapping(wrapped, python=python, entry=entry, here=where == path)
     note = None
-    if theirs is not None and where != path:
+    if wrapped is not None and where != path:
         note = (
             f"fanout's status line shows yours from {where} with its own (yours as it is now: "
             "after changing it, run `fanout install` again)"

@@ -74,10 +74,12 @@ def _compact(value: JSONObject) -> str:
 
 def is_ours(value: object) -> bool:
     """True for a ``statusLine`` value fanout wrote (its command ends with the marker)."""
-    if not isinstance(value, dict):
-        return False
-    command = value.get("command")
-    return isinstance(command, str) and command.rstrip().endswith(MARKER)
+    return _our_command(value) is not None
+
+
+def _our_command(value: object) -> str | None:
+    command = value.get("command") if isinstance(value, dict) else None
+    return command if isinstance(command, str) and command.rstrip().endswith(MARKER) else None
 
 
 def _assignments(command: str) -> dict[str, str]:
@@ -98,15 +100,13 @@ def _assignments(command: str) -> dict[str, str]:
 
 def wrapped_command(value: object) -> str | None:
     """The person's status line command our ``statusLine`` runs with its own (None: none)."""
-    if not is_ours(value):
-        return None
-    return _assignments(value["command"]).get("theirs")  # type: ignore[index]
+    command = _our_command(value)
+    return None if command is None else _assignments(command).get("theirs")
 
 
 def _kept(value: object) -> JSONObject | None:
-    if not is_ours(value):
-        return None
-    raw = _assignments(value["command"]).get("kept")  # type: ignore[index]
+    command = _our_command(value)
+    raw = None if command is None else _assignments(command).get("kept")
     if raw is None:
         return None
     try:

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from claude_fanout.doctor.findings import OK, WARN
 from claude_fanout.doctor.install_checks import install_checks
 from claude_fanout.install import default_entry, install, uninstall
 from claude_fanout.settings_statusline import (
     is_ours,
+    ours_wrapping,
     statusline_command,
     theirs_in,
     without_statusline,
@@ -252,3 +255,33 @@ def test_doctor_says_which_status_line_shows(proj: Path, home: Path) -> None:
     go(proj, home, scope="project")
     write(local(proj), {"statusLine": THEIRS})
     assert check().status is WARN and "does not show" in check().detail
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    command=st.text(min_size=1),
+    extra=st.dictionaries(
+        st.text(min_size=1).filter(lambda k: k not in ("type", "command")),
+        st.none() | st.booleans() | st.integers() | st.text(),
+        max_size=3,
+    ),
+)
+def test_property_any_line_of_theirs_comes_back_key_for_key(
+    command: str, extra: dict[str, Any]
+) -> None:
+    theirs = {"type": "command", "command": command, **extra}
+    ours = ours_wrapping(theirs, python=PYTHON, entry="/x/entry.py", here=True)
+    assert is_ours(ours) and wrapped_command(ours) == command
+    back = without_statusline({"a": 1, "statusLine": ours, "b": 2})
+    assert back == {"a": 1, "statusLine": theirs, "b": 2}
+    assert list(back["statusLine"].items()) == list(theirs.items())
+
+
+def test_the_shell_sees_their_command_exactly() -> None:
+    command = 'printf \'%s\' "a\'b"; echo "$HOME" `x` \\\\ ; # tail'
+    ours = statusline_command(python=PYTHON, entry="/nonexistent/entry.py", theirs=command)
+    prefix = ours.split("[ -f", 1)[0]
+    done = subprocess.run(
+        ["/bin/sh", "-c", prefix + 'printf %s "$theirs"'], capture_output=True, check=True
+    )
+    assert done.stdout.decode() == command

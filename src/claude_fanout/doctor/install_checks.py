@@ -151,7 +151,7 @@ def _statusline_check(
                 f"{path} instead; `fanout install --scope {scope}` shows both",
             )
         return Check(section, name, OK, f"yours, from {path} (fanout's is not installed)")
-    targets = hook_targets(str(shown["command"]))  # type: ignore[index]
+    targets = hook_targets(str(shown.get("command"))) if isinstance(shown, dict) else None
     if targets is None or not runnable(targets[0]) or not os.path.isfile(targets[1]):
         return Check(
             section,
