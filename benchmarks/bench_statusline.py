@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import shlex
-import statistics
 import sys
 import tempfile
 import time
@@ -53,6 +52,7 @@ from bench_hooks import (
     build_live_run,
     count_lines,
     fmt_ratio,
+    in_process_ms,
     measure,
     new_project,
 )
@@ -115,23 +115,11 @@ class Line(Variant):
         return None if ok else f"expected {self.expect or 'nothing'}, got {out[:200]!r}"
 
 
-def work_ms(project: str, stdin: bytes, repeat: int = 200) -> float:
+def work_ms(project: str, stdin: bytes) -> float:
     """Median in-process time of drawing the segment (modules already imported)."""
-    saved = os.environ.get("CLAUDE_PROJECT_DIR")
-    os.environ["CLAUDE_PROJECT_DIR"] = project
-    samples = []
-    try:
-        for _ in range(repeat):
-            out = io.BytesIO()
-            start = time.perf_counter()
-            statusline.main([], stdin=io.BytesIO(stdin), stdout=out)
-            samples.append((time.perf_counter() - start) * 1000.0)
-    finally:
-        if saved is None:
-            del os.environ["CLAUDE_PROJECT_DIR"]
-        else:
-            os.environ["CLAUDE_PROJECT_DIR"] = saved
-    return statistics.median(samples)
+    return in_process_ms(
+        project, lambda: statusline.main([], stdin=io.BytesIO(stdin), stdout=io.BytesIO())
+    )
 
 
 def main() -> None:
