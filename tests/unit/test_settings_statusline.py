@@ -216,17 +216,23 @@ def test_moving_from_the_shared_file_keeps_the_teams_line(proj: Path, home: Path
     assert wrapped_command(read(local(proj))["statusLine"]) == THEIRS["command"]
 
 
-def test_the_cli_opts_out_with_no_statusline(proj: Path, home: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "claude_fanout", "install", "--no-statusline"],
-        cwd=proj,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HOME": str(home), "CLAUDE_CONFIG_DIR": str(home / ".claude")},
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+def test_the_cli_says_so_and_opts_out_with_no_statusline(proj: Path, home: Path) -> None:
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "claude_fanout", "install", *args],
+            cwd=proj,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HOME": str(home), "CLAUDE_CONFIG_DIR": str(home / ".claude")},
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "status line:" in cli()
+    assert is_ours(read(local(proj))["statusLine"])
+    assert "status line:" not in cli("--no-statusline")
     assert "hooks" in read(local(proj)) and "statusLine" not in read(local(proj))
 
 

@@ -124,6 +124,11 @@ def cmd_install(args: argparse.Namespace, project: Path) -> int:
             print(f"  wrote {path}")
     for path in report.removed:
         print(f"  removed {path}")
+    if args.statusline and _shows_statusline(report.settings):
+        print(
+            "  status line: this session's runs, after yours if you have one "
+            "(`--no-statusline` leaves it alone)"
+        )
     if report.backup is not None:
         print(f"  previous settings kept for `fanout uninstall` in {report.backup}")
     for note in report.notes:
@@ -138,6 +143,13 @@ def cmd_install(args: argparse.Namespace, project: Path) -> int:
         )
     print("Start Claude Code here and type: /fanout <instruction> -- <paths or globs>")
     return 0
+
+
+def _shows_statusline(settings: Path) -> bool:
+    from claude_fanout import settings_files, settings_statusline
+
+    _, content = settings_files.load(settings)
+    return settings_statusline.is_ours(content.get(settings_statusline.KEY))
 
 
 def cmd_statusline(args: argparse.Namespace, project: Path) -> int:
