@@ -256,6 +256,11 @@ def test_doctor_says_which_status_line_shows(proj: Path, home: Path) -> None:
     assert check().status is OK and "yours" in check().detail
     go(proj, home)
     assert check().status is OK and "fanout's" in check().detail and "MINE" in check().detail
+    # They change their own line (Claude Code's /statusline does): fanout's runs the old one.
+    write(user(home), {"statusLine": {**THEIRS, "command": "echo NEW"}})
+    assert check().status is WARN and "as it was when installed" in check().detail
+    go(proj, home)
+    assert check().status is OK and "NEW" in check().detail
     # fanout's in the shared file, but the person's own in the local one hides it.
     uninstall(project=proj, home=home)
     go(proj, home, scope="project")

@@ -161,6 +161,24 @@ def _statusline_check(
             f"so it shows nothing of fanout's: run `fanout install --scope {scope}`",
         )
     theirs = status_line.wrapped_command(shown)
+    below = next(
+        (
+            (where, value)
+            for _, where, value in reversed(lines[:-1])
+            if not status_line.is_ours(value)
+        ),
+        None,
+    )
+    if status_line.theirs_in({status_line.KEY: shown}) is None and below is not None:
+        current = below[1].get("command") if isinstance(below[1], dict) else None
+        if current != theirs:
+            return Check(
+                section,
+                name,
+                WARN,
+                f"fanout's status line in {path} runs yours as it was when installed, not as it "
+                f"is now in {below[0]}: run `fanout install --scope {scope}` again",
+            )
     with_theirs = "" if theirs is None else f", with yours ({theirs[:60]})"
     return Check(section, name, OK, f"fanout's, from {path}{with_theirs}")
 
