@@ -72,7 +72,7 @@ def main(
     return 0
 
 
-def segment_for(raw: bytes, *, now: float | None = None) -> str:
+def segment_for(raw: bytes) -> str:
     """fanout's segment for Claude Code's status line input ``raw`` ('' when it is not that
     input or the session has no run)."""
     payload: Any = json.loads(raw)
@@ -83,8 +83,6 @@ def segment_for(raw: bytes, *, now: float | None = None) -> str:
     ctx = HookContext.from_payload("StatusLine", payload)
     if ctx is None:
         return ""
-    if now is not None:
-        ctx.now = now
     runs = [status for _, status in ctx.session_runs()]
     return render(runs, now=ctx.now, colour=colour_wanted())
 
