@@ -52,6 +52,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from claude_fanout import install, pids, settings_hooks
@@ -466,14 +467,23 @@ def work_ms(variant: Variant, event: str, repeat: int = 200) -> float:
 
     from claude_fanout.hooks.dispatch import run
 
+    return in_process_ms(
+        variant.project,
+        lambda: run([event], stdin=io.BytesIO(variant.stdin), stdout=io.StringIO()),
+        repeat,
+    )
+
+
+def in_process_ms(project: str, call: Callable[[], object], repeat: int = 200) -> float:
+    """Median time of ``call()`` in this process, with ``CLAUDE_PROJECT_DIR`` set to ``project``
+    as Claude Code sets it for a hook."""
     saved = os.environ.get("CLAUDE_PROJECT_DIR")
-    os.environ["CLAUDE_PROJECT_DIR"] = variant.project
+    os.environ["CLAUDE_PROJECT_DIR"] = project
     samples = []
     try:
         for _ in range(repeat):
-            stdin, stdout = io.BytesIO(variant.stdin), io.StringIO()
             start = time.perf_counter()
-            run([event], stdin=stdin, stdout=stdout)
+            call()
             samples.append((time.perf_counter() - start) * 1000.0)
     finally:
         if saved is None:

@@ -102,3 +102,13 @@ MERGE_MAX_FILES = 4
 # ``fanout report``: how much of each worker's result.md (or, without one, of the end of its log)
 # the page shows, in bytes read.
 REPORT_EXCERPT_BYTES = 4000
+
+# `fanout statusline`: Claude Code re-runs the status line this often (seconds) while nothing else
+# redraws it (a person's own refreshInterval wins), so an idle session still sees its workers.
+STATUSLINE_REFRESH_S = 2
+# The person's own status line command, run by fanout's beside its own segment, gets this long.
+STATUSLINE_THEIRS_TIMEOUT_S = 5.0
+# Claude Code's status line input (its session JSON) is small; more than this is not it.
+STATUSLINE_INPUT_MAX_BYTES = 1024 * 1024
+# What a running worker is doing, in the status line, at most this long.
+STATUSLINE_DOING_CHARS = 40

@@ -15,6 +15,7 @@ from collections import namedtuple
 from types import MappingProxyType
 
 from claude_fanout import settings_files as files
+from claude_fanout import settings_statusline as status_line
 from claude_fanout.settings_files import Scope, settings_path
 from claude_fanout.settings_hooks import SettingsError, fanout_hooks, merge_hooks
 
@@ -96,8 +97,10 @@ def install(
     home: Path | None = None,
     python: str = sys.executable,
     entry: str | None = None,
+    statusline: bool = True,
 ) -> InstallReport:
-    """Merge fanout's hooks into the settings file of ``scope`` and install ``/fanout``.
+    """Merge fanout's hooks and status line into the settings file of ``scope`` and install
+    ``/fanout``.
 
     The hooks name this machine's interpreter and package by absolute path, so by default they go
     to ``.claude/settings.local.json``, Claude Code's per-person file (kept out of git through
@@ -108,6 +111,9 @@ def install(
     Everything is checked before anything is written: a settings file that is not valid JSON or
     has the wrong shape, or a ``fanout.md`` that is the user's own, stops the install untouched.
     Running it again changes nothing.
+
+    The status line (``statusline``; False takes fanout's out again) shows the person's own one
+    with fanout's segment: see :func:`_statusline`.
     """
     scope = Scope(scope)
     entry = default_entry() if entry is None else entry
@@ -117,6 +123,9 @@ def install(
 
     original, settings = files.load(path)
     merged = merge_hooks(settings, fanout_hooks(python=python, entry=entry))
+    merged, line_note = _statusline(
+        merged, scope, path, project=project, home=home, python=python, entry=entry, on=statusline
+    )
     text = command_text()
     existing_command = files.read_text(cmd_path)
     if existing_command is not None and COMMAND_MARKER not in existing_command:
@@ -131,7 +140,7 @@ def install(
 
     written: list[Path] = []
     removed: list[Path] = []
-    notes: list[str] = []
+    notes: list[str] = [] if line_note is None else [line_note]
     backup = None
     legacy = files.adopt_legacy_backup(path)
     if legacy is not None:
@@ -233,6 +242,73 @@ def uninstall(
         shared=False,
         sharing="",
     )
+
+
+# Claude Code shows the statusLine of the file that comes first here.
+_PRECEDENCE: Final = (Scope.LOCAL, Scope.PROJECT, Scope.USER)
+
+
+def _statusline(
+    settings: files.JSONObject,
+    scope: Scope,
+    path: Path,
+    *,
+    project: Path,
+    home: Path | None,
+    python: str,
+    entry: str,
+    on: bool,
+) -> tuple[files.JSONObject, str | None]:
+    """``settings`` (the file of ``scope``, fanout's hooks merged) with fanout's status line, and
+    a note for the person when theirs shapes what it does.
+
+    Claude Code shows one status line, the one of the file with the highest precedence, so what
+    the person sees keeps working: their own one in this file is replaced by ours, which runs
+    theirs and shows both (and puts theirs back on uninstall); one in a file below runs the same
+    way from ours, that file untouched; one in a file above would hide ours, so none is written.
+    """
+    base = status_line.without_statusline(settings)
+    if not on:
+        return base, None
+    rank = _PRECEDENCE.index(scope)
+    for other in _PRECEDENCE[:rank]:
+        other_path = settings_path(other, project=project, home=home)
+        if _theirs(other_path) is not None:
+            return base, (
+                f"{other_path} has your own status line, which Claude Code shows instead of one "
+                f"in {path}: fanout's is not installed (`fanout statusline` prints its part for "
+                "yours to show)"
+            )
+    theirs, where = status_line.theirs_in(base), path
+    if theirs is None:
+        for other in _PRECEDENCE[rank + 1 :]:
+            where = settings_path(other, project=project, home=home)
+            theirs = _theirs(where)
+            if theirs is not None:
+                break
+    why = None if theirs is None else status_line.unwrappable(theirs)
+    if why is not None and where == path:
+        return base, f"your statusLine in {path} {why}: fanout's status line is not installed"
+    # One in a file below that fanout cannot run was not working anyway: ours shows instead.
+    wrapped = theirs if isinstance(theirs, dict) and why is None else None
+    ours = status_line.ours_wrapping(wrapped, python=python, entry=entry, here=where == path)
+    note = None
+    if wrapped is not None and where != path:
+        note = (
+            f"fanout's status line shows yours from {where} with its own (yours as it is now: "
+            "after changing it, run `fanout install` again)"
+        )
+    return status_line.with_statusline(base, ours), note
+
+
+def _theirs(path: Path) -> object | None:
+    """The person's own statusLine in the settings file at ``path`` (None: none, or the file
+    cannot be read: that is reported where it matters)."""
+    try:
+        _, settings = files.load(path)
+    except SettingsError:
+        return None
+    return status_line.theirs_in(settings)
 
 
 # The project's two files: installing into one takes fanout's hooks out of the other.

@@ -13,7 +13,8 @@ import json
 import os
 from enum import StrEnum
 
-from claude_fanout.settings_hooks import FANOUT_HOOKS, SettingsError, remove_hooks, shape_problem
+from claude_fanout.settings_hooks import FANOUT_HOOKS, SettingsError, shape_problem
+from claude_fanout.settings_statusline import remove_fanout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ def put_hooks(
     backup = None
     if original is None:
         write_file(_created_mark(path), b"", mode=SETTINGS_FILE_MODE)
-    elif remove_hooks(settings) == settings or not _backup_of(path).exists():
+    elif remove_fanout(settings) == settings or not _backup_of(path).exists():
         # Only the file as it was before fanout's hooks is worth keeping: a re-install (new
         # interpreter path) leaves the first backup alone.
         backup = _backup_of(path)
@@ -140,12 +141,13 @@ def adopt_legacy_backup(path: Path) -> Path | None:
 
 
 def take_hooks_out(path: Path) -> tuple[list[Path], list[Path]]:
-    """Take fanout's hooks out of ``path`` and put back what install found (see ``uninstall``);
+    """Take fanout's hooks and status line out of ``path`` (the person's own status line back in
+    its place) and put back what install found (see ``uninstall``);
     drop install's records for it. The files written and the files removed."""
     written: list[Path] = []
     removed: list[Path] = []
     original, settings = load(path)
-    cleaned = remove_hooks(settings)
+    cleaned = remove_fanout(settings)
     created = _created_mark(path)
     legacy = path.with_name(path.name + LEGACY_BACKUP_SUFFIX)
     if original is not None and cleaned != settings:
@@ -192,13 +194,13 @@ def _parses_to(data: bytes, content: JSONObject) -> bool:
 
 
 def has_hooks(path: Path) -> bool:
-    """True when the settings file at ``path`` holds any of fanout's hooks (an unreadable or
-    malformed file: False, it is reported where it is written)."""
+    """True when the settings file at ``path`` holds any of fanout's hooks or its status line
+    (an unreadable or malformed file: False, it is reported where it is written)."""
     try:
         _, settings = load(path)
     except SettingsError:
         return False
-    return remove_hooks(settings) != settings
+    return remove_fanout(settings) != settings
 
 
 def remove_if_empty(folder: Path) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "HookSpec",
     "SettingsError",
     "fanout_hooks",
+    "guarded",
     "hook_command",
     "is_fanout_hook",
     "merge_hooks",
@@ -58,7 +59,7 @@ REWAKE_HOOK_TIMEOUT_S: Final = 7260
 # shell glob finds no marker under .claude/runs/.active/ and exits before any Python starts.
 _GUARD: Final = (
     'for f in "$CLAUDE_PROJECT_DIR"/.claude/runs/.active/*; do '
-    '[ -e "$f" ] && exec {invocation}; break; done; exit 0'
+    '[ -e "$f" ] && exec {invocation}; break; done; {otherwise}'
 )
 
 if TYPE_CHECKING:
@@ -143,8 +144,14 @@ def _wrap(event: str, invocation: str, *, requires: str = "") -> str:
         raise ValueError(
             f"fanout has no hook for event {event!r}; known: {', '.join(FANOUT_HOOKS)}"
         )
-    body = _GUARD.format(invocation=invocation) if spec.guarded else invocation
+    body = guarded(invocation) if spec.guarded else invocation
     return f"{requires}{body} {MARKER}"
+
+
+def guarded(invocation: str, *, otherwise: str = "exit 0") -> str:
+    """Shell that runs ``invocation`` only while the project has a live run (a marker under
+    ``.claude/runs/.active/``), else ``otherwise``, without starting any Python."""
+    return _GUARD.format(invocation=invocation, otherwise=otherwise)
 
 
 def fanout_hooks(*, python: str, entry: str) -> dict[str, list[JSONObject]]:

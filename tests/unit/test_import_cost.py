@@ -18,6 +18,7 @@ STDLIB_ONLY = [
     "claude_fanout.hooks.answers",
     "claude_fanout.hooks.prompt",
     "claude_fanout.hooks.report",
+    "claude_fanout.hooks.statusline",  # Claude Code runs the status line every few seconds
     "claude_fanout.plan",
     "claude_fanout.planner",
     "claude_fanout.planning",
@@ -34,6 +35,7 @@ STDLIB_ONLY = [
     "claude_fanout.runtime.scheduler",
     "claude_fanout.text",  # the hooks' report formats durations and cuts with it
     "claude_fanout.runtime.watchdog",
+    "claude_fanout.settings_statusline",
 ]
 
 
@@ -72,3 +74,28 @@ def test_layers_import_one_way() -> None:
     ).stdout.split()
     assert "claude_fanout.hooks.report" not in out
     assert out == ["claude_fanout.hooks", "claude_fanout.hooks.delivery"]
+
+
+def test_the_status_line_loads_only_what_drawing_it_needs() -> None:
+    """Claude Code runs the status line every few seconds: its path (the segment, the runs it
+    reads) loads no process spawning, typing, dataclasses, pathlib, config or hook handlers."""
+    code = (
+        "import sys\n"
+        "import claude_fanout.hooks.statusline, claude_fanout.hooks.context\n"
+        "import claude_fanout.usage, claude_fanout.text\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    heavy = {
+        "subprocess",
+        "typing",
+        "dataclasses",
+        "pathlib",
+        "tomllib",
+        "claude_fanout.config",
+        "claude_fanout.hooks.dispatch",
+        "claude_fanout.hooks.report",
+    }
+    assert heavy.isdisjoint(out), sorted(heavy.intersection(out))

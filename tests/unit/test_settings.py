@@ -38,6 +38,7 @@ from claude_fanout.settings_hooks import (
     merge_hooks,
     remove_hooks,
 )
+from claude_fanout.settings_statusline import ours_wrapping, with_statusline
 
 PY = "/opt/venvs/fanout/bin/python"
 ENTRY = "/opt/venvs/fanout/lib/python3.11/site-packages/claude_fanout/hooks/entry.py"
@@ -83,6 +84,17 @@ REALISTIC: dict[str, Any] = {
     },
     "includeCoAuthoredBy": False,
 }
+
+
+def installed(
+    settings: dict[str, Any], *, python: str, entry: str, theirs: Any = None
+) -> dict[str, Any]:
+    """``settings`` as install writes them: fanout's hooks merged, and its status line running
+    the person's own (``theirs``, from a file below; else the one in ``settings``, kept)."""
+    merged = merge_hooks(settings, fanout_hooks(python=python, entry=entry))
+    here = theirs is None
+    line = merged.get("statusLine") if here else theirs
+    return with_statusline(merged, ours_wrapping(line, python=python, entry=entry, here=here))
 
 
 def ours_in(settings: dict[str, Any], event: str) -> list[dict[str, Any]]:
@@ -432,9 +444,7 @@ def test_each_scope_writes_where_claude_code_reads(
         assert command_path(scope, project=proj, home=home) == command_file
         report = install(scope=scope, project=proj, home=home, python=python, entry=entry)
         assert report.settings == settings_file and report.command == command_file
-        assert json.loads(settings_file.read_text()) == {
-            "hooks": fanout_hooks(python=python, entry=entry)
-        }
+        assert json.loads(settings_file.read_text()) == installed({}, python=python, entry=entry)
         assert command_file.read_text() == command_text()
     assert settings_path("user", project=proj, home=home) == home / ".claude/settings.json"
 
@@ -470,7 +480,7 @@ def test_default_install_keeps_machine_paths_out_of_the_shared_settings(
     personal = proj / ".claude/settings.local.json"
     assert report.scope is Scope.LOCAL and report.settings == personal
     assert not report.shared and "personal" in report.sharing
-    assert json.loads(personal.read_text()) == {"hooks": fanout_hooks(python=python, entry=entry)}
+    assert json.loads(personal.read_text()) == installed({}, python=python, entry=entry)
     assert not (proj / ".claude/settings.json").exists()
     # The command file names no path of this machine: it may be committed and shared.
     command = (proj / ".claude/commands/fanout.md").read_text()
@@ -498,9 +508,10 @@ def test_install_moves_an_older_installs_hooks_out_of_the_shared_settings(
 
     report = install(project=proj, python=python, entry=entry)
     assert shared.read_bytes() == original, "the shared file is not back to the team's version"
-    assert json.loads((proj / ".claude/settings.local.json").read_text()) == {
-        "hooks": fanout_hooks(python=python, entry=entry)
-    }
+    # fanout's status line there runs the team's, from the shared file (left as it was).
+    assert json.loads((proj / ".claude/settings.local.json").read_text()) == installed(
+        {}, python=python, entry=entry, theirs=REALISTIC["statusLine"]
+    )
     assert shared in report.written and legacy in report.removed and not legacy.exists()
     assert any(f"moved fanout's hooks out of {shared}" in note for note in report.notes)
     assert sorted(p.name for p in shared.parent.iterdir()) == [
@@ -541,9 +552,7 @@ def test_install_twice_changes_nothing_and_backs_up_once(
     assert first.changed and first.backup == backup
     assert backup.read_bytes() == original
     after_first = path.read_bytes()
-    assert json.loads(after_first) == merge_hooks(
-        REALISTIC, fanout_hooks(python=python, entry=entry)
-    )
+    assert json.loads(after_first) == installed(REALISTIC, python=python, entry=entry)
     backup_stat = backup.stat()
     settings_stat = path.stat()
 
@@ -666,7 +675,7 @@ def test_reinstall_from_another_environment_replaces_our_entries(
     report = install(project=proj, python=python, entry=str(other_entry))
     assert report.changed
     settings = json.loads(path.read_text())
-    assert settings == merge_hooks(REALISTIC, fanout_hooks(python=python, entry=str(other_entry)))
+    assert settings == installed(REALISTIC, python=python, entry=str(other_entry))
     for event in OURS:
         for hook in ours_in(settings, event):
             assert str(other_entry) in hook["command"]

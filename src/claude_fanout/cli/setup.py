@@ -1,5 +1,5 @@
-"""The commands around runs: ``install``, ``uninstall``, ``doctor``, ``demo`` and a worker's
-``publish``."""
+"""The commands around runs: ``install``, ``uninstall``, ``statusline``, ``doctor``, ``demo``
+and a worker's ``publish``."""
 
 from __future__ import annotations
 
@@ -28,6 +28,12 @@ def add_parsers(sub: Any) -> None:
         ".claude/settings.json, shared with everyone who clones the repository (the hooks name "
         "this machine's paths); user: ~/.claude/settings.json, every project",
     )
+    install.add_argument(
+        "--no-statusline",
+        dest="statusline",
+        action="store_false",
+        help="leave Claude Code's status line alone (and take fanout's out of it)",
+    )
     install.set_defaults(handler=cmd_install)
     uninstall = sub.add_parser("uninstall", help="remove exactly what `fanout install` added")
     uninstall.add_argument(
@@ -38,6 +44,12 @@ def add_parsers(sub: Any) -> None:
         ".claude/settings.local.json and .claude/settings.json)",
     )
     uninstall.set_defaults(handler=cmd_uninstall)
+
+    statusline = sub.add_parser(
+        "statusline",
+        help="print this session's runs for Claude Code's status line (its JSON on stdin)",
+    )
+    statusline.set_defaults(handler=cmd_statusline)
 
     doctor = sub.add_parser("doctor", help="check that fanout works here, and with which CLI")
     doctor.add_argument(
@@ -99,7 +111,7 @@ def cmd_uninstall(args: argparse.Namespace, project: Path) -> int:
 def cmd_install(args: argparse.Namespace, project: Path) -> int:
     from claude_fanout import install
 
-    report = install.install(scope=args.scope, project=project)
+    report = install.install(scope=args.scope, project=project, statusline=args.statusline)
     where = f"{report.settings} ({report.sharing})"
     if report.settings in report.written:
         print(f"fanout hooks installed into {where}")
@@ -112,6 +124,11 @@ def cmd_install(args: argparse.Namespace, project: Path) -> int:
             print(f"  wrote {path}")
     for path in report.removed:
         print(f"  removed {path}")
+    if args.statusline and _shows_statusline(report.settings):
+        print(
+            "  status line: this session's runs, after yours if you have one "
+            "(`--no-statusline` leaves it alone)"
+        )
     if report.backup is not None:
         print(f"  previous settings kept for `fanout uninstall` in {report.backup}")
     for note in report.notes:
@@ -126,6 +143,21 @@ def cmd_install(args: argparse.Namespace, project: Path) -> int:
         )
     print("Start Claude Code here and type: /fanout <instruction> -- <paths or globs>")
     return 0
+
+
+def _shows_statusline(settings: Path) -> bool:
+    from claude_fanout import settings_files, settings_statusline
+
+    _, content = settings_files.load(settings)
+    return settings_statusline.is_ours(content.get(settings_statusline.KEY))
+
+
+def cmd_statusline(args: argparse.Namespace, project: Path) -> int:
+    """The segment alone: what a person's own status line script can print beside its own."""
+    from claude_fanout.hooks.statusline import main
+
+    sys.stdout.flush()
+    return main([])
 
 
 def cmd_publish(args: argparse.Namespace, project: Path) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from claude_fanout import install, settings_files, settings_hooks
+from claude_fanout import settings_statusline as status_line
 from claude_fanout.doctor.findings import FAIL, OK, WARN, Check, runnable
 
 PLUGIN_PREFIX: Final = "fanout@"
@@ -80,9 +81,12 @@ def install_checks(project: Path, env: Mapping[str, str], home: Path | None) -> 
     section = "install"
     installed: dict[str, frozenset[str]] = {}
     plugin_enabled = False
+    lines: list[tuple[settings_files.Scope, Path, object]] = []
     for scope in _SCOPES:
         path = settings_files.settings_path(scope, project=project, home=home)
         data, problem = _read_settings(path)
+        if data is not None and status_line.KEY in data:
+            lines.append((scope, path, data[status_line.KEY]))
         where = f"{scope} settings ({path})"
         if problem is not None:
             yield Check(
@@ -123,7 +127,60 @@ def install_checks(project: Path, env: Mapping[str, str], home: Path | None) -> 
             "(`--scope local` for you alone, `--scope user` for every project)",
         )
     yield from _command_checks(section, project, home, hooks=bool(installed))
+    yield _statusline_check(section, lines)
     yield _config_check(section, project)
+
+
+def _statusline_check(
+    section: str, lines: list[tuple[settings_files.Scope, Path, object]]
+) -> Check:
+    """Which status line Claude Code shows (the last of ``lines``, read user, project, local:
+    the highest precedence), and whether fanout's part of it can run."""
+    name = "status line"
+    if not lines:
+        return Check(section, name, OK, "none (`fanout install` adds fanout's)")
+    scope, path, shown = lines[-1]
+    ours = [where for _, where, value in lines if status_line.is_ours(value)]
+    if not status_line.is_ours(shown):
+        if ours:
+            return Check(
+                section,
+                name,
+                WARN,
+                f"fanout's status line in {ours[0]} does not show: Claude Code shows yours from "
+                f"{path} instead; `fanout install --scope {scope}` shows both",
+            )
+        return Check(section, name, OK, f"yours, from {path} (fanout's is not installed)")
+    targets = hook_targets(str(shown.get("command"))) if isinstance(shown, dict) else None
+    if targets is None or not runnable(targets[0]) or not os.path.isfile(targets[1]):
+        return Check(
+            section,
+            name,
+            WARN,
+            f"fanout's status line in {path} points to a missing interpreter or entry script, "
+            f"so it shows nothing of fanout's: run `fanout install --scope {scope}`",
+        )
+    theirs = status_line.wrapped_command(shown)
+    below = next(
+        (
+            (where, value)
+            for _, where, value in reversed(lines[:-1])
+            if not status_line.is_ours(value)
+        ),
+        None,
+    )
+    if status_line.theirs_in({status_line.KEY: shown}) is None and below is not None:
+        current = below[1].get("command") if isinstance(below[1], dict) else None
+        if current != theirs:
+            return Check(
+                section,
+                name,
+                WARN,
+                f"fanout's status line in {path} runs yours as it was when installed, not as it "
+                f"is now in {below[0]}: run `fanout install --scope {scope}` again",
+            )
+    with_theirs = "" if theirs is None else f", with yours ({theirs[:60]})"
+    return Check(section, name, OK, f"fanout's, from {path}{with_theirs}")
 
 
 def _hook_checks(
