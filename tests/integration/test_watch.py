@@ -3,12 +3,13 @@ on real run directories: what it tells, that it folds only the log's tail, bad i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,24 @@ def one_line_error(result: CLIResult, code: int = 1) -> str:
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("fanout: ") and result.stderr.count("\n") == 1, result.stderr
     return result.stderr
+
+
+@contextlib.contextmanager
+def watching(project: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``fanout watch ARGS`` with its output piped; killed if the test leaves it running."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "claude_fanout", "watch", *args],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def test_watch_tells_each_transition_of_a_real_run_then_its_totals_and_exit_code(
@@ -175,22 +194,11 @@ def test_bad_input_is_one_line_and_changes_nothing(
 def test_ctrl_c_leaves_quietly_with_130(project: Path) -> None:
     fake = FakeRun(project, "20261130-000000-000-dddd", {"W1": {}}, session=None)
     fake.end()  # over: without --follow watch would exit at once
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "claude_fanout", "watch", "--follow"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with watching(project, "--follow") as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith(f"watching run {fake.run_id}")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130
     assert "Traceback" not in err and err == ""
 
@@ -200,14 +208,7 @@ def test_all_follows_every_live_run_until_each_ends(project: Path) -> None:
     second = FakeRun(project, "20261130-000000-000-eee2", {"B1": {}, "B2": {}}, session=None)
     over = FakeRun(project, "20261130-000000-000-eee0", {"Z": {}}, session=None)
     over.end()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "claude_fanout", "watch", "--all"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with watching(project, "--all") as proc:
         assert proc.stdout is not None
         heads = [proc.stdout.readline(), proc.stdout.readline()]
         assert sorted(h.split()[2] for h in heads) == [first.run_id, second.run_id]
@@ -222,12 +223,10 @@ def test_all_follows_every_live_run_until_each_ends(project: Path) -> None:
             assert told[-1], told
         assert proc.poll() is None  # still following the other run
         second.end("failed")
-        out, err = proc.communicate(timeout=20)
-        out = "".join(told) + out
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        proc.wait(timeout=20)
+        # What readline() buffered is not seen by communicate(): read on from the same buffer.
+        out = "".join(told) + proc.stdout.read()
+        err = proc.stderr.read() if proc.stderr else ""
     assert proc.returncode == 1, err  # one of them failed
     assert over.run_id not in out
     assert f"{second.run_id}: B1 failed" in out

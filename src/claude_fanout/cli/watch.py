@@ -5,7 +5,8 @@ refresh costs what was appended since the last one, not the log's length; a runn
 line of output is read from the end of its log only (``WATCH_TAIL_BYTES``), and only for the rows
 on screen. It wakes when a log changes (``store.watch``), at least every ``WATCH_TICK_S`` (the
 elapsed times tick, a dead supervisor is noticed) and at most every ``WATCH_MIN_REDRAW_S``.
-On a terminal it redraws one frame in place (``cli.watch_view``); otherwise it prints one line
+On a terminal it redraws one frame in place (``cli.watch_view``, imported only when drawing:
+``fanout`` loads no third-party package to parse its arguments); otherwise it prints one line
 per change and the totals at the end. The exit code is ``fanout wait``'s.
 """
 
@@ -18,15 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from claude_fanout import defaults
 from claude_fanout.cli.common import UsageError, plan_of
-from claude_fanout.cli.watch_view import (
-    Limits,
-    RunView,
-    Style,
-    changes,
-    multi_frame,
-    start_line,
-    summary_lines,
-)
 from claude_fanout.errors import StoreError
 from claude_fanout.store import active, layout
 from claude_fanout.store.files import open_private
@@ -38,6 +30,7 @@ if TYPE_CHECKING:
     import argparse
     from pathlib import Path
 
+    from claude_fanout.cli.watch_view import Limits, RunView, Style
     from claude_fanout.config import Config
     from claude_fanout.store.status import RunStatus
 
@@ -96,6 +89,8 @@ class Followed:
             self._judged = self.status.state.terminal
 
     def view(self, now: float) -> RunView:
+        from claude_fanout.cli.watch_view import RunView
+
         return RunView(
             run_id=self.run.run_id,
             status=self.status,
@@ -138,6 +133,8 @@ class Followed:
 
 
 def _limits(run: RunDir, config: Config) -> Limits:
+    from claude_fanout.cli.watch_view import Limits
+
     plan = plan_of(run)
     if plan is None:
         return Limits(config.run_max_cost_usd, config.run_max_turns)
@@ -234,6 +231,8 @@ class Watch:
 
 
 def cmd_watch(args: argparse.Namespace, project: Path) -> int:
+    from claude_fanout.cli.watch_view import multi_frame
+
     if args.all and args.run:
         raise UsageError("give a run id or --all, not both")
     watch = Watch(project, args.run, every=args.all, follow=args.follow)
@@ -269,6 +268,8 @@ def cmd_watch(args: argparse.Namespace, project: Path) -> int:
 
 def _print_changes(watch: Watch, now: float) -> None:
     """Plain output: a line per task transition; a run's outcome and totals once it ends."""
+    from claude_fanout.cli.watch_view import changes, start_line, summary_lines
+
     several = len(watch.runs) > 1 or watch.every
     for followed in watch.runs.values():
         prefix = f"{followed.run.run_id}: " if several else ""
@@ -294,6 +295,8 @@ def _is_terminal(stream: Any) -> bool:
 
 def _style(stream: Any) -> Style:
     import shutil
+
+    from claude_fanout.cli.watch_view import Style
 
     size = shutil.get_terminal_size()
     encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
