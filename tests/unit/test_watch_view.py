@@ -165,3 +165,47 @@ def test_plain_lines_tell_each_transition_once() -> None:
         "W1 succeeded after 12s, 4 turns, $0.25",
         "W2 running (attempt 1)",
     ]
+
+
+def test_a_merge_conflict_path_cannot_drive_the_terminal_either() -> None:
+    status = run_of()
+    status.state, status.finished = RunState.SUCCEEDED, NOW
+    status.tasks["W1"].branch = "fanout/x/W1"
+    status.merge = {"conflicts": [{"task": "W1", "with": ["W2"], "files": ["a\x1b[2Jb.py"]}]}
+    lines = frame(view_of(status), Style(width=200, colour=False))
+    conflict = next(line for line in lines if "conflicts with W2" in line)
+    assert "\x1b" not in conflict and "a [2Jb.py" in conflict
+
+
+def test_the_screen_redraws_over_its_last_frame_and_only_when_it_changed() -> None:
+    import io
+
+    from claude_fanout.cli.watch import Screen
+
+    out = io.StringIO()
+    style = Style(width=80, height=24)
+    screen = Screen(out, style)
+    screen.show(["one", "two", "three"])
+    first = out.getvalue()
+    assert first.startswith("\x1b[?25l") and first.endswith("three\x1b[K\n\x1b[J")
+    screen.show(["one", "two", "three"])
+    assert out.getvalue() == first  # nothing changed: nothing written
+    screen.show(["one", "2"])
+    assert out.getvalue()[len(first) :] == "\x1b[3A\rone\x1b[K\n2\x1b[K\n\x1b[J"
+    mark = len(out.getvalue())
+    screen.style = Style(width=50, height=24)  # resized: start again at the top
+    screen.show(["one", "2"])
+    assert out.getvalue()[mark:].startswith("\x1b[H\x1b[2J")
+    screen.close()
+    assert out.getvalue().endswith("\x1b[?25h")
+
+
+def test_no_color_in_the_environment_turns_colour_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from claude_fanout.cli.watch import _style
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert _style(io.StringIO()).colour is False
+    monkeypatch.setenv("NO_COLOR", "")  # set but empty: no effect (no-color.org)
+    assert _style(io.StringIO()).colour is True

@@ -317,11 +317,19 @@ class Screen:
         self.style = style
         self._drawn = 0
         self._last: list[str] | None = None
+        self._size = (style.width, style.height)
 
     def show(self, lines: list[str]) -> None:
-        if lines == self._last:
+        size = (self.style.width, self.style.height)
+        if lines == self._last and size == self._size:
             return
-        parts = [f"\x1b[{self._drawn}A\r" if self._drawn else "\x1b[?25l"]
+        if self._drawn and size != self._size:
+            # Resized: the last frame may have wrapped, so going up over it would miss. Start
+            # again at the top of a cleared screen.
+            parts = ["\x1b[H\x1b[2J"]
+        else:
+            parts = [f"\x1b[{self._drawn}A\r" if self._drawn else "\x1b[?25l"]
+        self._size = size
         parts.extend(line + "\x1b[K\n" for line in lines)
         parts.append("\x1b[J")
         self._stream.write("".join(parts))

@@ -153,7 +153,7 @@ def cells(task: TaskStatus, now: float) -> dict[str, str]:
             f"{usage.count(usage.tokens_in(spent))}/{usage.count(spent.get('output_tokens', 0))}"
         )
     return {
-        "task": task.id,
+        "task": clean(task.id),  # ids come from the log, which a damaged store may hold anything
         "state": str(task.state),
         "try": str(task.attempt) if task.attempt else "",
         "elapsed": "" if took is None else text.duration(took),
@@ -307,7 +307,7 @@ def end_lines(view: RunView) -> list[str]:
     lines = []
     if status.reason:
         lines.append(f"ended: {clean(status.reason)}")
-    lines.extend(merge_summary(view.run_id, status))
+    lines.extend(clean(line) for line in merge_summary(view.run_id, status))  # git's paths
     lines.extend(f"error: {clean(error)}" for error in status.errors[-1:])
     if status.bad_lines:
         lines.append(f"(the log has {status.bad_lines} damaged line(s), skipped)")
@@ -338,12 +338,12 @@ def task_key(task: TaskStatus) -> tuple[str, int]:
 def task_line(task: TaskStatus, now: float) -> str:
     """``W1 running (attempt 1)``, ``W1 succeeded after 3.2s, 4 turns, $0.03``, ``W2 failed
     after 1.0s: exit 1``."""
-    state = str(task.state)
+    name = clean(task.id)
     if task.state is TaskState.RUNNING:
-        return f"{task.id} running (attempt {task.attempt})"
+        return f"{name} running (attempt {task.attempt})"
     if task.state is TaskState.PENDING:
-        return f"{task.id} pending" + (f" ({clean(task.reason)})" if task.reason else "")
-    line = f"{task.id} {state}"
+        return f"{name} pending" + (f" ({clean(task.reason)})" if task.reason else "")
+    line = f"{name} {task.state}"
     took = elapsed(task, now) if task.started is not None else None
     if took is not None and task.state.terminal:
         line += f" after {text.duration(took)}"
