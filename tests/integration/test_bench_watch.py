@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from claude_fanout.runtime.control import observe
 from claude_fanout.store.rundir import list_runs
+from tests.helpers import load_benchmark
 
 pytestmark = pytest.mark.timeout(120)
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_watch.py"
-
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_watch", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_bench_watch_measures_every_case_on_a_real_run_then_stops_it(project: Path) -> None:
-    bench = load_bench()
+    bench = load_benchmark("bench_watch")
     root = project.parent / "bench"
     root.mkdir()
     report = bench.run_benchmark(root, tasks=30, lines=2_000, repeat=3)
