@@ -47,6 +47,12 @@ class Pane:
     def text(self, *, escapes: bool = False) -> str:
         return self._tmux("capture-pane", "-p", *(["-e"] if escapes else []), "-t", "w")
 
+    def keys(self, *keys: str) -> None:
+        self._tmux("send-keys", "-t", "w", *keys)
+
+    def cursor_shown(self) -> bool:
+        return self._tmux("display-message", "-p", "-t", "w", "#{cursor_flag}").strip() == "1"
+
     def close(self) -> None:
         self._tmux("kill-server")
 
@@ -145,3 +151,22 @@ def test_a_narrow_pane_without_colour_gets_fitted_plain_rows(
     assert all(len(line) <= 43 for line in lines if not line.startswith("EXIT"))
     rows = [line for line in lines if line.startswith("a-task-with")]
     assert len(rows) == 1 and "\u2026" in rows[0] and "succeeded" in rows[0]
+
+
+def test_ctrl_c_in_a_terminal_leaves_quietly_and_gives_the_cursor_back(
+    fanout: Callable[..., CLIResult],
+    write_plan: Callable[..., Path],
+    pane_for: Callable[..., Pane],
+) -> None:
+    plan = write_plan([{"id": "A", "kind": "shell", "argv": ["true"]}])
+    assert fanout("run", str(plan)).returncode == 0
+    pane = pane_for("--follow", width=80)
+    screen_when(pane, lambda s: row(s, "A")[1:2] == ["succeeded"], 20)
+    assert not pane.cursor_shown()  # hidden while the view is drawn
+    assert "EXIT=" not in pane.text()  # --follow: still there after the run ended
+
+    pane.keys("C-c")
+
+    final = screen_when(pane, lambda s: "EXIT=" in s, 20)
+    assert "EXIT=130" in final and "Traceback" not in final
+    assert pane.cursor_shown()
