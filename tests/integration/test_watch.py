@@ -231,3 +231,22 @@ def test_all_follows_every_live_run_until_each_ends(project: Path) -> None:
     assert over.run_id not in out
     assert f"{second.run_id}: B1 failed" in out
     assert f"run {first.run_id} succeeded" in out and f"run {second.run_id} failed" in out
+
+
+def test_all_with_follow_picks_up_a_run_that_starts_later(project: Path) -> None:
+    over = FakeRun(project, "20261130-000000-000-fff0", {"Z": {}}, session=None)
+    over.end()  # still marked active (nobody heard of it yet), but over: not followed
+    with watching(project, "--all", "--follow") as proc:
+        assert proc.stdout is not None
+        time.sleep(1.5)  # a tick or so with nothing to follow
+        assert proc.poll() is None
+        later = FakeRun(project, "20261130-000000-000-fff1", {"L1": {}}, session=None)
+        head = proc.stdout.readline()
+        assert head.startswith(f"watching run {later.run_id} (running): 1 task(s)")
+        later.start("L1")
+        assert proc.stdout.readline() == f"{later.run_id}: L1 running (attempt 1)\n"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+        rest = proc.stdout.read()
+    assert proc.returncode == 130
+    assert over.run_id not in head + rest

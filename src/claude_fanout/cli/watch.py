@@ -168,6 +168,8 @@ class Watch:
         self.latest = run_arg is None and not every
         self._config = load_config(project)
         self.runs: dict[str, Followed] = {}
+        # ``--all``: active runs found over once (results not yet delivered), never loaded again.
+        self._passed: set[str] = set()
         if every:
             self._add_live()
         else:
@@ -177,14 +179,16 @@ class Watch:
     def _add_live(self) -> None:
         """Every run with an ``.active`` marker not followed yet, if it is live."""
         for run_id in active.run_ids(self.project):
-            if run_id in self.runs:
+            if run_id in self.runs or run_id in self._passed:
                 continue
             try:
                 followed = Followed(resolve_run(self.project, run_id), self._config)
                 followed.refresh(time.time())
-            except StoreError:  # gone since, or not a run: nothing of ours to show
+            except StoreError:  # not written yet, gone since, or not a run: look again later
                 continue
-            if not followed.status.state.terminal:
+            if followed.status.state.terminal:
+                self._passed.add(run_id)
+            else:
                 self.runs[run_id] = followed
 
     def _switch_to_newest(self) -> None:
