@@ -250,3 +250,20 @@ def test_all_with_follow_picks_up_a_run_that_starts_later(project: Path) -> None
         rest = proc.stdout.read()
     assert proc.returncode == 130
     assert over.run_id not in head + rest
+
+
+def test_follow_without_a_run_moves_on_to_the_next_run(project: Path) -> None:
+    first = FakeRun(project, "20261130-000000-000-aaa1", {"A": {}}, session=None)
+    first.end()
+    with watching(project, "--follow") as proc:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert lines[0].startswith(f"watching run {first.run_id} (succeeded)")
+        assert lines[1].startswith(f"run {first.run_id} succeeded")
+        second = FakeRun(project, "20261130-000000-000-aaa2", {"B": {}}, session=None)
+        while not (line := proc.stdout.readline()).startswith("watching run"):
+            assert line, "watch ended"
+        assert line.startswith(f"watching run {second.run_id} (running)")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    assert proc.returncode == 130

@@ -209,3 +209,15 @@ def test_no_color_in_the_environment_turns_colour_off(monkeypatch: pytest.Monkey
     assert _style(io.StringIO()).colour is False
     monkeypatch.setenv("NO_COLOR", "")  # set but empty: no effect (no-color.org)
     assert _style(io.StringIO()).colour is True
+
+
+def test_a_pending_task_shows_the_dependencies_it_still_waits_for() -> None:
+    status = run_of()  # W1 running, W2 and W3 pending, W4 failed
+    status.tasks["W3"].reason = "resumed"
+    view = view_of(status, deps={"W2": ["W1", "W4"], "W3": ["W1"]})
+    assert watch_view.doing(status.tasks["W2"], view) == "after W1, W4"
+    assert watch_view.doing(status.tasks["W3"], view) == "resumed"  # a reason says more
+    status.tasks["W1"].state = TaskState.SUCCEEDED
+    assert watch_view.doing(status.tasks["W2"], view) == "after W4"
+    lines = frame(view, Style(width=120, colour=False))
+    assert next(line for line in lines if line.startswith("W2 ")).endswith("after W4")

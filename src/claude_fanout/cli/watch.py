@@ -51,7 +51,7 @@ class Followed:
     def __init__(self, run: RunDir, config: Config) -> None:
         self.run = run
         self._path = str(run.path)
-        self.limits = _limits(run, config)
+        self.limits, self.deps = _from_plan(run, config)
         self.status = self._load()
         self._judged = False
         self._tails: dict[str, tuple[tuple[int, int], str | None]] = {}
@@ -97,7 +97,7 @@ class Followed:
             limits=self.limits,
             now=now,
             last_line=self.last_line,
-            exit_code=self.exit_code() if self.status.state.terminal else None,
+            deps=self.deps,
         )
 
     def exit_code(self) -> int:
@@ -132,16 +132,19 @@ class Followed:
         return last
 
 
-def _limits(run: RunDir, config: Config) -> Limits:
+def _from_plan(run: RunDir, config: Config) -> tuple[Limits, dict[str, tuple[str, ...]]]:
+    """The run's budget (``RunBudget``: the plan's, else the project's) and each task's deps;
+    without a readable plan, the project's budget and no deps."""
     from claude_fanout.cli.watch_view import Limits
 
     plan = plan_of(run)
     if plan is None:
-        return Limits(config.run_max_cost_usd, config.run_max_turns)
+        return Limits(config.run_max_cost_usd, config.run_max_turns), {}
     from claude_fanout.runtime.limits import RunBudget
 
     budget = RunBudget(plan, config)
-    return Limits(budget.max_cost_usd, budget.max_turns)
+    deps = {task.id: tuple(task.deps) for task in plan.tasks}
+    return Limits(budget.max_cost_usd, budget.max_turns), deps
 
 
 def _unreadable(run: RunDir, status: RunStatus) -> str:

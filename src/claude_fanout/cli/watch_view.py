@@ -18,7 +18,7 @@ from claude_fanout import text, usage
 from claude_fanout.states import TaskState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from claude_fanout.store.status import RunStatus, TaskStatus
 
@@ -112,7 +112,8 @@ class RunView:
     limits: Limits = field(default_factory=Limits)
     now: float = 0.0
     last_line: Callable[[str], str | None] = lambda task_id: None
-    exit_code: int | None = None
+    # Each task's dependencies (from the plan): a pending task shows those it still waits for.
+    deps: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 def clean(words: str) -> str:
@@ -163,11 +164,19 @@ def cells(task: TaskStatus, now: float) -> dict[str, str]:
     }
 
 
-def doing(task: TaskStatus, last_line: Callable[[str], str | None]) -> str:
-    """What the task is doing now (its tool, else its output's last line), or why it ended."""
+def doing(task: TaskStatus, view: RunView) -> str:
+    """What the task is doing now (its tool, else its output's last line), what a pending one
+    waits for, or why it ended."""
     if task.state is TaskState.RUNNING:
-        now_doing = task.doing or last_line(task.id) or ""
-        return clean(now_doing)
+        return clean(task.doing or view.last_line(task.id) or "")
+    if task.state is TaskState.PENDING and not task.reason:
+        tasks = view.status.tasks
+        waits = [
+            dep
+            for dep in view.deps.get(task.id, ())
+            if dep in tasks and tasks[dep].state is not TaskState.SUCCEEDED
+        ]
+        return clean("after " + ", ".join(waits)) if waits else ""
     return clean(task.reason or "")
 
 
@@ -276,7 +285,7 @@ def frame(view: RunView, style: Style, *, height: int | None = None) -> list[str
                 parts.append(fit(row[column.name], column.width, right=column.right))
         line = _GAP.join(parts)
         if doing_width >= _MIN_DOING:
-            line += _GAP + fit(doing(task, view.last_line), doing_width).rstrip()
+            line += _GAP + fit(doing(task, view), doing_width).rstrip()
         lines.append(line.rstrip())
     hidden = len(status.tasks) - len(shown)
     if hidden > 0:
