@@ -169,6 +169,19 @@ def test_a_running_tasks_last_line_comes_from_the_end_of_its_log_only(
     assert followed.last_line("W2") is None  # no log
 
 
+def test_a_worker_log_that_is_a_symlink_is_not_read(project: Path, tmp_path: Path) -> None:
+    fake = FakeRun(project, "20261130-000000-000-bbb2", {"W1": {}}, session=None)
+    fake.start("W1")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password=hunter2\n")
+    (fake.path / "workers" / "W1").mkdir(parents=True)
+    (fake.path / "workers" / "W1" / "log").symlink_to(secret)
+    followed = Followed(RunDir(fake.path), Config())
+    assert followed.last_line("W1") is None
+    screen = "\n".join(frame(followed.view(time.time()), Style(width=120, colour=False)))
+    assert "hunter2" not in screen
+
+
 def test_bad_input_is_one_line_and_changes_nothing(
     project: Path, fanout: Callable[..., CLIResult]
 ) -> None:
