@@ -167,6 +167,9 @@ def test_a_running_tasks_last_line_comes_from_the_end_of_its_log_only(
     assert followed.last_line("W1") == "step 42: compiling"
     assert asked == []  # unchanged since: not read again
     assert followed.last_line("W2") is None  # no log
+    # A new attempt that has written nothing yet: the supervisor's header is not its output.
+    log.write_text("--- fanout: W1 attempt 2 at 10:00:00 ---\n")
+    assert followed.last_line("W1") is None
 
 
 def test_a_worker_log_that_is_a_symlink_is_not_read(project: Path, tmp_path: Path) -> None:

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from claude_fanout.store.status import RunStatus
 
 
+# The line the supervisor writes into a worker's log before each attempt: not the worker's.
+_ATTEMPT_HEADER = "--- fanout: "
+
+
 def add_parsers(sub: Any) -> None:
     watch = sub.add_parser("watch", help="a live view of a run's tasks until it ends")
     watch.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest)")
@@ -127,7 +131,10 @@ class Followed:
         finally:
             os.close(fd)
         lines = data.decode("utf-8", "replace").splitlines()
-        last = next((line for line in reversed(lines) if line.strip()), None)
+        last = next(
+            (ln for ln in reversed(lines) if ln.strip() and not ln.startswith(_ATTEMPT_HEADER)),
+            None,
+        )
         self._tails[task_id] = (key, last)
         return last
 
