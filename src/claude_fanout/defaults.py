@@ -28,6 +28,12 @@ SUPERVISOR_START_TIMEOUT_S = 10.0
 SNAPSHOT_TAIL_BYTES = 32 * 1024
 # `fanout wait` and `fanout run` poll the log this often.
 WAIT_POLL_S = 0.05
+# `fanout watch` redraws at least this often (elapsed times tick, a lost supervisor shows) and at
+# most every WATCH_MIN_REDRAW_S however fast the log grows; it reads at most WATCH_TAIL_BYTES of a
+# worker's log for its last line.
+WATCH_TICK_S = 1.0
+WATCH_MIN_REDRAW_S = 0.1
+WATCH_TAIL_BYTES = 4096
 
 RUNS_DIR = ".claude/runs"
 # Writers' git worktrees (.fanout/ holds a .gitignore of "*", so git and ripgrep skip it).

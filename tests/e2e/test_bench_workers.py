@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.helpers import load_benchmark
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_workers.py"
-
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_workers", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_bench_workers_core_runs_every_case_and_checks_its_results(project: Path) -> None:
-    bench = load_bench()
+    bench = load_benchmark("bench_workers")
     report = bench.run_benchmark(
         root=project, tasks=2, latency_s=0.1, repeat=1, pool_repeat=1, parallel=(1,)
     )
@@ -61,7 +50,7 @@ def test_bench_workers_core_runs_every_case_and_checks_its_results(project: Path
 
 
 def test_fanouts_version_probe_is_counted_as_its_client_not_as_a_session() -> None:
-    bench = load_bench()
+    bench = load_benchmark("bench_workers")
     client = [sys.executable, "-m", "claude_fanout", "run", "plan.json"]
     assert bench.classify(["/opt/claude", "--version"], client) == "fanout client"
     assert bench.classify(["/opt/claude", "-p", "--output-format", "stream-json"], []) == (

@@ -248,7 +248,12 @@ def test_a_run_directory_that_is_a_symlink_is_not_a_run(project, outside, fanout
     run = _fake_run(project)
     _move_outside(run.path, outside)
     before = tree(outside)
-    for args in (("status", run.run_id), ("cancel", run.run_id), ("wait", run.run_id)):
+    for args in (
+        ("status", run.run_id),
+        ("cancel", run.run_id),
+        ("wait", run.run_id),
+        ("watch", run.run_id),
+    ):
         assert_refused(fanout(*args), code=1, needle="no run")
     assert tree(outside) == before
 

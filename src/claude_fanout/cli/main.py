@@ -4,8 +4,8 @@ Exit codes: 0 success; 1 a run failed (or was cancelled / lost); 2 bad input (pl
 3 every task succeeded but a writer's change was not merged (``EXIT_NOT_MERGED``); 124 ``wait
 --timeout`` expired; 130 interrupted.
 
-The commands live beside this module, one group each: ``runs`` (start and watch runs),
-``merge`` (merge and gc), ``setup`` (install, doctor, demo, publish).
+The commands live beside this module, one group each: ``runs`` (start and wait for runs),
+``watch`` (the live view), ``merge`` (merge and gc), ``setup`` (install, doctor, demo, publish).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from claude_fanout.cli import merge, report, runs, setup
+from claude_fanout.cli import merge, report, runs, setup, watch
 from claude_fanout.errors import FanoutError
 from claude_fanout.store import layout
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     runs.add_parsers(sub)
+    watch.add_parsers(sub)
     setup.add_parsers(sub)
     merge.add_parsers(sub)
     report.add_parsers(sub)

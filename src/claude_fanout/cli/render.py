@@ -98,7 +98,7 @@ def print_status(run: RunDir, plan: Plan | None, status: RunStatus) -> None:
     totals = usage.total(status.usage, sum(1 for t in status.tasks.values() if t.usage))
     if totals:
         console.print(f"total: {totals}, {usage.turns(status.usage or {})}", markup=False)
-    for line in merge_summary(run, status):
+    for line in merge_summary(run.run_id, status):
         console.print(line, markup=False)
     for error in status.errors[-3:]:
         console.print(f"[red]error:[/] {error}")
@@ -113,16 +113,16 @@ def _task_usage(spent: dict[str, float] | None) -> str:
     return f"{usage.money(spent.get('cost_usd', 0.0))} {usage.turns(spent)}"
 
 
-def merge_summary(run: RunDir, status: RunStatus) -> list[str]:
+def merge_summary(run_id: str, status: RunStatus) -> list[str]:
     """Writers' merge-back in a line or two: what was merged, what conflicted, what to run."""
     writers = [task_id for task_id, task in status.tasks.items() if task.branch]
     if not writers:
         return []
     merge = status.merge
     if merge is None:
-        return [f"merge: not yet; `fanout merge {run.run_id}` merges {', '.join(writers)}"]
+        return [f"merge: not yet; `fanout merge {run_id}` merges {', '.join(writers)}"]
     if merge.get("error"):
-        return [f"merge: failed ({merge['error']}); `fanout merge {run.run_id}` tries again"]
+        return [f"merge: failed ({merge['error']}); `fanout merge {run_id}` tries again"]
     bits = []
     for key, label in (
         ("merged", "merged"),
@@ -140,7 +140,7 @@ def merge_summary(run: RunDir, status: RunStatus) -> list[str]:
     line = "merge: " + ("; ".join(bits) or "nothing to merge")
     if collisions:
         tasks = " ".join(task for task, _ in collisions)
-        line += f"; resolve or undo the overlap, then `fanout merge {run.run_id} {tasks}`"
+        line += f"; resolve or undo the overlap, then `fanout merge {run_id} {tasks}`"
     return [line]
 
 

@@ -121,7 +121,7 @@ def _head(run: RunDir, timeline: Timeline) -> list[str]:
 def _merge(run: RunDir, timeline: Timeline) -> list[str]:
     from claude_fanout.cli.render import merge_summary
 
-    lines = merge_summary(run, timeline.status)
+    lines = merge_summary(run.run_id, timeline.status)
     if not lines:
         return []
     out = ['<h2>Merge-back</h2><div id="merge">']

@@ -129,7 +129,7 @@ def read_timeline(run: RunDir, plan: Plan | None, *, now: float | None = None) -
     Raises ``StoreError`` for a log that is missing or holds no ``run_created`` record (damaged,
     or not a run's log), before anything is read further or written.
     """
-    from claude_fanout.runtime.control import corrected
+    from claude_fanout.runtime.control import judge_liveness
 
     wall = time.time() if now is None else now
     if not run.events_path.is_file():
@@ -147,7 +147,7 @@ def read_timeline(run: RunDir, plan: Plan | None, *, now: float | None = None) -
             f"among {len(result.events)} readable records ({len(result.bad)} unreadable lines); "
             "nothing to report"
         )
-    status = corrected(run, load_status(run), now=wall)
+    status = judge_liveness(run, load_status(run), now=wall)
     builder = _Builder(status)
     for event in result.events:
         builder.take(event)

@@ -32,12 +32,12 @@ def observe(run: StrPath, *, now: float | None = None) -> RunStatus:
     watchdog has written so; nothing waits on a run that cannot finish. The correction is made
     on the returned status only: the snapshot stays the plain fold of the log.
     """
-    return corrected(run, load_status(run), now=now)
+    return judge_liveness(run, load_status(run), now=now)
 
 
-def corrected(run: StrPath, status: RunStatus, *, now: float | None = None) -> RunStatus:
-    """``status`` (a fold of the run's log) marked lost, in place, when its supervisor is gone
-    or frozen (what ``observe`` does to the snapshot's fold)."""
+def judge_liveness(run: StrPath, status: RunStatus, *, now: float | None = None) -> RunStatus:
+    """``status`` (a fold of the run's log), marked lost in place when its supervisor is gone or
+    frozen (``observe``; ``fanout watch`` applies it to the fold it keeps up to date)."""
     if status.state.terminal:
         return status
     wall = time.time() if now is None else now
