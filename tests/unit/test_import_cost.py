@@ -18,6 +18,7 @@ STDLIB_ONLY = [
     "claude_fanout.hooks.answers",
     "claude_fanout.hooks.prompt",
     "claude_fanout.hooks.report",
+    "claude_fanout.hooks.shown",
     "claude_fanout.plan",
     "claude_fanout.planner",
     "claude_fanout.planning",

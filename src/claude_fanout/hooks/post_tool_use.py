@@ -1,4 +1,5 @@
-"""PostToolUse: tell the Conductor what its workers finished since it last heard."""
+"""PostToolUse: tell the Conductor what its workers finished since it last heard, and show the
+person what they have not seen (a run started, a worker failed, a run ended)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,49 @@ if TYPE_CHECKING:
 
 
 def handle(ctx: HookContext) -> dict[str, Any] | None:
-    found = delivery.collect_news(ctx, ctx.session_runs())
-    if not found:
+    person: list[str] = []
+    found = delivery.collect_news(ctx, ctx.session_runs(), person=person)
+    if ctx.payload.get("tool_name") == "Bash":
+        person.extend(_started_by_bash(ctx))
+    if not found and not person:
         return None
-    # Only now, with news: the configuration (``inject.max_chars``), the text and the answer.
-    from claude_fanout.config import load_config
-    from claude_fanout.hooks import answers, report
+    from claude_fanout.hooks import answers, shown
 
-    limit = load_config(ctx.project).inject_max_chars
-    text = report.news_message(found, limit=limit, project=ctx.project, now=ctx.now)
-    return answers.context("PostToolUse", text) if text else None
+    text = ""
+    if found:
+        # Only now, with news: the configuration (``inject.max_chars``) and the text.
+        from claude_fanout.config import load_config
+        from claude_fanout.hooks import report
+
+        limit = load_config(ctx.project).inject_max_chars
+        text = report.news_message(found, limit=limit, project=ctx.project, now=ctx.now)
+    message = shown.join(person)
+    if text:
+        return answers.context("PostToolUse", text, shown=message)
+    return answers.show(message) if message else None
+
+
+def _started_by_bash(ctx: HookContext) -> list[str]:
+    """A run the Conductor started itself (``fanout run --detach`` in a Bash call): the first
+    hook after the call whose output names it shows the person that it started."""
+    response = ctx.payload.get("tool_response")
+    output = response.get("stdout") if isinstance(response, dict) else response
+    if ctx.session_id is None or not isinstance(output, str):
+        return []
+    mine = {path for path, _ in ctx.session_runs()}
+    named = [
+        (path, status)
+        for path, status in ctx.runs()
+        if path not in mine and not status.state.terminal and status.run_id in output
+    ]
+    if not named:
+        return []
+    from claude_fanout.hooks import shown
+    from claude_fanout.store.cursor import Cursor
+
+    lines: list[str] = []
+    for path, status in named:
+        with Cursor(path, ctx.session_id) as cursor:
+            if shown.take(cursor, shown.START):
+                lines.extend(shown.started(status.run_id, shown.task_summaries(path)))
+    return lines
