@@ -75,17 +75,17 @@ def join(lines: list[str]) -> str | None:
 
 
 def started(run_id: str, tasks: list[tuple[str, str, str]]) -> list[str]:
-    """``fanout: run R started 2 workers: W1 src/a.py: review…; W2 …`` and how to watch it;
+    """``fanout: run R started 2 workers: W1 src/a.py: review… · W2 …`` and how to watch it;
     ``tasks`` as ``task_summaries`` gives them."""
     rid = printable(run_id, defaults.SHOWN_ID_CHARS)
-    listed = "; ".join(
+    listed = " · ".join(
         printable(tid, defaults.SHOWN_ID_CHARS)
         + (f" {printable(where, defaults.SHOWN_TASK_CHARS // 2)}:" if where else "")
         + f" {printable(what, defaults.SHOWN_TASK_CHARS)}"
         for tid, where, what in tasks[: defaults.SHOWN_MAX_TASKS]
     )
     more = len(tasks) - defaults.SHOWN_MAX_TASKS
-    tail = f"; +{more} more" if more > 0 else ""
+    tail = f" · +{more} more" if more > 0 else ""
     head = f"{PREFIX}run {rid} started {len(tasks)} worker{'s' * (len(tasks) != 1)}"
     if listed:  # cut what the workers do, never their count or how many are not named
         head += ": " + cut(listed, max(1, defaults.SHOWN_LINE_CHARS - len(head) - 2 - len(tail)))
@@ -108,7 +108,7 @@ def failures(status: RunStatus, task_ids: list[str]) -> str:
 
 
 def ended(status: RunStatus) -> str:
-    """``fanout: run R succeeded in 1m12s: 2 succeeded, 1 failed (W3); $0.09``."""
+    """``fanout: run R failed in 1m12s: 1 failed (W3), 2 succeeded; $0.09``."""
     rid = printable(status.run_id, defaults.SHOWN_ID_CHARS)
     since = status.started if status.started is not None else status.created
     took = (
@@ -116,11 +116,10 @@ def ended(status: RunStatus) -> str:
         if status.finished is not None and since is not None
         else ""
     )
-    counts = ", ".join(f"{n} {state}" for state, n in sorted(status.counts().items()))
-    failed = [tid for tid, task in status.tasks.items() if task.state in FAILED]
-    if failed:
-        named = ", ".join(printable(t, defaults.SHOWN_ID_CHARS) for t in failed[:6])
-        counts += f" ({named}{', …' if len(failed) > 6 else ''})"
+    counts = ", ".join(
+        f"{n} {state}" + (f" ({_named(status, state)})" if state in FAILED else "")
+        for state, n in sorted(status.counts().items())
+    )
     cost = f"; {usage.money(status.usage.get('cost_usd', 0.0))}" if status.usage else ""
     line = f"{PREFIX}run {rid} {status.state}{took}: {counts or 'no workers'}{cost}"
     return printable(line, defaults.SHOWN_LINE_CHARS)
@@ -140,6 +139,13 @@ def denied(tool: str, path: str, task_id: str, run_id: str, task: TaskStatus, *,
         "when it finishes"
     )
     return printable(line, defaults.SHOWN_LINE_CHARS)
+
+
+def _named(status: RunStatus, state: str) -> str:
+    """``W1, W3``: the tasks in ``state``, the first few."""
+    ids = [tid for tid, task in status.tasks.items() if task.state == state]
+    shown = ", ".join(printable(tid, defaults.SHOWN_ID_CHARS) for tid in ids[:6])
+    return shown + (", …" if len(ids) > 6 else "")
 
 
 def _outcome(task: TaskStatus) -> str:
