@@ -106,6 +106,8 @@ SHOWN_MAX_TASKS = 4
 SHOWN_PLAN_MAX_BYTES = 8 * 1024 * 1024
 SHOWN_OUTBOX_MAX_BYTES = 64 * 1024
 SHOWN_OUTBOX_LINES = 6
+# A run a Bash call started (``fanout run --detach``) was created while it ran, give or take this.
+SHOWN_BASH_SLACK_S = 2.0
 # Merge-back: conflicts listed one by one, files named per conflict.
 MERGE_MAX_CONFLICTS = 6
 MERGE_MAX_FILES = 4

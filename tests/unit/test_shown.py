@@ -214,6 +214,18 @@ def test_a_run_the_conductor_started_from_bash_is_shown_after_that_call(project)
     assert call(started)[1] is None
 
 
+def test_a_bash_call_naming_another_sessions_run_shows_nothing(project):
+    run = two_workers(project, session="5f0c7a52-2222-4c1e-9a57-000000000002")
+    run.start("W1")
+    status = recorded(
+        "post_tool_use.bash.json",
+        project,
+        tool_input={"command": f"fanout status {RUN_ID}"},
+        tool_response={"stdout": f"run {RUN_ID}: running\n", "stderr": ""},
+    )
+    assert call(status)[1] is None
+
+
 def test_plan_text_cannot_reach_the_terminal_raw(project):
     hostile = (
         "Review \x1b]0;PWNED-TITLE\x07a.py \x1b[2J\x1b[31mred\x1b[0m \u202eevil\u202c\r\n"

@@ -3,6 +3,7 @@ person what they have not seen (a run started, a worker failed, a run ended)."""
 
 from __future__ import annotations
 
+from claude_fanout import defaults
 from claude_fanout.hooks import delivery
 
 TYPE_CHECKING = False
@@ -36,17 +37,23 @@ def handle(ctx: HookContext) -> dict[str, Any] | None:
 
 
 def _started_by_bash(ctx: HookContext) -> list[str]:
-    """A run the Conductor started itself (``fanout run --detach`` in a Bash call): the first
-    hook after the call whose output names it shows the person that it started."""
+    """A run the Conductor started itself (``fanout run --detach`` in a Bash call): a live run
+    with no Conductor session, created while the call ran, whose id the call printed. Shown
+    once, like any start (``fanout status`` of someone else's run names it but started none)."""
     response = ctx.payload.get("tool_response")
     output = response.get("stdout") if isinstance(response, dict) else response
     if ctx.session_id is None or not isinstance(output, str):
         return []
-    mine = {path for path, _ in ctx.session_runs()}
+    took = ctx.payload.get("duration_ms")
+    window = took / 1000 if isinstance(took, int | float) and took >= 0 else 600.0
+    since = ctx.now - window - defaults.SHOWN_BASH_SLACK_S
     named = [
         (path, status)
         for path, status in ctx.runs()
-        if path not in mine and not status.state.terminal and status.run_id in output
+        if not (status.conductor or {}).get("session_id")
+        and not status.state.terminal
+        and (status.created or 0.0) >= since
+        and status.run_id in output
     ]
     if not named:
         return []
