@@ -18,6 +18,10 @@ from claude_fanout.states import TaskState
 from claude_fanout.store import active, layout
 from claude_fanout.store.cursor import Cursor
 
+# What the person was shown of a run (``shown.py``), kept in the cursor's ``shown`` list.
+SHOWN_START = "start"
+SHOWN_END = "end"
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from claude_fanout.hooks.context import HookContext
@@ -125,8 +129,8 @@ def to_show(run_path: str, status: RunStatus, cursor: Cursor, finished: list[str
     if (
         not finished
         and isinstance(seen, list)
-        and "start" in seen
-        and (not status.state.terminal or "end" in seen)
+        and SHOWN_START in seen
+        and (not status.state.terminal or SHOWN_END in seen)
     ):
         return []
     from claude_fanout.hooks import shown

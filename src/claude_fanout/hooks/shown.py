@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 
 from claude_fanout import defaults, usage
+from claude_fanout.hooks.delivery import SHOWN_END, SHOWN_START
 from claude_fanout.states import TaskState
 from claude_fanout.store import layout
 from claude_fanout.text import cut, duration, printable
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 
 PREFIX = "fanout: "
 # Cursor keys: the run's start and end were shown; ``deny:<task>`` a denial for that worker.
-START = "start"
-END = "end"
+START = SHOWN_START
+END = SHOWN_END
 # A worker's end the person hears of as it happens (the rest: in the run's end line).
 FAILED = (TaskState.FAILED, TaskState.TIMED_OUT, TaskState.LOST, TaskState.OVER_BUDGET)
 
