@@ -171,6 +171,33 @@ def test_a_rewake_leaves_what_it_shows_for_the_woken_prompt(project):
     assert not os.path.exists(layout.session_outbox(project, SESSION))
 
 
+def test_what_a_wake_left_unshown_goes_with_the_session(project):
+    run = two_workers(project, delivery="rewake")
+    run.start("W1")
+    run.start("W2")
+    run.finish("W1", "failed", result="RESULT-ONE")
+    assert call(recorded("stop.first.json", project), "Rewake")[0] == 2
+    outbox = Path(layout.session_outbox(project, SESSION))
+    assert "worker W1 failed" in outbox.read_text()
+    with run.stand_in_supervisor():  # the session's end cancels the run: not this process
+        call(recorded("session_end.json", project))
+    assert not outbox.exists()
+
+
+def test_a_stop_that_holds_the_turn_shows_a_failed_worker(project):
+    (project / ".claude" / "fanout.toml").write_text("[stop]\nwait_s = 0\n")
+    run = two_workers(project, delivery="block")
+    run.start("W1")
+    run.start("W2")
+    post_read(project)
+    run.finish("W1", "failed", result="RESULT-ONE", reason="SECRET")
+    _, answer, _ = call(recorded("stop.first.json", project))
+    assert answer["decision"] == "block" and "RESULT-ONE" in answer["reason"]
+    text = shown(answer)
+    assert f"run {RUN_ID}: worker W1 failed after" in text and "1 still at work" in text
+    assert "SECRET" not in text and "RESULT" not in text
+
+
 def test_a_denied_tool_call_shows_which_worker_owns_the_file_once_per_worker(project):
     run = two_workers(project)
     run.start("W1")
