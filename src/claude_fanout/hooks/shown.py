@@ -38,7 +38,7 @@ PREFIX = "fanout: "
 START = SHOWN_START
 END = SHOWN_END
 # A worker's end the person hears of as it happens (the rest: in the run's end line).
-FAILED = (TaskState.FAILED, TaskState.TIMED_OUT, TaskState.LOST, TaskState.OVER_BUDGET)
+FAILURES = (TaskState.FAILED, TaskState.TIMED_OUT, TaskState.LOST, TaskState.OVER_BUDGET)
 
 
 def take(cursor: Cursor, key: str) -> bool:
@@ -61,7 +61,9 @@ def for_run(run_path: str, status: RunStatus, cursor: Cursor, finished: list[str
         if take(cursor, END):
             lines.append(ended(status))
         return lines
-    failed = [tid for tid in finished if tid in status.tasks and status.tasks[tid].state in FAILED]
+    failed = [
+        tid for tid in finished if tid in status.tasks and status.tasks[tid].state in FAILURES
+    ]
     if failed:
         lines.append(failures(status, failed))
     return lines
@@ -118,7 +120,7 @@ def ended(status: RunStatus) -> str:
         else ""
     )
     counts = ", ".join(
-        f"{n} {state}" + (f" ({_named(status, state)})" if state in FAILED else "")
+        f"{n} {state}" + (f" ({_named(status, state)})" if state in FAILURES else "")
         for state, n in sorted(status.counts().items())
     )
     cost = f"; {usage.money(status.usage.get('cost_usd', 0.0))}" if status.usage else ""
