@@ -102,6 +102,18 @@ EXCERPT_READ_BYTES = 8192
 # A published notice, and a failure's reason, on one line.
 NOTICE_CHARS = 300
 REASON_CHARS = 200
+# What the person is shown (hooks/shown.py, a hook's systemMessage): lines of at most
+# SHOWN_LINE_CHARS, ids and what a task does cut, at most SHOWN_MAX_TASKS workers named; the
+# plan read for it and the Rewake hook's outbox (lines kept for the next prompt) are bounded.
+SHOWN_LINE_CHARS = 300
+SHOWN_ID_CHARS = 64
+SHOWN_TASK_CHARS = 60
+SHOWN_MAX_TASKS = 4
+SHOWN_PLAN_MAX_BYTES = 8 * 1024 * 1024
+SHOWN_OUTBOX_MAX_BYTES = 64 * 1024
+SHOWN_OUTBOX_LINES = 6
+# A run a Bash call started (``fanout run --detach``) was created while it ran, give or take this.
+SHOWN_BASH_SLACK_S = 2.0
 # Merge-back: conflicts listed one by one, files named per conflict.
 MERGE_MAX_CONFLICTS = 6
 MERGE_MAX_FILES = 4

@@ -71,6 +71,12 @@ class TmuxClaude:
     def pane(self) -> str:
         return self._tmux("capture-pane", "-p", "-t", "conductor", check=False)
 
+    def screen_text(self) -> str:
+        """Everything the pane showed, scrollback included, whitespace runs made one space (so
+        a phrase the terminal wrapped still reads as one)."""
+        text = self._tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "conductor", check=False)
+        return " ".join(text.split())
+
     def state(self) -> str:
         text = self.pane()
         if not text.strip():

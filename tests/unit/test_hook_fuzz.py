@@ -41,7 +41,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from claude_fanout import install, pids, settings_hooks
+from claude_fanout import defaults, install, pids, settings_hooks
 from claude_fanout.errors import FanoutError
 from claude_fanout.hooks import dispatch
 from claude_fanout.store.eventlog import read_events
@@ -244,6 +244,18 @@ def check_answer(event: str, code: int, out: str, err: str) -> int:
 def check_shape(event: str, answer: Any) -> None:
     """The documented answer of each event (``docs/architecture.md``, the hooks' modules)."""
     assert isinstance(answer, dict), answer
+    if "systemMessage" in answer:
+        # What the person is shown (hooks/shown.py): short lines, nothing a terminal acts on.
+        answer = dict(answer)
+        shown = answer.pop("systemMessage")
+        assert event in ("PreToolUse", "PostToolUse", "UserPromptSubmit", "Stop"), event
+        assert isinstance(shown, str) and shown
+        for line in shown.split("\n"):
+            assert line.startswith("fanout: ") and line.isprintable(), line
+            assert len(line) <= defaults.SHOWN_LINE_CHARS, line
+        if not answer:
+            assert event != "PreToolUse"
+            return
     if event == "PreToolUse":
         assert set(answer) == {"hookSpecificOutput"}
         out = answer["hookSpecificOutput"]
@@ -266,12 +278,8 @@ def check_shape(event: str, answer: Any) -> None:
         assert out["hookEventName"] == event
         assert isinstance(out["additionalContext"], str) and out["additionalContext"]
     elif event == "Stop":
-        if "decision" in answer:
-            assert set(answer) == {"decision", "reason"}
-            assert answer["decision"] == "block" and isinstance(answer["reason"], str)
-        else:
-            assert set(answer) == {"systemMessage"}
-            assert isinstance(answer["systemMessage"], str)
+        assert set(answer) == {"decision", "reason"}
+        assert answer["decision"] == "block" and isinstance(answer["reason"], str)
     else:
         pytest.fail(f"{event} must never print anything; it printed {answer!r}")
 

@@ -140,6 +140,7 @@ def test_a_finished_workers_replace_redirects_reads(project, make_run):
 
 
 def post(project: Path) -> str | None:
+    """What the model gets after a tool call (what the person is shown: test_shown.py)."""
     answer = hook(
         project,
         "PostToolUse",
@@ -147,7 +148,7 @@ def post(project: Path) -> str | None:
         tool_input={"command": "ls"},
         tool_response={"stdout": "", "stderr": ""},
     )
-    if answer is None:
+    if answer is None or "hookSpecificOutput" not in answer:
         return None
     out = answer["hookSpecificOutput"]
     assert out["hookEventName"] == "PostToolUse"

@@ -19,6 +19,7 @@ STDLIB_ONLY = [
     "claude_fanout.hooks.prompt",
     "claude_fanout.hooks.report",
     "claude_fanout.hooks.statusline",  # Claude Code runs the status line every few seconds
+    "claude_fanout.hooks.shown",
     "claude_fanout.plan",
     "claude_fanout.planner",
     "claude_fanout.planning",

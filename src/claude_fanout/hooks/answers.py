@@ -3,9 +3,12 @@
 Claude Code reads a hook's stdout as JSON: ``hookSpecificOutput`` carries a PreToolUse decision
 (``deny``, or ``allow`` with an ``updatedInput``) and the ``additionalContext`` the model gets
 after a tool call, a prompt or a session start; a Stop hook's ``{"decision": "block"}`` holds the
-turn with a ``reason`` for the model and may add a ``systemMessage`` for the person. ``wake`` is
-fanout's own: ``dispatch.py`` turns it into the async Rewake hook's exit 2, whose stderr wakes the
-idle session. A handler returns None when it has nothing to say.
+turn with a ``reason`` for the model. Any answer may carry a ``systemMessage``, which Claude Code
+shows the person and does not send to the model: each builder's ``shown`` (``hooks/shown.py``
+writes it), and ``show`` for an answer that only shows. ``wake`` is fanout's own: ``dispatch.py``
+turns it into the async Rewake hook's exit 2, whose stderr wakes the idle session (it cannot
+show anything: ``shown.post`` keeps that for the next prompt). A handler returns None when it has
+nothing to say.
 
 Imported only by a hook that answers: a tool call that is allowed, with nothing new, never loads it.
 """
@@ -19,15 +22,16 @@ if TYPE_CHECKING:
 WAKE = "wake"
 
 
-def deny(reason: str) -> dict[str, Any]:
+def deny(reason: str, *, shown: str | None = None) -> dict[str, Any]:
     """PreToolUse: refuse the tool call; ``reason`` goes to the model."""
-    return {
+    answer = {
         "hookSpecificOutput": {
             "hookEventName": "PreToolUse",
             "permissionDecision": "deny",
             "permissionDecisionReason": reason,
         }
     }
+    return _with_shown(answer, shown)
 
 
 def rewrite(updated_input: dict[str, Any], reason: str) -> dict[str, Any]:
@@ -42,15 +46,24 @@ def rewrite(updated_input: dict[str, Any], reason: str) -> dict[str, Any]:
     }
 
 
-def context(event: str, text: str) -> dict[str, Any]:
+def context(event: str, text: str, *, shown: str | None = None) -> dict[str, Any]:
     """PostToolUse, UserPromptSubmit, SessionStart: ``text`` added to the model's context."""
-    return {"hookSpecificOutput": {"hookEventName": event, "additionalContext": text}}
+    answer = {"hookSpecificOutput": {"hookEventName": event, "additionalContext": text}}
+    return _with_shown(answer, shown)
 
 
 def block(reason: str, *, shown: str | None = None) -> dict[str, Any]:
     """Stop: hold the turn; ``reason`` goes to the model, ``shown`` (if any) to the person."""
-    answer: dict[str, Any] = {"decision": "block", "reason": reason}
-    if shown is not None:
+    return _with_shown({"decision": "block", "reason": reason}, shown)
+
+
+def show(shown: str) -> dict[str, Any]:
+    """Any event: nothing for the model, ``shown`` for the person."""
+    return {"systemMessage": shown}
+
+
+def _with_shown(answer: dict[str, Any], shown: str | None) -> dict[str, Any]:
+    if shown:
         answer["systemMessage"] = shown
     return answer
 

@@ -18,6 +18,10 @@ from claude_fanout.states import TaskState
 from claude_fanout.store import active, layout
 from claude_fanout.store.cursor import Cursor
 
+# What the person was shown of a run (``shown.py``), kept in the cursor's ``shown`` list.
+SHOWN_START = "start"
+SHOWN_END = "end"
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from claude_fanout.hooks.context import HookContext
@@ -117,24 +121,48 @@ def untold(status: RunStatus, told: dict[str, str]) -> bool:
     )
 
 
-def collect_news(ctx: HookContext, runs: list[tuple[str, RunStatus]]) -> list[News]:
+def to_show(run_path: str, status: RunStatus, cursor: Cursor, finished: list[str]) -> list[str]:
+    """The lines the person has not been shown of a run (``shown.for_run``), marked shown.
+    ``shown.py`` is imported only when there may be one: a start or end not shown yet, or a
+    worker the session is just being told of."""
+    seen = cursor.data.get("shown")
+    if (
+        not finished
+        and isinstance(seen, list)
+        and SHOWN_START in seen
+        and (not status.state.terminal or SHOWN_END in seen)
+    ):
+        return []
+    from claude_fanout.hooks import shown
+
+    return shown.for_run(run_path, status, cursor, finished)
+
+
+def collect_news(
+    ctx: HookContext, runs: list[tuple[str, RunStatus]], *, person: list[str] | None = None
+) -> list[News]:
     """(run path, status, finished tasks, notices) of each of ``runs`` (this session's) with
-    news the session has not been told; marks them told."""
+    news the session has not been told; marks them told. ``person`` gets the lines the person
+    has not been shown of these runs (``shown.py``), marked shown in the same cursor."""
     if ctx.session_id is None:
         return []
     found = []
     for run_path, status in runs:
         with Cursor(run_path, ctx.session_id) as cursor:
             finished, notices = news(status, cursor)
+            if person is not None:
+                person.extend(to_show(run_path, status, cursor, finished))
         if finished or notices:
             found.append((run_path, status, finished, notices))
     return found
 
 
-def take_final(ctx: HookContext, runs: list[tuple[str, RunStatus]]) -> tuple[list[Final], bool]:
+def take_final(
+    ctx: HookContext, runs: list[tuple[str, RunStatus]], *, person: list[str] | None = None
+) -> tuple[list[Final], bool]:
     """What the session has not been told of ``runs``, each finished run's final delivery
     included (taken once: marked delivered, and the run no longer served); and whether every
-    run not yet finally delivered is done."""
+    run not yet finally delivered is done. ``person`` as for ``collect_news``."""
     assert ctx.session_id is not None
     pending: list[Final] = []
     all_done = True
@@ -146,6 +174,8 @@ def take_final(ctx: HookContext, runs: list[tuple[str, RunStatus]]) -> tuple[lis
             done = status.state.terminal
             if done:
                 cursor.data["final"] = True
+            if person is not None:
+                person.extend(to_show(path, status, cursor, fresh))
         all_done = all_done and done
         if fresh or notices or done:
             pending.append((path, status, fresh, notices, done))

@@ -58,7 +58,7 @@ def handle(ctx: HookContext) -> dict[str, Any] | None:
 def _deny(
     ctx: HookContext, run_path: str, task_id: str, claim: directives.Claim, path: str
 ) -> dict[str, Any]:
-    from claude_fanout.hooks import answers
+    from claude_fanout.hooks import answers, shown
     from claude_fanout.hooks.delivery import relative
 
     status = dict(ctx.runs())[run_path]
@@ -69,28 +69,30 @@ def _deny(
     else:
         doing = f"will work on it ({task.state})"
     result = os.path.join(layout.out_dir(run_path, task_id), layout.RESULT)
+    rel = relative(path, ctx.project)
     reason = (
-        f"fanout: {relative(path, ctx.project)} is claimed by worker {task_id} of run "
+        f"fanout: {rel} is claimed by worker {task_id} of run "
         f"{status.run_id}, which {doing}{what}. Its result will be at "
         f"{relative(result, ctx.project)}; fanout delivers it to you when the worker "
         "finishes. Do not redo its work: continue with something else, or stop and wait."
     )
-    return answers.deny(reason)
+    person = None
+    if ctx.session_id is not None:
+        from claude_fanout.store.cursor import Cursor
+
+        # Shown once per worker and session: the model hears every denial, the person the first.
+        with Cursor(run_path, ctx.session_id) as cursor:
+            if shown.take(cursor, f"deny:{task_id}"):
+                tool = str(ctx.payload.get("tool_name"))
+                person = shown.denied(tool, rel, task_id, status.run_id, task, now=ctx.now)
+    return answers.deny(reason, shown=person)
 
 
 def _task_summary(run_path: str, task_id: str) -> str:
     """`: "Review src/a.py…"` from the plan, cheaply (no plan validation on this path)."""
-    import json
+    from claude_fanout.hooks.shown import task_summaries
 
-    try:
-        with open(layout.join(run_path, layout.PLAN), "rb") as handle:
-            plan = json.loads(handle.read())
-        for task in plan.get("tasks", []):
-            if task.get("id") == task_id:
-                text = task.get("prompt") or " ".join(task.get("argv") or []) or task.get("target")
-                if isinstance(text, str) and text:
-                    first = text.strip().splitlines()[0]
-                    return f': "{first[:120]}{"…" if len(first) > 120 else ""}"'
-    except (OSError, ValueError, AttributeError):
-        pass
+    for tid, _claim, first in task_summaries(run_path):
+        if tid == task_id and first:
+            return f': "{first[:120]}{"…" if len(first) > 120 else ""}"'
     return ""

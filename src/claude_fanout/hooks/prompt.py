@@ -36,24 +36,38 @@ def handle(ctx: HookContext) -> dict[str, Any] | None:
     prompt = ctx.payload.get("prompt")
     if not isinstance(prompt, str):
         return None
+    person = _waiting(ctx)
+    said = _fan_out(ctx, prompt, person)
+    if said is None and not person:
+        return None
+    from claude_fanout.hooks import answers, shown
+
+    message = shown.join(person)
+    if said:
+        return answers.context(EVENT, said, shown=message)
+    return answers.show(message) if message else None
+
+
+def _fan_out(ctx: HookContext, prompt: str, person: list[str]) -> str | None:
+    """What the model is told of the run this prompt starts (or why none did); None for a
+    prompt that is not a fan-out request. ``person`` gets what the person is shown of it."""
     args = planning.fanout_args(prompt)
     if args is None:
-        return _plain_prompt(ctx, prompt)
+        return _plain_prompt(ctx, prompt, person)
     from claude_fanout.config import load_config
-    from claude_fanout.hooks import answers, report
+    from claude_fanout.hooks import report
 
     try:
         config = load_config(ctx.project)
         proposal = planning.plan_request(args, cwd=ctx.cwd, project=ctx.project, config=config)
-        text = launch(ctx, proposal, config)
+        return launch(ctx, proposal, config, person)
     except FanoutError as exc:
         from claude_fanout.planner import NEXT_STEP, PlannerError
 
-        text = report.not_started(exc, next_step=NEXT_STEP if isinstance(exc, PlannerError) else "")
-    return answers.context(EVENT, text)
+        return report.not_started(exc, next_step=NEXT_STEP if isinstance(exc, PlannerError) else "")
 
 
-def _plain_prompt(ctx: HookContext, prompt: str) -> dict[str, Any] | None:
+def _plain_prompt(ctx: HookContext, prompt: str, person: list[str]) -> str | None:
     """A prompt without /fanout: only a ``scope = "all"`` trigger makes it ours."""
     from claude_fanout.config import CONFIG_FILE
 
@@ -65,19 +79,34 @@ def _plain_prompt(ctx: HookContext, prompt: str) -> dict[str, Any] | None:
         config = load_config(ctx.project)
     except FanoutError:
         return None  # said by the next /fanout request or fanout command, not on every prompt
-    from claude_fanout.hooks import answers, report
+    from claude_fanout.hooks import report
 
     try:
         proposal = planning.plan_prompt(prompt, project=ctx.project, config=config)
         if proposal is None:
             return None
-        return answers.context(EVENT, launch(ctx, proposal, config))
+        return launch(ctx, proposal, config, person)
     except FanoutError as exc:
-        return answers.context(EVENT, report.not_started(exc))
+        return report.not_started(exc)
 
 
-def launch(ctx: HookContext, proposal: planning.Proposal, config: Config) -> str:
-    """Start the proposed plan for this session's Conductor; the text that tells it so."""
+def _waiting(ctx: HookContext) -> list[str]:
+    """What the async Rewake hook left for this session's person (``shown.post``): this prompt
+    is the wake it sent, or the person's next one. One ``stat`` when there is nothing."""
+    if ctx.session_id is None:
+        return []
+    from claude_fanout.store import layout
+
+    if not os.path.exists(layout.session_outbox(ctx.project, ctx.session_id)):
+        return []
+    from claude_fanout.hooks import shown
+
+    return shown.collect(ctx.project, ctx.session_id)
+
+
+def launch(ctx: HookContext, proposal: planning.Proposal, config: Config, person: list[str]) -> str:
+    """Start the proposed plan for this session's Conductor; the text that tells it so.
+    ``person`` gets the lines that show the person what started (marked shown for the session)."""
     from pathlib import Path
 
     from claude_fanout import pids
@@ -105,8 +134,23 @@ def launch(ctx: HookContext, proposal: planning.Proposal, config: Config) -> str
         with contextlib.suppress(OSError):  # a record for the user; the run does not need it
             record = proposal.planned.record(proposal.request)
             write_json_atomic(started.run.path / PLANNER_RECORD, record)
+    person.extend(_show_started(ctx, str(started.run.path), started.run.run_id))
     text = report.started(plan, started.run, project=ctx.project, mode=mode, origin=proposal.origin)
     return "\n".join([text, *(f"[fanout] Warning: {warning}" for warning in warnings)])
+
+
+def _show_started(ctx: HookContext, run_path: str, run_id: str) -> list[str]:
+    """The person's lines for a run this prompt started, marked shown in the session's cursor
+    so no later hook shows them again."""
+    if ctx.session_id is None:
+        return []
+    from claude_fanout.hooks import shown
+    from claude_fanout.store.cursor import Cursor
+
+    with Cursor(run_path, ctx.session_id) as cursor:
+        if not shown.take(cursor, shown.START):
+            return []
+    return shown.started(run_id, shown.task_summaries(run_path))
 
 
 def _version_warnings(plan: Plan, *, guessed_mode: bool) -> list[str]:

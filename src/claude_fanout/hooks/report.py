@@ -380,13 +380,20 @@ def news_message(found: list[News], *, limit: int, project: str, now: float) -> 
     return message.render()
 
 
-def final_delivery(ctx: HookContext, runs: list[tuple[str, RunStatus]], limit: int) -> str:
+def final_delivery(
+    ctx: HookContext,
+    runs: list[tuple[str, RunStatus]],
+    limit: int,
+    *,
+    person: list[str] | None = None,
+) -> str:
     """The one final delivery, for the Stop hook (every run done) and the Rewake hook: each run
     that is done, once, with every result (excerpts only for results this session has not seen);
-    a run still at work only with its news. '' when there is nothing to tell."""
+    a run still at work only with its news. '' when there is nothing to tell. ``person`` gets
+    what the person has not been shown of these runs (``delivery.take_final``)."""
     from claude_fanout.hooks.delivery import take_final
 
-    pending, all_done = take_final(ctx, runs)
+    pending, all_done = take_final(ctx, runs, person=person)
     if not pending:
         return ""
     message = Message(limit, ending=DONE if all_done else ATTENTION)

@@ -47,9 +47,12 @@ def handle(ctx: HookContext, *, clock: Any = time.monotonic) -> dict[str, Any] |
         logs = [layout.join(path, layout.EVENTS) for path, _ in runs]
         wait_for_change(logs, min(defaults.REWAKE_RECHECK_S, max(0.0, deadline - clock())))
         ctx.refresh()
-    from claude_fanout.hooks import answers, report
+    from claude_fanout.hooks import answers, report, shown
 
-    text = report.final_delivery(ctx, runs, config.inject_max_chars)
+    person: list[str] = []
+    text = report.final_delivery(ctx, runs, config.inject_max_chars, person=person)
+    # A wake shows nothing itself: what the person has not seen waits for the woken prompt.
+    shown.post(ctx.project, ctx.session_id, person)
     return answers.wake(text) if text else None
 
 

@@ -3,6 +3,8 @@ cancels the session's unfinished runs (signal and return: Claude Code gives it 1
 
 from __future__ import annotations
 
+import os
+
 from claude_fanout import pids
 from claude_fanout.hooks import delivery
 from claude_fanout.runtime.control import request_cancel
@@ -52,4 +54,10 @@ def handle_end(ctx: HookContext) -> dict[str, Any] | None:
             request_cancel(path, by="session_end")
         # Nobody is left to deliver to.
         active.clear(ctx.project, status.run_id)
+    if ctx.session_id is not None:
+        # Nobody is left to show it to either (hooks.shown).
+        try:  # noqa: SIM105 - importing contextlib would cost the hook 0.5 ms
+            os.unlink(layout.session_outbox(ctx.project, ctx.session_id))
+        except OSError:
+            pass
     return None

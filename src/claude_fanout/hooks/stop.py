@@ -70,13 +70,17 @@ def handle(ctx: HookContext, *, clock: Any = time.monotonic) -> Any:
         wait_for_change(logs, min(defaults.STOP_RECHECK_S, left))
         ctx.refresh()
     held = clock() - started
-    from claude_fanout.hooks import answers
+    from claude_fanout.hooks import answers, shown
 
+    person: list[str] = []
     if not unfinished:
         from claude_fanout.hooks import report
 
-        text = report.final_delivery(ctx, runs, config.inject_max_chars)
-        return answers.block(text) if text else None
+        text = report.final_delivery(ctx, runs, config.inject_max_chars, person=person)
+        message = shown.join(person)
+        if text:
+            return answers.block(text, shown=message)
+        return answers.show(message) if message else None
     budget = {"blocks": budget["blocks"] + 1, "held_s": budget["held_s"] + held}
     _save_budget(ctx, budget)
     blocks_left = config.stop_max_blocks - budget["blocks"]
@@ -87,14 +91,20 @@ def handle(ctx: HookContext, *, clock: Any = time.monotonic) -> Any:
         "other work, or end your turn again to keep waiting (fanout will hold the turn "
         f"{blocks_left} more time{'s' if blocks_left != 1 else ''})."
     )
-    return answers.block(_news_and_progress(ctx, runs, config, ending))
+    text = _news_and_progress(ctx, runs, config, ending, person)
+    return answers.block(text, shown=shown.join(person))
 
 
 def _news_and_progress(
-    ctx: HookContext, runs: list[tuple[str, RunStatus]], config: Config, ending: str
+    ctx: HookContext,
+    runs: list[tuple[str, RunStatus]],
+    config: Config,
+    ending: str,
+    person: list[str],
 ) -> str:
-    """What finished since the session was last told (fenced), then who is still at work."""
-    found = delivery.collect_news(ctx, runs)
+    """What finished since the session was last told (fenced), then who is still at work;
+    ``person`` gets what the person has not been shown (``shown.py``)."""
+    found = delivery.collect_news(ctx, runs, person=person)
     told = {path for path, *_ in found}
     waiting = [
         f"[fanout] run {delivery.name(status.run_id)}: {line}."
@@ -118,7 +128,8 @@ def _let_go(
 ) -> dict[str, Any]:
     """The turn's budget is spent with workers still at work: say so to the model and to the
     person, plainly; a headless session's runs are released so they finish without it."""
-    from claude_fanout.text import duration
+    from claude_fanout import defaults
+    from claude_fanout.text import duration, printable
 
     unfinished = [(path, status) for path, status in runs if not status.state.terminal]
     headless = not is_interactive()
@@ -151,15 +162,18 @@ def _let_go(
     still = sum(
         1 for _, status in unfinished for task in status.tasks.values() if not task.state.terminal
     )
-    shown = (
+    let_go = printable(
         f"fanout: stopped waiting after {duration(held_s)}; {still} worker(s) of run "
         f"{', '.join(ids)} still at work"
         + (" and left running" if headless else "")
-        + f" (fanout wait {ids[0]})."
+        + f" (fanout wait {ids[0]}).",
+        defaults.SHOWN_LINE_CHARS,
     )
-    from claude_fanout.hooks import answers
+    from claude_fanout.hooks import answers, shown
 
-    return answers.block(_news_and_progress(ctx, runs, config, ending), shown=shown)
+    person: list[str] = []
+    text = _news_and_progress(ctx, runs, config, ending, person)
+    return answers.block(text, shown=shown.join([*person, let_go]))
 
 
 def _budget_path(ctx: HookContext) -> str:

@@ -88,6 +88,12 @@ def session_cursor(run: StrPath, session_id: str) -> str:
     return join(run, SESSIONS, session_id + ".json")
 
 
+def session_outbox(project: StrPath, session_id: str) -> str:
+    """Lines the async Rewake hook left for a session's next prompt to show the person
+    (``hooks.shown``), beside the Stop hook's per-session budget in ``.sessions/``."""
+    return os.path.join(runs_root(project), ".sessions", session_id + ".shown")
+
+
 def find_project(start: StrPath | None = None) -> str:
     """The nearest ancestor of ``start`` (default: the working directory) holding ``.git`` or
     ``.claude/``, else ``start``.
