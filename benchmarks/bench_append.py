@@ -398,13 +398,16 @@ def run_benchmark(
     kill_s: float,
     quick: bool,
     work: Path,
+    records: int | None = None,
     seed: int = 14,
 ) -> dict[str, Any]:
+    """Every scenario for every variant; ``records`` per writer overrides the size budget."""
     rng = random.Random(seed)
     rows: list[Counts] = []
     for size in sizes:
+        count = records or count_for(size, writers, quick)
         for variant in variants:
-            rows.append(throughput(variant, size, writers, count_for(size, writers, quick), work))
+            rows.append(throughput(variant, size, writers, count, work))
     for variant in variants:
         rows.append(kill_run(variant, writers, kill_s, sizes, work, rng))
     # Disk full: 1 MiB of file allowed; enough records to pass it twice over.

@@ -247,7 +247,7 @@ def setup(bus: str, work: Path) -> tuple[str, subprocess.Popen[str] | None]:
     assert server.stdout is not None
     if server.stdout.readline().strip() != "ready":
         server.kill()
-        server.wait()
+        server.communicate()
         raise RuntimeError("the socket server did not start")
     return str(path), server
 
@@ -302,14 +302,14 @@ def measure(
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-            proc.wait()
+            proc.communicate()
         reader.close()
         if server is not None:
             try:
-                server.wait(timeout=5)
+                server.communicate(timeout=5)
             except subprocess.TimeoutExpired:
                 server.kill()
-                server.wait()
+                server.communicate()
     seconds = max(r["t1"] for r in reports) - min(r["t0"] for r in reports) if reports else 0.0
     return {
         "bus": bus,
@@ -373,7 +373,7 @@ def outages(work: Path, hold_s: float) -> list[dict[str, Any]]:
     holder = hold("log", log_path, hold_s)
     read_ms, _ = timed(lambda: read_events(log_path))
     ms, outcome = timed(lambda: EventLog(log_path).append("notice", task="W0", text="during"))
-    holder.wait()
+    holder.communicate()
     rows.append(
         {
             "bus": "log",
@@ -396,7 +396,7 @@ def outages(work: Path, hold_s: float) -> list[dict[str, Any]]:
         )
         writer.close()
         reader.close()
-        holder.wait()
+        holder.communicate()
         rows.append(
             {
                 "bus": "sqlite",

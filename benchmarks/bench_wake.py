@@ -149,7 +149,7 @@ def run_benchmark(
         for proc in procs.values():
             if proc.poll() is None:
                 proc.kill()
-            proc.wait()
+            proc.communicate()
     return {
         "benchmark": "wake",
         "machine": {
