@@ -13,8 +13,8 @@ run (the Stop hook's loop: read the log from its cursor, then wait, bounded, for
 This process appends records with ``EventLog.append`` at random gaps (50-350 ms), each stamped
 with ``time.monotonic()`` just before the append; a waiter's reaction time for a record is from
 that stamp to the moment its ``read_events`` returned the record. Then the log stays untouched
-for ``--idle-s`` seconds and every waiter reports the CPU time (user + system, from
-``time.process_time``) it spent waiting.
+for ``--idle-s`` seconds and every waiter reports the CPU time it spent waiting (user + system,
+its own and its children's: ``time.process_time`` and ``RUSAGE_CHILDREN``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import os
 import platform
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "poll 0.2 s": {"wait": "poll", "interval": 0.2},
     "poll 1 s": {"wait": "poll", "interval": 1.0},
 }
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process and of the children it waited for (a helper it ran)."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def waiter_main(spec: dict[str, Any]) -> None:
@@ -61,14 +70,14 @@ def waiter_main(spec: dict[str, Any]) -> None:
             if kind == "probe":
                 latencies.append(now - event["mono"])
             elif kind == "idle":
-                idle_from, idle_cpu = now, time.process_time()
+                idle_from, idle_cpu = now, cpu_s()
             elif kind == "end":
                 assert idle_cpu is not None and idle_from is not None
                 print(
                     json.dumps(
                         {
                             "latencies": latencies,
-                            "idle_cpu_s": time.process_time() - idle_cpu,
+                            "idle_cpu_s": cpu_s() - idle_cpu,
                             "idle_s": now - idle_from,
                             "linux_paths": os.environ.get("FANOUT_PORTABLE") != "1",
                         }
@@ -79,6 +88,37 @@ def waiter_main(spec: dict[str, Any]) -> None:
             wait_for_change([path], defaults.STOP_RECHECK_S)
         else:
             time.sleep(spec["interval"])
+
+
+def anatomy(work: Path, repeat: int = 20) -> dict[str, float]:
+    """Medians (ms) of what one inotify wait costs besides waiting: finding libc (ctypes runs
+    ``/sbin/ldconfig -p`` for it), and closing an inotify instance that has a watch."""
+    import ctypes
+    import ctypes.util
+    import select
+
+    path = work / "anatomy"
+    path.write_bytes(b"")
+    find, close = [], []
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    for _ in range(repeat):
+        start = time.perf_counter()
+        ctypes.util.find_library("c")
+        find.append(time.perf_counter() - start)
+        fd = libc.inotify_init1(0o4000 | 0o2000000)
+        libc.inotify_add_watch(fd, os.fsencode(str(path)), 0x2)
+        with open(path, "ab") as handle:
+            handle.write(b"x")
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.poll(1000)
+        start = time.perf_counter()
+        os.close(fd)
+        close.append(time.perf_counter() - start)
+    return {
+        "find_library_ms": statistics.median(find) * 1000,
+        "inotify_close_ms": statistics.median(close) * 1000,
+    }
 
 
 def stats(samples: list[float]) -> dict[str, float | None]:
@@ -160,6 +200,7 @@ def run_benchmark(
         "events": events,
         "idle_s": idle_s,
         "results": results,
+        "anatomy": anatomy(work),
     }
 
 
@@ -188,6 +229,12 @@ def print_report(report: dict[str, Any]) -> None:
             f"{_ms(lat['max']):>8} {_ms(lat['mean']):>8} {r['over_100ms']:>7} "
             f"{cpu_ms:>11.0f} {cpu_ms / r['idle_s']:>10.1f}"
         )
+    parts = report["anatomy"]
+    print(
+        f"inside one inotify wait (medians): ctypes.util.find_library('c') "
+        f"{parts['find_library_ms']:.2f} ms, closing the inotify instance "
+        f"{parts['inotify_close_ms']:.2f} ms"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
