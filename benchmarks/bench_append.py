@@ -16,8 +16,9 @@ file, each through one of four paths:
   to the file in 8 KiB writes, so one record can take several ``write`` calls.
 
 Three scenarios per path: **throughput** (every writer writes a fixed number of records of each
-size, nobody dies), **kill** (writers cycle through the sizes until the benchmark SIGKILLs a
-random one every ~50 ms and starts a replacement), **disk full** (every writer has
+size, nobody dies), **kill** (writers cycle through the sizes; every 0-20 ms the writer of a
+random slot is SIGKILLed, wherever it is in its append, and a forked copy takes its place),
+**disk full** (every writer has
 ``RLIMIT_FSIZE`` set by ``resource.setrlimit`` and ``SIGXFSZ`` ignored, so a write past the limit
 is cut short and the next fails with ``EFBIG``; the same as ENOSPC on a full disk for the writer,
 but needs no mount). A writer acknowledges a record (a counter in its own file) only after its
@@ -105,18 +106,9 @@ def append(variant: str, path: str, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def writer_main(spec: dict[str, Any]) -> None:
-    """One writer: wait for the start, append ``count`` records (0: until killed), report."""
-    if spec.get("fsize"):
-        import resource
-
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (spec["fsize"], spec["fsize"]))
-    ack = os.open(spec["ack"], os.O_WRONLY | os.O_CREAT, 0o600)
-    if spec.get("go") is not None:
-        os.read(spec["go"], 1)  # EOF when the benchmark closes its end: everyone starts at once
+def write_records(spec: dict[str, Any], ack: int) -> dict[str, Any]:
+    """Append ``spec["count"]`` records (0: until killed); acknowledge each that returned."""
     writer, sizes, count = spec["writer"], spec["sizes"], spec["count"]
-    # Records are built before the clock starts: the timing is of the appends.
     records = [make_record(writer, seq, sizes[seq % len(sizes)]) for seq in range(len(sizes))]
     errors: Counter[str] = Counter()
     acked = 0
@@ -133,8 +125,55 @@ def writer_main(spec: dict[str, Any]) -> None:
             acked += 1
             os.pwrite(ack, b"\x01", seq)  # one byte per record: acknowledged
         seq += 1
-    t1 = time.monotonic()
-    print(json.dumps({"t0": t0, "t1": t1, "acked": acked, "errors": dict(errors)}))
+    return {"t0": t0, "t1": time.monotonic(), "acked": acked, "errors": dict(errors)}
+
+
+def writer_main(spec: dict[str, Any]) -> None:
+    """One writer: get ready, wait for the start, write, report."""
+    if spec.get("fsize"):
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (spec["fsize"], spec["fsize"]))
+    ack = os.open(spec["ack"], os.O_WRONLY | os.O_CREAT, 0o600)
+    if spec["variant"] == "fanout":
+        import claude_fanout.store.eventlog  # noqa: F401 - imported before the start, not timed
+    print("ready", flush=True)
+    if spec.get("go") is not None:
+        os.read(spec["go"], 1)  # EOF when the benchmark closes its end: everyone starts at once
+    print(json.dumps(write_records(spec, ack)))
+
+
+def nursery_main(spec: dict[str, Any]) -> None:
+    """One writer slot of the kill scenario: keeps a forked writer appending until it is told to
+    kill it (SIGKILL, at whatever point of its append), then forks the next. A fork costs about
+    a millisecond where a new interpreter costs ~50-200 ms here, so kills can come every few ms.
+    Commands on stdin: ``kill`` and ``stop``; answers the id of the writer now running."""
+    if spec["variant"] == "fanout":
+        import claude_fanout.store.eventlog  # noqa: F401 - the children inherit it
+
+    def spawn(writer: int) -> int:
+        ack = os.open(f"{spec['ack']}-{writer}", os.O_WRONLY | os.O_CREAT, 0o600)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                write_records({**spec, "writer": writer, "count": 0}, ack)
+            finally:
+                os._exit(0)
+        os.close(ack)
+        return pid
+
+    writer = spec["first"]
+    child = spawn(writer)
+    print(writer, flush=True)
+    for command in sys.stdin:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        if command.strip() == "stop":
+            return
+        writer += 1
+        child = spawn(writer)
+        print(writer, flush=True)
 
 
 # -- the benchmark ------------------------------------------------------------------------------
@@ -157,6 +196,7 @@ class Counts:
     duplicated: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     kills: int = 0
+    kills_writing: int = 0
     seconds: float = 0.0
     bytes: int = 0
     reader_events: int = 0
@@ -184,6 +224,11 @@ class Writer:
             text=True,
         )
         self.report: dict[str, Any] = {}
+
+    def ready(self) -> None:
+        """Wait until the writer is past its imports (or dead)."""
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()
 
     def acked(self) -> set[int]:
         """The sequence numbers whose append returned (the writer may be dead by now)."""
@@ -263,7 +308,8 @@ def throughput(
             procs.append(Writer(spec, read_fd))
         os.close(read_fd)
         read_fd = -1
-        time.sleep(0.3)  # let every interpreter reach the start line
+        for proc in procs:
+            proc.ready()
     finally:
         if read_fd >= 0:
             os.close(read_fd)
@@ -285,51 +331,53 @@ def throughput(
 def kill_run(
     variant: str, writers: int, seconds: float, sizes: tuple[int, ...], work: Path, rng: Any
 ) -> Counts:
-    """Writers cycle through ``sizes`` until killed; one is SIGKILLed every ~50 ms and replaced."""
+    """``writers`` slots of forked writers cycling through ``sizes``; every 0-20 ms the writer of
+    a random slot is SIGKILLed and replaced, for ``seconds``."""
     path = work / f"{variant}-kill.jsonl"
-    next_id = 0
-    live: list[Writer] = []
-    done: list[Writer] = []
-
-    def start() -> None:
-        nonlocal next_id
-        spec = {
-            "variant": variant,
-            "path": str(path),
-            "writer": next_id,
-            "sizes": list(sizes),
-            "count": 0,
-            "ack": str(work / f"ack-{variant}-kill-{next_id}"),
-            "fsize": 0,
-        }
-        next_id += 1
-        live.append(Writer(spec, None))
-
+    slots: list[subprocess.Popen[str]] = []
+    ids: list[int] = []
     kills = 0
     try:
-        for _ in range(writers):
-            start()
-        time.sleep(0.3)
+        for slot in range(writers):
+            spec = {
+                "variant": variant,
+                "path": str(path),
+                "sizes": list(sizes),
+                "ack": str(work / f"ack-{variant}-kill"),
+                "first": slot * 1_000_000,
+            }
+            slots.append(
+                subprocess.Popen(
+                    [sys.executable, __file__, "--nursery", json.dumps(spec)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        for proc in slots:
+            assert proc.stdout is not None
+            ids.append(int(proc.stdout.readline()))
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            time.sleep(rng.uniform(0.0, 0.1))
-            victim = live.pop(rng.randrange(len(live)))
-            victim.proc.kill()
-            victim.proc.wait()
+            time.sleep(rng.uniform(0.0, 0.02))
+            proc = slots[rng.randrange(len(slots))]
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write("kill\n")
+            proc.stdin.flush()
+            ids.append(int(proc.stdout.readline()))
             kills += 1
-            done.append(victim)
-            start()
     finally:
-        for proc in live:
-            proc.proc.kill()
-            proc.proc.wait()
-            kills += 1
-        done.extend(live)
-        for proc in done:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.finish(timeout=5)
-    acked = {p.spec["writer"]: p.acked() for p in done}
+        for proc in slots:
+            with contextlib.suppress(BrokenPipeError):
+                proc.communicate("stop\n", timeout=30)
+    kills += len(slots)  # the last writer of each slot is killed by "stop" too
+    acked = {}
+    for writer in ids:
+        ack_path = work / f"ack-{variant}-kill-{writer}"
+        raw = ack_path.read_bytes() if ack_path.exists() else b""
+        acked[writer] = {seq for seq, byte in enumerate(raw) if byte == 1}
     counts = Counts(variant, "kill", "mixed", writers, kills=kills, seconds=seconds)
+    counts.kills_writing = sum(1 for seqs in acked.values() if seqs)
     analyse(path, acked, sizes, counts)
     counts.attempted = counts.acked
     return counts
@@ -446,7 +494,7 @@ def print_report(report: dict[str, Any]) -> None:
     for r in report["rows"]:
         notes = []
         if r["kills"]:
-            notes.append(f"{r['kills']} kills")
+            notes.append(f"{r['kills']} kills ({r['kills_writing']} after a first record)")
         if r["torn_tail"]:
             notes.append("partial last line")
         if r["errors"]:
@@ -471,6 +519,7 @@ def print_report(report: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--writer", help=argparse.SUPPRESS)
+    parser.add_argument("--nursery", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="small sizes (~15 s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--writers", type=int, default=None)
@@ -481,6 +530,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.writer:
         writer_main(json.loads(args.writer))
+        return 0
+    if args.nursery:
+        nursery_main(json.loads(args.nursery))
         return 0
     writers = args.writers or (4 if args.quick else 8)
     kill_s = args.kill_s if args.kill_s is not None else (1.0 if args.quick else 3.0)

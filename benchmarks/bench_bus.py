@@ -95,6 +95,7 @@ def writer_main(spec: dict[str, Any]) -> None:
             if reader.readline() != b"k\n":
                 raise OSError("the server did not acknowledge")
 
+    print("ready", flush=True)
     os.read(spec["go"], 1)  # EOF when the benchmark closes its end: everyone starts at once
     t0 = time.monotonic()
     for seq in range(count):
@@ -284,7 +285,9 @@ def measure(
                 )
         finally:
             os.close(read_fd)
-            time.sleep(0.3)  # let every interpreter reach the start line
+            for proc in procs:
+                assert proc.stdout is not None
+                proc.stdout.readline()  # "ready": connected, past its imports
             os.close(write_fd)
         deadline = time.monotonic() + 120
         while reader.status.notice_count < expected and time.monotonic() < deadline:
