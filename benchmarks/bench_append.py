@@ -433,8 +433,8 @@ def label(size: int) -> str:
 
 
 def count_for(size: int, writers: int, quick: bool) -> int:
-    budget = (6 if quick else 32) << 20  # bytes per cell, all writers together
-    cap = 300 if quick else 1500
+    budget = (6 if quick else 24) << 20  # bytes per cell, all writers together
+    cap = 300 if quick else 1000
     return max(4, min(cap, budget // size // writers))
 
 
