@@ -26,7 +26,8 @@ append returned. The file is then checked line by line:
 
 - **records**: lines that are one whole record of one writer;
 - **torn**: lines that are not (unparseable, cut, or two writers' bytes on one line), plus a
-  partial last line;
+  partial last line; **spliced**: torn lines that still parse as a record with a type, which any
+  reader (fanout's too) takes for a good one;
 - **lost**: acknowledged records not found whole;
 - **duplicated**: records found more than once.
 
@@ -192,6 +193,7 @@ class Counts:
     records: int = 0
     torn: int = 0
     torn_tail: bool = False
+    spliced: int = 0
     lost: int = 0
     duplicated: int = 0
     errors: dict[str, int] = field(default_factory=dict)
@@ -258,6 +260,7 @@ def analyse(
     for line in lines:
         if not line:
             continue
+        record = None
         try:
             record = json.loads(line)
             writer, seq, size, pad = record["w"], record["seq"], record["n"], record["pad"]
@@ -273,6 +276,8 @@ def analyse(
             found[(writer, seq)] += 1
         else:
             counts.torn += 1
+            # Torn, yet a record to any reader: one writer's head with another's pad, say.
+            counts.spliced += isinstance(record, dict) and isinstance(record.get("type"), str)
     if tail:
         counts.torn += 1
         counts.torn_tail = True
@@ -497,6 +502,8 @@ def print_report(report: dict[str, Any]) -> None:
             notes.append(f"{r['kills']} kills ({r['kills_writing']} after a first record)")
         if r["torn_tail"]:
             notes.append("partial last line")
+        if r["spliced"]:
+            notes.append(f"{r['spliced']} torn lines parse as records")
         if r["errors"]:
             notes.append(", ".join(f"{k} x{v}" for k, v in sorted(r["errors"].items())))
         notes.append(f"reader: {r['reader_events']} events, {r['reader_bad']} bad")

@@ -49,6 +49,7 @@ def test_the_checker_counts_torn_lost_and_duplicated_records(tmp_path: Path) -> 
     # fanout's reader takes every parseable record with a type, and skips the rest.
     assert counts.reader_events == 5  # four whole records (one twice) and the foreign pad
     assert counts.reader_bad == 1
+    assert counts.spliced == 1  # the foreign pad parses: a reader cannot tell
 
 
 def rows(report: dict[str, Any], scenario: str) -> dict[str, dict[str, Any]]:
@@ -78,6 +79,7 @@ def test_the_core_runs_and_fanouts_append_path_tears_and_loses_nothing(project: 
         # The reader sees exactly the whole records; every complete torn line is skipped.
         assert r["reader_events"] == r["records"], r
         assert r["reader_bad"] == r["torn"] - r["torn_tail"], r
+        assert r["spliced"] == 0, r
         if r["scenario"] == "throughput":
             assert r["records"] == r["attempted"] == 60 and r["torn"] == 0, r
     kill = rows(report, "kill")
