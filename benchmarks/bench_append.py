@@ -167,14 +167,18 @@ def nursery_main(spec: dict[str, Any]) -> None:
     writer = spec["first"]
     child = spawn(writer)
     print(writer, flush=True)
-    for command in sys.stdin:
+    try:
+        for command in sys.stdin:
+            if command.strip() == "stop":
+                break
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            writer += 1
+            child = spawn(writer)
+            print(writer, flush=True)
+    finally:  # also when the benchmark is gone (end of input): no writer outlives its slot
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
-        if command.strip() == "stop":
-            return
-        writer += 1
-        child = spawn(writer)
-        print(writer, flush=True)
 
 
 # -- the benchmark ------------------------------------------------------------------------------
@@ -438,8 +442,8 @@ def label(size: int) -> str:
 
 
 def count_for(size: int, writers: int, quick: bool) -> int:
-    budget = (6 if quick else 24) << 20  # bytes per cell, all writers together
-    cap = 300 if quick else 1000
+    budget = (2 if quick else 24) << 20  # bytes per cell, all writers together
+    cap = 100 if quick else 1000
     return max(4, min(cap, budget // size // writers))
 
 
@@ -542,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         nursery_main(json.loads(args.nursery))
         return 0
     writers = args.writers or (4 if args.quick else 8)
-    kill_s = args.kill_s if args.kill_s is not None else (1.0 if args.quick else 3.0)
+    kill_s = args.kill_s if args.kill_s is not None else (0.5 if args.quick else 3.0)
     work = Path(tempfile.mkdtemp(prefix="bench-append-", dir=args.dir))
     try:
         report = run_benchmark(

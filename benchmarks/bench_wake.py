@@ -60,8 +60,9 @@ def waiter_main(spec: dict[str, Any]) -> None:
     offset = 0
     latencies: list[float] = []
     idle_cpu = idle_from = None
+    parent = os.getppid()
     print("ready", flush=True)
-    while True:
+    while os.getppid() == parent:  # the benchmark died: stop following
         result = read_events(path, offset)
         now = time.monotonic()
         offset = result.offset
