@@ -46,7 +46,7 @@ def wait_for_change(paths: Sequence[str], timeout: float) -> bool:
 
 # This process's inotify instance: [libc, fd, the paths watched, their signature when the last
 # wait returned, the pid that opened it (a forked copy opens its own)]. Kept open between waits:
-# opening costs a ctypes lookup, closing one costs the kernel ~8-18 ms (benchmarks/bench_wake.py),
+# opening costs a ctypes lookup, closing one costs the kernel ~7-18 ms (benchmarks/bench_wake.py),
 # and a watch that stays in place cannot miss a change made while the caller was not waiting.
 # Closed when the paths change, or at exit.
 _WATCH: list[Any] = []
