@@ -130,3 +130,7 @@ STATUSLINE_THEIRS_TIMEOUT_S = 5.0
 STATUSLINE_INPUT_MAX_BYTES = 1024 * 1024
 # What a running worker is doing, in the status line, at most this long.
 STATUSLINE_DOING_CHARS = 40
+
+# A writer of a run's log waits at most this long for its lock before appending without it (the
+# lock only orders the repair of a dead writer's partial line; a frozen holder must stall nobody).
+APPEND_LOCK_WAIT_S = 2.0

@@ -6,7 +6,10 @@ import itertools
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from claude_fanout import defaults
 from claude_fanout.errors import StoreError, UnsafePathError
 from claude_fanout.states import EventType
 from claude_fanout.store.eventlog import BadLine, EventLog, ReadResult, encode, read_events
@@ -445,3 +449,42 @@ def test_append_read_round_trips_arbitrary_records(
 
     assert log.read().events == written
     assert log.path.read_bytes().count(b"\n") == len(written)
+
+
+def test_a_frozen_lock_holder_delays_a_writer_by_the_bound_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer stopped (SIGSTOP) while holding the log's lock must not stall the others: past
+    ``APPEND_LOCK_WAIT_S`` they append without it, and the record is whole."""
+    monkeypatch.setattr(defaults, "APPEND_LOCK_WAIT_S", 0.3)
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path)
+    log.append("run_created", run_id="R")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, signal, sys\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGSTOP)\n",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        began = time.monotonic()
+        log.append("notice", task="W1", text="still here")
+        waited = time.monotonic() - began
+    finally:
+        holder.kill()
+        holder.wait(10)
+        assert holder.stdout is not None
+        holder.stdout.close()
+
+    assert 0.25 <= waited < 2.0
+    records = read_events(path).events
+    assert [r["type"] for r in records] == ["run_created", "notice"]

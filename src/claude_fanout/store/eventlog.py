@@ -14,6 +14,7 @@ import json
 import os
 import time
 
+from claude_fanout import defaults
 from claude_fanout.store.files import open_private
 
 # Hook path: no typing, dataclasses or pathlib at run time (each costs 4-8 ms of a hook).
@@ -73,6 +74,30 @@ class ReadResult:
         return f"ReadResult(events={len(self.events)}, offset={self.offset}, bad={self.bad!r})"
 
 
+def _lock_bounded(fd: int, wait_s: float) -> bool:
+    """Take the log's exclusive lock, waiting at most ``wait_s``; False when it was not had.
+
+    The lock only serialises the repair of a dead writer's partial line: one ``write`` on an
+    ``O_APPEND`` descriptor keeps a record whole without it on a local file system
+    (``benchmarks/bench_append.py``). So a writer that holds it and never lets go (stopped with
+    SIGSTOP, frozen) must not stall every other writer, hooks among them: past the bound the
+    record is appended without it.
+    """
+    import fcntl  # only writers lock; hooks mostly read
+
+    deadline = time.monotonic() + wait_s
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+
 def encode(record: Event) -> bytes:
     line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     # json.dumps escapes control characters, so a record is always exactly one line.
@@ -93,9 +118,7 @@ class EventLog:
         data = encode(record)
         fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         try:
-            import fcntl  # only writers lock; hooks mostly read
-
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _lock_bounded(fd, defaults.APPEND_LOCK_WAIT_S)
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 # A writer died mid-record: close its line so ours starts on a fresh one.
