@@ -1,6 +1,6 @@
 """How many workers can one machine run? fanout's real path at growing sizes.
 
-    .venv/bin/python benchmarks/bench_scale.py [--quick] [--json] [--claude 4,8,16,32]
+    .venv/bin/python benchmarks/bench_scale.py [--quick] [--json] [--claude 1,4,8,16,32]
         [--shell 10,100,1000] [--kinds sleep,cpu] [--latency 0.3] [--sleep-s 1]
         [--start-interval 0]
 
@@ -19,13 +19,14 @@ supervisor and of everything it reaped (workers and their children).
   ``sh`` loop whose own CPU cost is calibrated first (median of 5 runs outside fanout).
 
 Per case: wall time (``start_run`` to the supervisor reaped), the run's own span
-(``run_created`` to ``run_finished``), the spread of task starts, failures (tasks that did not
-succeed, results missing), CPU seconds (all processes of the run; fanout's own, i.e. supervisor
-and watchdog, as sampled), peak memory (the largest per-sample sum of RSS of every process of the
-run, sampled with psutil every 50 ms; with hundreds of processes one sample takes longer) and
-the most processes seen alive at once. fanout's own overhead per task is its CPU over N, and for
-shell tasks also the CPU of the run beyond the tasks' own work, over N. Always exits 0; a case
-that failed prints MISS.
+(``run_created`` to ``run_finished``), the spread of task starts, the most tasks running at once
+(from the log), failures (tasks that did not succeed, results missing; and a run that readers
+saw ``lost`` while its supervisor was still at work), CPU seconds (all processes of the run;
+fanout's own, i.e. supervisor and watchdog, as sampled; this process's, which includes the
+sampler), peak memory (the largest per-sample sum of RSS of every process of the run, sampled
+with psutil every 50 ms for claude cases, with PSS every 5th sample, and every 200 ms for shell
+cases). fanout's own overhead per task is its CPU over N, and for shell tasks also the CPU of
+the run beyond the tasks' own work, over N. Always exits 0; a case that failed prints MISS.
 """
 
 from __future__ import annotations
@@ -111,7 +112,10 @@ class Case:
     peak_rss_mb: float = 0.0  # every process of the run
     peak_rss_own_mb: float = 0.0
     peak_rss_per_claude_mb: float | None = None
-    max_live: int = 0  # the most workers (claude CLIs, or shell tasks) alive in one sample
+    max_live: int = 0  # the most tasks running at once, from the log's starts and exits
+    seen_live: int = 0  # the most worker processes in one sample: claude CLIs (a Grep's rg
+    # counts: the CLI runs its own binary for it), or the shell tasks' processes
+    peak_pss_mb: float | None = None  # claude cases: every process of the run
     samples: int = 0
     mean_sample_interval_s: float | None = None
 
@@ -133,18 +137,23 @@ class Case:
 
 
 class CountingSampler(Sampler):
-    """bench_workers' sampler without the PSS reads (1.5 ms per process each: far too slow with
-    hundreds of processes), counting its samples."""
+    """bench_workers' sampler every ``interval_s``, with PSS (1.5 ms per process: too slow for
+    hundreds of processes) on every ``pss_every``-th sample or never (0), counting its samples.
+    Each sample walks /proc (psutil's ``children``): its cost grows with every process on the
+    machine, and is part of this process's CPU, reported apart."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, interval_s: float, pss_every: int) -> None:
         super().__init__()
+        self.interval_s = interval_s
+        self.pss_every = pss_every
         self.ticks: list[float] = []
 
     def run(self) -> None:
         while not self.stopped.is_set():
+            full = bool(self.pss_every) and len(self.ticks) % self.pss_every == 0
             self.ticks.append(time.monotonic())
-            self.sample(full=False)
-            self.stopped.wait(0.05)
+            self.sample(full=full)
+            self.stopped.wait(self.interval_s)
 
 
 def cpu_children() -> float:
@@ -181,7 +190,7 @@ def new_project(root: Path, name: str, n: int, *, claude: bool, interval_s: floa
 
 
 def run_case(
-    case: Case, project: Path, tasks: list[Json], env: dict[str, str], *, pss: bool = False
+    case: Case, project: Path, tasks: list[Json], env: dict[str, str], *, claude: bool = False
 ) -> tuple[Path, dict[str, TaskState]]:
     """Start the plan through the real path, wait for it, fill ``case`` with what was measured;
     returns the run directory and each task's final state."""
@@ -189,7 +198,11 @@ def run_case(
         {"version": 1, "name": case.kind, "max_parallel": case.n, "tasks": tasks}, project=project
     )
     cpu0, self0 = cpu_children(), cpu_self()
-    sampler = CountingSampler()
+    sampler = (
+        CountingSampler(interval_s=0.05, pss_every=5)
+        if claude
+        else CountingSampler(interval_s=0.2, pss_every=0)
+    )
     sampler.start()
     start = time.monotonic()
     started = start_run(plan, project=project, env=env)
@@ -208,8 +221,9 @@ def run_case(
     live_claude = usage.live.get("claude CLI", 0)
     if live_claude:
         case.peak_rss_per_claude_mb = usage.peak_rss.get("claude CLI", 0) / MB / live_claude
-    # Workers alive at once: claude CLIs, or the shell tasks' processes ("other").
-    case.max_live = live_claude or usage.live.get("other", 0)
+    case.seen_live = live_claude or usage.live.get("other", 0)
+    if claude:
+        case.peak_pss_mb = usage.peak_pss.get("all", 0) / MB
     case.samples = len(sampler.ticks)
     if len(sampler.ticks) > 1:
         case.mean_sample_interval_s = statistics.mean(
@@ -219,6 +233,7 @@ def run_case(
     stamps = {e.get("type"): e.get("ts") for e in events}
     if stamps.get("run_finished") and stamps.get("run_created"):
         case.run_s = float(stamps["run_finished"]) - float(stamps["run_created"])
+    case.max_live = most_at_once(events)
     starts = [float(e["ts"]) for e in events if e.get("type") == "task_started"]
     case.start_spread_s = max(starts) - min(starts) if starts else None
     if seen.state is RunState.LOST:
@@ -234,6 +249,20 @@ def run_case(
     return started.run.path, states
 
 
+def most_at_once(events: list[Json]) -> int:
+    """The most tasks between ``task_started`` and ``task_exited`` at one moment."""
+    changes = sorted(
+        (float(e["ts"]), 1 if e["type"] == "task_started" else -1)
+        for e in events
+        if e.get("type") in ("task_started", "task_exited") and "ts" in e
+    )
+    live = most = 0
+    for _, change in changes:
+        live += change
+        most = max(most, live)
+    return most
+
+
 def claude_case(root: Path, api: FakeMessagesAPI, home: Path, n: int, args: Any) -> Case:
     case = Case("claude", n, ideal_s=3 * args.latency)
     project = new_project(root, f"claude-{n}", n, claude=True, interval_s=args.start_interval)
@@ -245,7 +274,7 @@ def claude_case(root: Path, api: FakeMessagesAPI, home: Path, n: int, args: Any)
         }
         for k in range(1, n + 1)
     ]
-    run_path, _ = run_case(case, project, tasks, clean_env(api, home))
+    run_path, _ = run_case(case, project, tasks, clean_env(api, home), claude=True)
     for k in range(1, n + 1):
         result = run_path / "workers" / f"W{k}" / "out" / "result.md"
         text = result.read_text().strip() if result.is_file() else ""
@@ -300,15 +329,31 @@ COLUMNS: list[tuple[str, str, Callable[[Json], str]]] = [
     ("run s", ">7", lambda f: fmt(f["run_s"])),
     ("starts s", ">9", lambda f: fmt(f["start_spread_s"])),
     ("live", ">5", lambda f: str(f["max_live"])),
+    ("seen", ">5", lambda f: str(f["seen_live"])),
     ("CPU s", ">8", lambda f: fmt(f["cpu_s"])),
     ("CPU/cores", ">10", lambda f: fmt(f["cpu_floor_s"])),
     ("own ms/task", ">12", lambda f: fmt(f["own_cpu_ms_per_task"], ".1f")),
     ("over ms/task", ">13", lambda f: fmt(f["overhead_cpu_ms_per_task"], ".1f")),
     ("RSS MB", ">8", lambda f: fmt(f["peak_rss_mb"], ".0f")),
+    ("PSS MB", ">7", lambda f: fmt(f["peak_pss_mb"], ".0f")),
     ("own MB", ">7", lambda f: fmt(f["peak_rss_own_mb"], ".0f")),
     ("MB/CLI", ">7", lambda f: fmt(f["peak_rss_per_claude_mb"], ".0f")),
+    ("bench CPU", ">10", lambda f: fmt(f["cpu_bench_s"])),
     ("fail", ">5", lambda f: str(f["failures"])),
 ]
+
+
+LEGEND = (
+    "wall: start_run to supervisor reaped; ideal: 3 x latency (claude), the sleep, or the tasks'",
+    "  CPU over the cores (cpu); run: run_created to run_finished; starts: first to last start;",
+    "live: most tasks running at once by the log (a task is reaped only after the pass that",
+    "  starts others); seen: most worker processes in one sample;",
+    "CPU s: every process of the run; CPU/cores: the wall time that CPU alone needs;",
+    "own: supervisor + watchdog CPU per task; over: CPU beyond the tasks' own work per task;",
+    "RSS: peak sum over the run's processes (PSS: claude cases, every 5th sample); own MB:",
+    "  supervisor + watchdog; MB/CLI: peak RSS of the claude processes over the most seen at",
+    "  once; bench CPU: this process (fake API, sampler, waiting).",
+)
 
 
 def print_table(report: Json) -> None:
@@ -325,14 +370,9 @@ def print_table(report: Json) -> None:
     print(header + "\n" + "-" * len(header))
     for figures in report["cases"]:
         print("".join(format(get(figures), spec) for _, spec, get in COLUMNS))
-    print(
-        "\nwall: start_run to supervisor reaped; ideal: 3 x latency (claude), the sleep, or the "
-        "tasks' CPU over the cores (cpu);\nrun: run_created to run_finished; starts: first to last "
-        "task start; live: most workers alive in one sample;\nCPU s: every process of the "
-        "run; CPU/cores: the wall time that CPU alone needs; own: supervisor + watchdog CPU per "
-        "task;\nover: CPU beyond the tasks' own work per task (shell); RSS: peak sum over the "
-        "run's processes; own: supervisor + watchdog."
-    )
+    print()
+    for line in LEGEND:
+        print(line)
     for figures in report["cases"]:
         if not figures["ok"]:
             print(f"MISS {figures['kind']} N={figures['n']}: {'; '.join(figures['problems'])}")
@@ -341,7 +381,7 @@ def print_table(report: Json) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--claude", default="4,8,16,32", help="claude worker counts")
+    parser.add_argument("--claude", default="1,4,8,16,32", help="claude worker counts")
     parser.add_argument("--shell", default="10,100,1000", help="shell task counts")
     parser.add_argument("--kinds", default="sleep,cpu", help="shell task kinds")
     parser.add_argument("--latency", type=float, default=0.3, help="seconds per model turn")
