@@ -113,8 +113,8 @@ class Case:
     peak_rss_own_mb: float = 0.0
     peak_rss_per_claude_mb: float | None = None
     max_live: int = 0  # the most tasks running at once, from the log's starts and exits
-    seen_live: int = 0  # the most worker processes in one sample: claude CLIs (a Grep's rg
-    # counts: the CLI runs its own binary for it), or the shell tasks' processes
+    seen_live: int = 0  # the most worker processes in one sample: processes named claude
+    # (bench_workers.classify; a Grep's rg is not one), or the shell tasks' processes
     peak_pss_mb: float | None = None  # claude cases: every process of the run
     samples: int = 0
     mean_sample_interval_s: float | None = None
