@@ -1,7 +1,7 @@
 """Wall time of fanout's tool and Stop hooks, run exactly as Claude Code runs them.
 
     .venv/bin/python benchmarks/bench_hooks.py [--repeat N] [--warmup N] [--events N]
-                                               [--small-events N]
+                                               [--small-events N] [--quick] [--json]
 
 Every call is ``/bin/sh -c "<command>"``, the command being what ``fanout install`` writes
 (``settings_hooks.hook_command``), with ``CLAUDE_PROJECT_DIR`` set, the project as working
@@ -551,8 +551,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     parser.add_argument("--events", type=int, default=100_000, help="lines of the big log")
     parser.add_argument("--small-events", type=int, default=1_000, help="lines of the small log")
+    parser.add_argument(
+        "--quick", action="store_true", help="--repeat 10 --warmup 1 --events 20000"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="the report on stderr, one JSON object on stdout"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.repeat, args.warmup, args.events = 10, 1, 20_000
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        figures = run(args)
+    if args.json:
+        print(json.dumps(figures))
 
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    """Measure, print the report; returns its figures."""
     python = sys.executable
     entry = install.default_entry()
     commands = {
@@ -852,6 +867,57 @@ def main() -> None:
         )[:15]:
             print(f"  {self_us / 1000:>9.2f} {cumulative / 1000:>8.2f}  {name} ({parent})")
         print()
+    return figures_of(variants, by_key, work, first_post, problems, args)
+
+
+def figures_of(
+    variants: list[Variant],
+    by_key: dict[str, Variant],
+    work: dict[str, float],
+    first_post: dict[str, list[float]],
+    problems: list[str],
+    args: argparse.Namespace,
+) -> dict[str, object]:
+    """What the report prints, as one JSON object (``--json``)."""
+    rows = []
+    for variant in variants:
+        base = by_key.get(variant.baseline or "")
+        ratio = variant.median / base.median if base else None
+        rows.append(
+            {
+                "scenario": variant.scenario,
+                "hook": variant.hook,
+                "median_ms": variant.median,
+                "p90_ms": variant.p90,
+                "baseline": variant.baseline,
+                "ratio": ratio,
+                "target": variant.target,
+                "pass": None
+                if ratio is None or variant.target is None
+                else ratio <= variant.target,
+                "work_ms": work.get(variant.key),
+            }
+        )
+    growth = []
+    for variant in variants:
+        if variant.scenario.startswith(f"B live, {args.events:,}"):
+            other = by_key[f"B live, {args.small_events:,} lines/{variant.hook}"]
+            ratio = variant.median / other.median
+            growth.append({"hook": variant.hook, "ratio": ratio, "pass": ratio <= TARGET_GROWTH})
+    return {
+        "benchmark": "bench_hooks",
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "repeat": args.repeat,
+        "events": args.events,
+        "small_events": args.small_events,
+        "variants": rows,
+        "growth": growth,
+        "growth_target": TARGET_GROWTH,
+        "first_post_ms": {k: statistics.median(v) for k, v in first_post.items()},
+        "problems": problems,
+        "ok": not problems,
+    }
 
 
 if __name__ == "__main__":

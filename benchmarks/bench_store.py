@@ -1,17 +1,20 @@
 """Cost of the run store operations hooks and the CLI repeat: does it grow with the log?
 
-    .venv/bin/python benchmarks/bench_store.py
+    .venv/bin/python benchmarks/bench_store.py [--quick] [--json]
 
 For logs of 10, 1,000 and 100,000 events it times (median of many runs, in ms):
 - ``load_status``: snapshot + tail fold, with a snapshot covering all but the last 10 events
   (what a reader pays while a supervisor is live);
 - a full fold from offset 0 (what it would cost without the snapshot);
 - ``read_events`` of the last 10 records from a cursor;
-and the append rate of one writer (events/s, flock + one write each).
+and the append rate of one writer (events/s, flock + one write each). ``--json`` prints one JSON
+object of the same figures instead of the table; ``--quick`` times fewer runs.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -54,24 +57,42 @@ def timed(fn: object, repeat: int) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="fewer timed runs (a tenth)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object of figures")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    figures: dict[str, object] = {"benchmark": "bench_store", "unit": "ms", "logs": []}
+    rows = figures["logs"]
+    assert isinstance(rows, list)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "runs"
-        print(f"{'events':>8} {'load_status':>12} {'full fold':>10} {'cursor read':>12}  (ms)")
+        if not args.json:
+            print(f"{'events':>8} {'load_status':>12} {'full fold':>10} {'cursor read':>12}  (ms)")
         for n in (10, 1_000, 100_000):
             run, offset = build(root, n)
-            load = timed(lambda run=run: load_status(run), 200)
+            load = timed(lambda run=run: load_status(run), 200 // scale)
             full = timed(
-                lambda run=run: fold_tail(run, RunStatus(run_id="x")), 3 if n > 1000 else 50
+                lambda run=run: fold_tail(run, RunStatus(run_id="x")),
+                3 if n > 1000 else 50 // scale,
             )
-            cursor = timed(lambda run=run, offset=offset: read_events(run.events_path, offset), 200)
-            print(f"{n:>8} {load:>12.3f} {full:>10.2f} {cursor:>12.3f}")
+            cursor = timed(
+                lambda run=run, offset=offset: read_events(run.events_path, offset), 200 // scale
+            )
+            rows.append({"events": n, "load_status": load, "full_fold": full, "cursor": cursor})
+            if not args.json:
+                print(f"{n:>8} {load:>12.3f} {full:>10.2f} {cursor:>12.3f}")
         log = EventLog(Path(tmp) / "append.jsonl")
-        count = 20_000
+        count = 20_000 // scale
         start = time.perf_counter()
         for i in range(count):
             log.append("probe", task="W1", seq=i)
         rate = count / (time.perf_counter() - start)
-        print(f"append: {rate:,.0f} events/s (one process, open+flock+write+close each)")
+        figures["append_events_per_s"] = rate
+        if args.json:
+            print(json.dumps(figures))
+        else:
+            print(f"append: {rate:,.0f} events/s (one process, open+flock+write+close each)")
 
 
 if __name__ == "__main__":

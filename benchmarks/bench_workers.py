@@ -2,7 +2,7 @@
 against spawn-per-task, all against one scripted fake Messages API on loopback.
 
     .venv/bin/python benchmarks/bench_workers.py [--quick] [--tasks 8] [--latency 1.0]
-        [--repeat 3] [--pool-repeat 2] [--parallel 2,4] [--file-lines 60] [--cases ...]
+        [--repeat 3] [--pool-repeat 2] [--parallel 2,4] [--file-lines 60] [--cases ...] [--json]
 
 Every main-loop model response waits ``--latency`` seconds; side calls answer at once. The
 scripted model is the same in every case: the subtask "Summarise <file>" is a Read of that file,
@@ -31,11 +31,13 @@ a ``claude_fanout.worker`` wrapper, a hook), the ``fanout run`` client, ``claude
 (ripgrep...). A peak is the peak of the per-sample sum. CPU seconds: each process's user+system
 as last sampled (up to 50 ms before it ends). Wall time: first spawn to last result collected.
 Cases are interleaved round-robin; medians are reported. Always exits 0; failed checks print MISS.
+``--json``: the report goes to stderr and one JSON object of the medians to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -953,6 +955,59 @@ def print_report(report: Report) -> None:
     print("all checks passed" if report.ok else "some checks failed (MISS above)")
 
 
+def report_figures(report: Report) -> Json:
+    """The report's medians per case, as one JSON object (``--json``)."""
+    cases: Json = {}
+    for case, rs in report.results.items():
+        cases[case] = {
+            "runs": len(rs),
+            "ok": all(r.ok for r in rs),
+            "wall_s": medians(rs, lambda r: r.wall_s),
+            "cpu_s": medians(rs, partial(cpu_of, kinds=CLASSES)),
+            "cpu_own_s": medians(rs, partial(cpu_of, kinds=OWN)),
+            "claude_clis": medians(rs, partial(count_of, kind="claude CLI")),
+            "peak_rss_mb_per_cli": mb_or_none(medians(rs, per_cli_rss)),
+            "input_tokens_per_task": med(
+                [statistics.mean(task_tokens(r.seen)[0] or [0]) for r in rs]
+            ),
+            **{
+                f"peak_{kind}_mb_{group}": mb_or_none(
+                    medians(rs, partial(peak, kind=kind, group=group))
+                )
+                for kind in ("rss", "pss")
+                for group in ("own", "all")
+            },
+            **{
+                key: med([r.extra.get(key) for r in rs])
+                for key in ("phase_s", "run_s", "start_spread_s")
+                if any(isinstance(r.extra.get(key), float | int) for r in rs)
+            },
+        }
+    return {
+        "benchmark": "bench_workers",
+        "tasks": report.tasks,
+        "latency_s": report.latency_s,
+        "file_lines": report.file_lines,
+        "cases": cases,
+        "findings": [
+            {"setting": setting, "verdict": verdict, "evidence": evidence}
+            for setting, verdict, evidence in report.findings
+        ],
+        "problems": report.problems
+        + [
+            f"{r.case}: {'; '.join(r.problems)}"
+            for rs in report.results.values()
+            for r in rs
+            if not r.ok
+        ],
+        "ok": report.ok,
+    }
+
+
+def mb_or_none(value: float | None) -> float | None:
+    return None if value is None else value / 2**20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tasks", type=int, default=8, help="subtasks (subagents, workers)")
@@ -968,7 +1023,18 @@ def main() -> None:
     parser.add_argument("--file-lines", type=int, default=60, help="lines of each file read")
     parser.add_argument("--cases", default="native,fanout,pool,probe", help="which to run")
     parser.add_argument("--quick", action="store_true", help="1 run each, k=4, latency 0.5 s")
+    parser.add_argument(
+        "--json", action="store_true", help="the report on stderr, one JSON object on stdout"
+    )
     args = parser.parse_args()
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        report = run_main(args)
+    if args.json:
+        print(json.dumps(report_figures(report)))
+
+
+def run_main(args: argparse.Namespace) -> Report:
+    """Run the cases the arguments ask for and print the report."""
     if args.quick:
         args.repeat, args.pool_repeat, args.parallel, args.latency = 1, 1, "4", 0.5
     git = ["git", "-C", str(Path(__file__).parent), "log", "-1", "--format=%h %s"]
@@ -998,6 +1064,7 @@ def main() -> None:
         wait_for_descendants()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"(took {time.monotonic() - started:.0f} s; load average at the end: {load})")
+    return report
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ and what the supervisor's log says."""
 from __future__ import annotations
 
 import io
+import json
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from claude_fanout import procs
+from claude_fanout import defaults, procs
 from claude_fanout.config import Config
 from claude_fanout.executors.base import Command, Executor, Exit, ProcessExecutor, Verdict
 from claude_fanout.plan import Task, TaskKind, parse_plan
@@ -273,6 +274,34 @@ def test_nothing_starts_while_no_lease_is_free(make: Callable[..., Harness], pro
     h.step(at=101.25)
     assert len(h.procs.spawned) == 1
     assert h.log.getvalue().count("waits for a lease") == 1
+
+
+def test_the_heartbeat_goes_on_while_one_pass_starts_many_slow_workers(
+    make: Callable[..., Harness],
+) -> None:
+    """Starting hundreds of workers on a loaded machine takes one pass of the loop a minute
+    (bench_scale: 1,000 shell tasks, ~60 ms a start): readers must not see the run lost then (a
+    hook or `fanout status` would also stop its workers)."""
+    ages: list[float] = []
+    harness: list[Harness] = []
+
+    class SlowStarts(FakeProcs):
+        def spawn_in_group(self, argv: Any, **kwargs: Any) -> FakeProc:
+            h = harness[0]
+            h.clock.now += 1.0  # one second per start
+            ages.append(h.clock.now - json.loads(h.run.supervisor_path.read_text())["heartbeat"])
+            return super().spawn_in_group(argv, **kwargs)
+
+    n = 3 * int(defaults.HEARTBEAT_STALE_S)
+    tasks = [shell(f"W{k}") for k in range(n)]
+    harness.append(
+        make(tasks, config=Config(max_live_workers=n), seam=SlowStarts(), max_parallel=n)
+    )
+    harness[0].step(at=100.0)
+    assert len(harness[0].procs.spawned) == n
+    # Readers call a supervisor lost past HEARTBEAT_STALE_S; it now never gets older than a
+    # heartbeat interval plus one start.
+    assert max(ages) <= defaults.HEARTBEAT_INTERVAL_S + 1.0 < defaults.HEARTBEAT_STALE_S, ages
 
 
 def test_a_claude_session_also_waits_for_a_claude_lease(make: Callable[..., Harness]) -> None:

@@ -321,6 +321,9 @@ class Scheduler:
             if ended is not None:
                 self._settle(task_run, ended, now)
             free -= 1
+            # Hundreds of starts on a busy machine can take this pass a minute: stay alive to
+            # readers meanwhile (a stale heartbeat reads "lost", and lost runs get swept).
+            self._records.heartbeat()
 
     def _succeeded(self, task_id: str) -> bool:
         return self._tasks[task_id].state is TaskState.SUCCEEDED
