@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ Emit = Callable[..., None]
 @dataclass
 class RunContext:
     """What executors share of the run: where it lives, its plan and config, its budget, its
-    writers' worktrees, a way to record events, and what a finished task committed."""
+    writers' worktrees, a way to record events, what a finished task committed, and the
+    supervisor's clock."""
 
     run: RunDir
     plan: Plan
@@ -37,6 +39,7 @@ class RunContext:
     emit: Emit
     commit_of: Callable[[str], str | None]
     worktrees: Worktrees = field(default_factory=Worktrees)
+    clock: Callable[[], float] = time.monotonic
 
 
 @dataclass
@@ -93,8 +96,8 @@ class Executor(Protocol):
     def command(self, task: Task, env: Mapping[str, str]) -> Command:
         """How to start an attempt; raises OSError or FanoutError when it cannot start."""
 
-    def follow(self, task: Task) -> None:
-        """Called while the attempt runs, on every pass of the loop."""
+    def follow(self, task: Task, attempt: int) -> None:
+        """Called while attempt number ``attempt`` runs, on every pass of the loop."""
 
     def judge(self, task: Task, attempt: int, command: Command, exit: Exit) -> Verdict | None:
         """What the exit means; None: judge by the exit status alone."""
@@ -111,7 +114,7 @@ class ProcessExecutor:
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         return dict(base)
 
-    def follow(self, task: Task) -> None:
+    def follow(self, task: Task, attempt: int) -> None:
         return None
 
     def judge(self, task: Task, attempt: int, command: Command, exit: Exit) -> Verdict | None:

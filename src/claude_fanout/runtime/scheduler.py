@@ -137,6 +137,7 @@ class Scheduler:
             budget=self.budget,
             emit=self._emit,
             commit_of=self._records.commit_of,
+            clock=clock,
         )
         kinds = executors if executors is not None else executors_for(self.context)
         seams = Seams(
@@ -265,7 +266,7 @@ class Scheduler:
         """Finished tasks are not run again; a cancel requested before we were listening is
         honoured now; worktrees an earlier supervisor made are reused."""
         self._records.status = recorded
-        self.budget.add(recorded.usage or {})
+        self.budget.add(recorded.spent() or {})
         self.context.worktrees = writers.adopt_worktrees(recorded, self._tasks.keys())
         for task_id, task_run in self._tasks.items():
             seen = recorded.tasks.get(task_id)

@@ -209,7 +209,7 @@ class TaskRun:
 
     def follow(self) -> None:
         if self.current is not None:
-            self.executor.follow(self.task)
+            self.executor.follow(self.task, self.current.number)
 
     def stop(self, now: float, outcome: TaskState, reason: str) -> None:
         """SIGTERM to the attempt's group; when it exits, it ends as ``outcome``."""
