@@ -204,6 +204,8 @@ class Scheduler:
             ended = task_run.reap(self._clock())
             if ended is not None:
                 self._settle(task_run, ended, self._clock())
+        if not self._cancelling:
+            self._stop_over_budget(now)
         for task_run in self._running():
             task_run.enforce_deadline(now, self._kill_grace_s)
         if not self._cancelling:
@@ -322,6 +324,17 @@ class Scheduler:
             if ended is not None:
                 self._settle(task_run, ended, now)
             free -= 1
+
+    def _stop_over_budget(self, now: float) -> None:
+        """Once the run's budget is spent (finished attempts and what running workers have
+        spent so far), its running Claude sessions are stopped: they end over budget."""
+        why = self.budget.exhausted()
+        if why is None:
+            return
+        for task_run in self._running():
+            if task_run.executor.claude_session and task_run.stop(now, TaskState.OVER_BUDGET, why):
+                pgid = task_run.current.proc.pid if task_run.current else None
+                self._say(f"{task_run.id} stopped: {why}; SIGTERM to group {pgid}")
 
     def _succeeded(self, task_id: str) -> bool:
         return self._tasks[task_id].state is TaskState.SUCCEEDED
