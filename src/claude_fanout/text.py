@@ -35,3 +35,9 @@ def first_line(text: str, limit: int | None = None) -> str:
     """The first line that is not blank, stripped; cut to ``limit``."""
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     return line if limit is None else cut(line, limit)
+
+
+def printable_line(text: str, limit: int | None = None) -> str:
+    """``text`` as one line of printable characters only (terminal escapes, bidi and other
+    control characters become spaces), cut to ``limit``: a worker's words shown to a person."""
+    return one_line("".join(ch if ch.isprintable() else " " for ch in text), limit)

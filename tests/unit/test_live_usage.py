@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 
 from claude_fanout.claude.pricing import PRICES, UNKNOWN_MODEL_PRICE, cost_usd, price_of
-from claude_fanout.claude.progress import DOING_MAX_CHARS, StreamProgress, doing_of
+from claude_fanout.claude.progress import StreamProgress, doing_of
 from claude_fanout.claude.stream import usage_of
 from claude_fanout.config import Config
-from claude_fanout.defaults import PROGRESS_INTERVAL_S
+from claude_fanout.defaults import DOING_MAX_CHARS, PROGRESS_INTERVAL_S
 from claude_fanout.executors.base import Command, Exit, RunContext
 from claude_fanout.executors.claude import ClaudeExecutor
+from claude_fanout.executors.shell import ShellExecutor
 from claude_fanout.plan import parse_plan
 from claude_fanout.runtime.limits import RunBudget
 from claude_fanout.states import EventType, TaskState
@@ -323,3 +324,55 @@ def test_the_stream_is_read_once_from_where_the_last_read_stopped(project: Path)
     assert parsed == [line.rstrip(b"\n") for line in lines]
     rendered = run.log_path("W1").read_text()
     assert "[tool] Read notes.txt" in rendered and "[result] success" in rendered
+
+
+def test_a_shell_workers_last_line_is_what_it_is_doing(project: Path) -> None:
+    plan = parse_plan(
+        {"version": 1, "tasks": [{"id": "S1", "kind": "shell", "argv": ["make"]}]},
+        project=project,
+    )
+    run = create_run(project)
+    clock = Clock()
+    context = RunContext(
+        run=run,
+        plan=plan,
+        config=Config(),
+        budget=RunBudget(plan, Config()),
+        emit=run.log.append,
+        commit_of=lambda _task: None,
+        clock=clock,
+    )
+    executor = ShellExecutor(context)
+    task = plan.task("S1")
+    run.make_worker_dirs("S1")
+    run.log.append(EventType.RUN_CREATED, run_id=run.run_id, tasks=["S1"])
+    run.log.append(EventType.TASK_STARTED, task="S1", attempt=2, pid=os.getpid())
+    log = run.log_path("S1")
+
+    def said() -> list[str]:
+        events = read_events(run.events_path).events
+        return [e["doing"] for e in events if e["type"] == EventType.TASK_PROGRESS]
+
+    def step(output: bytes, seconds: float = PROGRESS_INTERVAL_S) -> None:
+        with log.open("ab") as out:
+            out.write(output)
+        clock.now += seconds
+        executor.follow(task, 2)
+
+    log.write_bytes(b"attempt 1 said this\n--- fanout: S1 attempt 2 at 2026-11-30 ---\n")
+    executor.follow(task, 2)  # the attempt begins: what is there is an earlier one's
+    step(b"")
+    assert said() == []
+    step(b"compiling 1/3\ncompiling 2/3\n\n")
+    assert said() == ["compiling 2/3"]
+    step(b"compiling 3/3\n", seconds=PROGRESS_INTERVAL_S / 2)
+    assert said() == ["compiling 2/3"], "a second record within the interval"
+    step(b"linking \x1b[1mcalc\x1b[0m", seconds=PROGRESS_INTERVAL_S / 2)
+    assert said() == ["compiling 2/3", "compiling 3/3"], "a line half written was taken"
+    step(b"\n" + b"x" * 50_000 + b"\n")
+    assert said()[-1] == "x" * (DOING_MAX_CHARS - 1) + "\u2026"
+    step(b"\n\n")
+    assert len(said()) == 3, "nothing new was said: no record"
+    shell = load_status(run).tasks["S1"]
+    assert shell.doing == said()[-1]
+    assert shell.live is None and shell.spent() is None, "a shell task spends nothing"

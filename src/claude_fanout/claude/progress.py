@@ -24,11 +24,11 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from claude_fanout.claude.pricing import cost_usd
-from claude_fanout.text import cut, one_line
+from claude_fanout.defaults import DOING_MAX_CHARS
+from claude_fanout.text import printable_line
 
 __all__ = ["DOING_MAX_CHARS", "StreamProgress", "doing_of", "wanted"]
 
-DOING_MAX_CHARS: Final = 120
 _TOKEN_KEYS: Final = (
     "input_tokens",
     "output_tokens",
@@ -50,9 +50,7 @@ def wanted(line: bytes) -> bool:
 
 
 def _clean(text: str) -> str:
-    """One line, printable only (no terminal escapes, no bidi controls), cut."""
-    line = one_line("".join(ch if ch.isprintable() else " " for ch in text))
-    return cut(line, DOING_MAX_CHARS)
+    return printable_line(text, DOING_MAX_CHARS)
 
 
 def doing_of(block: Mapping[str, Any], cwd: str | None = None) -> str | None:
