@@ -88,6 +88,9 @@ def test_a_running_workers_cost_is_in_the_log_and_in_status_before_it_exits(
         assert task["usage"] is None and task["live"]["cost_usd"] == record["cost_usd"]
         assert task["spent"] == task["live"] and data["spent"] == task["live"]
         assert task["doing"] == "Read notes.txt"
+        (listed,) = fanout("runs", "--json").json()
+        assert listed["spent"] == task["live"] and listed["usage"] is None
+        assert f"~{money(record['cost_usd'])}" in fanout("runs").stdout
     finally:
         answer.set()
     status = wait_run(started.run, timeout_s=60)

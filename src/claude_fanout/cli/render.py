@@ -49,7 +49,6 @@ def status_json(run: RunDir, plan: Plan | None, status: RunStatus) -> dict[str, 
         )
     return {
         **summary,
-        "spent": _copy(status.spent()),
         "run_dir": str(run.path),
         "errors": status.errors,
         "merge": status.merge,
