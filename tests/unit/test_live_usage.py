@@ -177,29 +177,31 @@ class Clock:
         return self.now
 
 
+def run_context(project: Path, task: dict[str, Any]) -> RunContext:
+    """A run of one task in a real store, as executors see it, on a clock the test moves."""
+    plan = parse_plan({"version": 1, "tasks": [task]}, project=project)
+    run = create_run(project)
+    run.make_worker_dirs(task["id"])
+    return RunContext(
+        run=run,
+        plan=plan,
+        config=Config(),
+        budget=RunBudget(plan, Config()),
+        emit=run.log.append,
+        commit_of=lambda _task: None,
+        clock=Clock(),
+    )
+
+
 class Worker:
     """A claude task's executor in a real run store, its attempt 1 recorded as started."""
 
     def __init__(self, project: Path) -> None:
-        self.plan = parse_plan(
-            {"version": 1, "tasks": [{"id": "W1", "kind": "claude", "prompt": "Review it"}]},
-            project=project,
-        )
-        self.project = project
-        self.run = create_run(project)
-        self.clock, self.budget = Clock(), RunBudget(self.plan, Config())
-        context = RunContext(
-            run=self.run,
-            plan=self.plan,
-            config=Config(),
-            budget=self.budget,
-            emit=self.run.log.append,
-            commit_of=lambda _task: None,
-            clock=self.clock,
-        )
+        context = run_context(project, {"id": "W1", "kind": "claude", "prompt": "Review it"})
+        self.project, self.plan, self.run = project, context.plan, context.run
+        self.budget, self.clock = context.budget, context.clock
         self.executor = ClaudeExecutor(context)
         self.task = self.plan.task("W1")
-        self.run.make_worker_dirs("W1")
         self.command = self.executor.command(self.task, dict(os.environ))
         self.command.close()
         self.run.log.append(EventType.RUN_CREATED, run_id=self.run.run_id, tasks=["W1"])
@@ -287,23 +289,8 @@ def test_a_worker_stopped_before_its_result_keeps_what_it_spent(project: Path) -
 
 def test_the_stream_is_read_once_from_where_the_last_read_stopped(project: Path) -> None:
     """The follower's cost does not grow with the stream: each line is parsed once."""
-    plan = parse_plan(
-        {"version": 1, "tasks": [{"id": "W1", "kind": "claude", "prompt": "Review notes.txt"}]},
-        project=project,
-    )
-    run = create_run(project)
-    context = RunContext(
-        run=run,
-        plan=plan,
-        config=Config(),
-        budget=RunBudget(plan, Config()),
-        emit=run.log.append,
-        commit_of=lambda _task: None,
-    )
-    executor = ClaudeExecutor(context)
-    task = plan.task("W1")
-    run.make_worker_dirs("W1")
-    executor.command(task, dict(os.environ)).close()
+    w = Worker(project)
+    run, executor, task = w.run, w.executor, w.task
     parsed: list[bytes] = []
     feed_line = StreamProgress.feed_line
 
@@ -327,24 +314,9 @@ def test_the_stream_is_read_once_from_where_the_last_read_stopped(project: Path)
 
 
 def test_a_shell_workers_last_line_is_what_it_is_doing(project: Path) -> None:
-    plan = parse_plan(
-        {"version": 1, "tasks": [{"id": "S1", "kind": "shell", "argv": ["make"]}]},
-        project=project,
-    )
-    run = create_run(project)
-    clock = Clock()
-    context = RunContext(
-        run=run,
-        plan=plan,
-        config=Config(),
-        budget=RunBudget(plan, Config()),
-        emit=run.log.append,
-        commit_of=lambda _task: None,
-        clock=clock,
-    )
-    executor = ShellExecutor(context)
-    task = plan.task("S1")
-    run.make_worker_dirs("S1")
+    context = run_context(project, {"id": "S1", "kind": "shell", "argv": ["make"]})
+    run, clock, executor = context.run, context.clock, ShellExecutor(context)
+    task = context.plan.task("S1")
     run.log.append(EventType.RUN_CREATED, run_id=run.run_id, tasks=["S1"])
     run.log.append(EventType.TASK_STARTED, task="S1", attempt=2, pid=os.getpid())
     log = run.log_path("S1")
