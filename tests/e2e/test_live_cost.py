@@ -28,7 +28,7 @@ from tests.helpers import CLIResult, alive, wait_until
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 FIRST = Usage(input_tokens=3000, output_tokens=60, cache_read_input_tokens=500)
-# A call of about $0.08 (20,000 input tokens at the CLI's default model's $4 per million).
+# A call of about $0.08: 20,000 input tokens at $4 per million (2.1.332's default model).
 BIG = Usage(input_tokens=20_000, output_tokens=100)
 
 
@@ -82,7 +82,8 @@ def test_a_running_workers_cost_is_in_the_log_and_in_status_before_it_exits(
         assert record["turns"] == 1
         for key, value in FIRST.as_dict().items():
             assert record[key] == value, key
-        assert record["cost_usd"] == pytest.approx(cost_usd("claude-opus-5-5", FIRST.as_dict()))
+        model = api.message_requests(side_calls=False)[0].body["model"]  # the CLI's default
+        assert record["cost_usd"] == pytest.approx(cost_usd(model, FIRST.as_dict()))
         assert record["doing"] == "Read notes.txt"
 
         shown = fanout("status", run.run_id)
@@ -132,7 +133,6 @@ def test_a_run_budget_spent_by_running_workers_stops_them(
         )
 
     api = fake_api(read_forever)
-    per_call = cost_usd("claude-opus-5-5", BIG.as_dict())
     budget = 0.5
     reader = {"kind": "claude", "prompt": "Review notes.txt", "max_turns": 40, "retries": 2}
     plan = parse_plan(
@@ -148,6 +148,8 @@ def test_a_run_budget_spent_by_running_workers_stops_them(
     status = wait_run(started.run, timeout_s=90)
     started.supervisor.wait(timeout=10)
 
+    model = api.message_requests(side_calls=False)[0].body["model"]  # the CLI's default
+    per_call = cost_usd(model, BIG.as_dict())
     events = read_events(started.run.events_path).events
     pids = {e["task"]: e["pid"] for e in events if e["type"] == "task_started"}
     assert sorted(pids) == ["W1", "W2"], "started more than the two, or again"
