@@ -149,7 +149,7 @@ class Config(_Declared):
     task_max_turns: int | None = declare("budget", "task_max_turns", None, "", example="50")
     run_max_cost_usd: float | None = declare(
         "budget", "run_max_cost_usd", None,
-        "once a run's workers have spent this, nothing more starts",
+        "once a run's workers (running ones too) have spent this, they stop; nothing more starts",
         must="an amount of US dollars", example="10.0",
     )  # fmt: skip
     run_max_turns: int | None = declare("budget", "run_max_turns", None, "", example="400")

@@ -65,6 +65,13 @@ RATE_LIMIT_BACKOFF_S = 10.0
 RATE_LIMIT_BACKOFF_MAX_S = 300.0
 # The supervisor renders at most this much of a claude worker's stream into its log per pass.
 STREAM_READ_MAX = 4 * 1024 * 1024
+# A running claude worker's `task_progress` record (usage so far, what it is doing): at most one
+# per task this often, plus one at its end when its usage changed since the last.
+PROGRESS_INTERVAL_S = 1.0
+# What a running worker is doing (its tool in use, its last line), at most this many characters.
+DOING_MAX_CHARS = 120
+# How much of a shell or python worker's log is read back for its last line.
+LAST_LINE_READ_MAX = 8 * 1024
 # A writer's changed files whose reads are redirected to its version until the merge-back.
 MAX_PREVIEW_FILES = 200
 # While every live-worker slot is taken, the supervisor looks for a free one this often.

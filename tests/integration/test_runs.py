@@ -276,6 +276,7 @@ def test_runs_and_status_json_shapes(project: Path, fanout, write_plan) -> None:
         "run_dir",
         "errors",
         "tasks",
+        "spent",
     }
     assert set(latest["tasks"][0]) == {
         "id",
@@ -293,6 +294,9 @@ def test_runs_and_status_json_shapes(project: Path, fanout, write_plan) -> None:
         "log",
         "out_dir",
         "usage",
+        "live",
+        "spent",
+        "doing",
         "branch",
         "commit",
     }

@@ -89,6 +89,7 @@ def test_the_command_means_what_the_sdk_would_send_for_the_same_options(tmp_path
         model="sonnet",
         setting_sources=["project", "local"],
         strict_mcp_config=True,
+        include_partial_messages=True,
         system_prompt={"type": "preset", "preset": "claude_code"},
         cli_path=str(fake_cli),
     )
@@ -110,6 +111,7 @@ def test_the_command_means_what_the_sdk_would_send_for_the_same_options(tmp_path
             max_turns=3,
             max_budget_usd=0.5,
             model="sonnet",
+            partial_messages=True,
         )
     )
 

@@ -380,3 +380,114 @@ def test_cancel_stops_running_tasks_and_skips_the_rest(make: Callable[..., Harne
     (finished,) = h.events(EventType.RUN_FINISHED)
     assert finished["state"] == "cancelled"
     assert "cancelling the run: cancelled by SIGTERM" in h.log.getvalue()
+
+
+class Spender(JudgedShell):
+    """A Claude session that reports what it has spent so far as it runs (as a worker's stream
+    does), from ``spend``: task id -> USAGE_KEYS."""
+
+    claude_session: ClassVar[bool] = True
+
+    def __init__(self, verdict: Callable[[Task, Exit], Verdict | None]) -> None:
+        super().__init__(verdict)
+        self.spend: dict[str, dict[str, float]] = {}
+        self.budget: Any = None
+
+    def follow(self, task: Task, attempt: int) -> None:
+        if task.id in self.spend:
+            self.budget.progress(task.id, self.spend[task.id])
+
+    def judge(self, task: Task, attempt: int, command: Command, exit: Exit) -> Verdict | None:
+        # Stopped before its result: what it spent so far stays spent.
+        self.budget.settle(task.id, None)
+        return super().judge(task, attempt, command, exit)
+
+
+def test_running_sessions_are_stopped_once_their_live_spend_uses_up_the_run_budget(
+    make: Callable[..., Harness],
+) -> None:
+    claude = Spender(lambda _t, _e: None)
+    h = make(
+        [
+            shell("A", retries=2),
+            shell("B"),
+            {"id": "C", "kind": "python", "target": "m:f"},
+            shell("D"),
+        ],
+        max_cost_usd=1.0,
+        max_parallel=3,
+        config=Config(claude_start_interval_s=0.0),
+        executors={TaskKind.SHELL: claude, TaskKind.PYTHON: JudgedShell(lambda _t, _e: None)},
+    )
+    claude.budget = h.scheduler.budget
+    h.step(at=100.0)
+    pids = {e["task"]: e["pid"] for e in h.events(EventType.TASK_STARTED)}
+    assert set(pids) == {"A", "B", "C"}
+    claude.spend.update(A={"cost_usd": 0.4, "turns": 2}, B={"cost_usd": 0.5, "turns": 3})
+    h.step(at=101.0)
+    assert h.procs.signals == [], "stopped before the budget was spent"
+
+    claude.spend["B"] = {"cost_usd": 0.7, "turns": 4}
+    h.step(at=102.0)
+    assert sorted(h.procs.signals) == sorted(
+        [(pids["A"], signal.SIGTERM), (pids["B"], signal.SIGTERM)]
+    )
+    h.step(at=102.5)  # reaped
+    exited = {e["task"]: e for e in h.events(EventType.TASK_EXITED)}
+    assert {exited["A"]["outcome"], exited["B"]["outcome"]} == {"over_budget"}
+    assert exited["A"]["reason"] == "the run's budget is spent ($1.10 of $1.00)"
+    assert h.events(EventType.TASK_RETRY) == [], "an attempt stopped over budget is retried"
+    (skipped,) = h.events(EventType.TASK_SKIPPED)
+    assert (skipped["task"], skipped["outcome"]) == ("D", "over_budget")
+    assert "C" not in exited, "a task that is not a Claude session spends nothing: it runs on"
+    assert h.scheduler.budget.spent_cost_usd == pytest.approx(1.1)
+    assert (
+        f"A stopped: the run's budget is spent ($1.10 of $1.00); SIGTERM to group {pids['A']}"
+        in (h.log.getvalue())
+    )
+
+    h.procs.end(pids["C"], 0)
+    assert h.step(at=103.0)
+    assert h.scheduler.end() is RunState.FAILED
+    assert len(h.procs.spawned) == 3
+
+
+def test_the_run_turn_budget_counts_running_sessions_too(make: Callable[..., Harness]) -> None:
+    claude = Spender(lambda _t, _e: None)
+    h = make(
+        [shell("A"), shell("B")],
+        max_turns=5,
+        config=Config(claude_start_interval_s=0.0),
+        executors={TaskKind.SHELL: claude},
+    )
+    claude.budget = h.scheduler.budget
+    h.step(at=100.0)
+    claude.spend.update(A={"turns": 3}, B={"turns": 2})
+    h.step(at=101.0)
+    h.step(at=101.5)
+    exited = h.events(EventType.TASK_EXITED)
+    assert [e["outcome"] for e in exited] == ["over_budget", "over_budget"]
+    assert exited[0]["reason"] == "the run's budget is spent (5 of 5 turns)"
+
+
+def test_a_session_that_finished_before_the_budget_stop_took_effect_keeps_its_result(
+    make: Callable[..., Harness],
+) -> None:
+    """The stop and the worker's own end race: a result delivered is kept (and counted)."""
+    claude = Spender(lambda _t, e: Verdict(TaskState.SUCCEEDED) if e.exit_code == 0 else None)
+    h = make(
+        [shell("A")],
+        max_cost_usd=1.0,
+        seam=FakeProcs(ignores_term=True),
+        executors={TaskKind.SHELL: claude},
+    )
+    claude.budget = h.scheduler.budget
+    h.step(at=100.0)
+    claude.spend["A"] = {"cost_usd": 1.2, "turns": 1}
+    h.step(at=101.0)
+    assert h.procs.signals == [(h.procs.last_pid, signal.SIGTERM)]
+    h.procs.end(h.procs.last_pid, 0)  # it had just written its result
+    assert h.step(at=101.1)
+    (exited,) = h.events(EventType.TASK_EXITED)
+    assert exited["outcome"] == "succeeded"
+    assert h.scheduler.budget.spent_cost_usd == pytest.approx(1.2)

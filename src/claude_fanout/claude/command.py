@@ -13,6 +13,8 @@ Least privilege, as verified against the real CLI (2.1.x) with a fake Messages A
   ``permission_denials``. A call to a tool that was not offered fails as ``No such tool
   available``.
 - ``--strict-mcp-config`` with no servers: no MCP tools sneak in from ``.mcp.json`` or settings.
+- ``--include-partial-messages`` (workers): the API's stream events in the transcript, the only
+  place a running session's output tokens show (``claude.progress``).
 - ``--max-turns`` and ``--max-budget-usd``: the CLI stops the session itself
   (``error_max_turns``, ``error_max_budget_usd``; the budget is checked after each model
   response, so the last response may overshoot it).
@@ -61,6 +63,7 @@ def command(
     json_schema: Mapping[str, Any] | None = None,
     append_system_prompt: str | None = None,
     persist_session: bool = True,
+    partial_messages: bool = False,
 ) -> list[str]:
     """The command line of one headless session; the prompt goes to its stdin.
 
@@ -68,12 +71,16 @@ def command(
     are offered, the specs themselves pre-approved, everything else refused. ``sources`` None
     leaves the CLI's default (every setting source). A worker streams its transcript
     (``stream-json``); the planner asks for one ``json`` result matching ``json_schema``, with
-    its instructions appended to the system prompt and no session saved.
+    its instructions appended to the system prompt and no session saved. ``partial_messages``:
+    the stream also carries the API's own events, whose ``message_delta`` gives each call's
+    output tokens while the session runs (what a worker's live cost is estimated from).
     """
     allowed = [t.strip() for t in tools if t.strip()]
     argv = [cli, "-p", "--output-format", output_format]
     if output_format == "stream-json":
         argv.append("--verbose")  # the CLI refuses stream-json in print mode without it
+        if partial_messages:
+            argv.append("--include-partial-messages")
     if json_schema is not None:
         argv += ["--json-schema", json.dumps(json_schema, separators=(",", ":"))]
     if append_system_prompt is not None:

@@ -62,6 +62,8 @@ def run_summary(run: RunDir, status: RunStatus) -> dict[str, Any]:
         "counts": status.counts(),
         # Claude workers' tokens, turns and cost summed over the run (None: none reported).
         "usage": None if status.usage is None else dict(status.usage),
+        # The same with what running workers have spent so far (their cost estimated).
+        "spent": None if (spent := status.spent()) is None else dict(spent),
     }
 
 

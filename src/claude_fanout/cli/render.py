@@ -38,6 +38,9 @@ def status_json(run: RunDir, plan: Plan | None, status: RunStatus) -> dict[str, 
                 "signal": task.signal,
                 "reason": task.reason,
                 "usage": None if task.usage is None else dict(task.usage),
+                "live": None if task.live is None else dict(task.live),
+                "spent": _copy(task.spent()),
+                "doing": task.doing,
                 "branch": task.branch,
                 "commit": task.commit,
                 "log": str(run.log_path(task_id)),
@@ -90,27 +93,41 @@ def print_status(run: RunDir, plan: Plan | None, status: RunStatus) -> None:
             styled_state(str(task.state)),
             str(task.attempt) if task.attempt else "",
             text.duration(took),
-            _task_usage(task.usage),
+            _task_usage(task.spent(), estimate=task.live is not None),
             exit_text,
-            Text(task.reason or ""),  # a worker's words: never read as rich markup
+            # A worker's words: never read as rich markup. What a running one does, else why
+            # it ended.
+            Text(task.reason or task.doing or ""),
         )
     console.print(table)
-    totals = usage.total(status.usage, sum(1 for t in status.tasks.values() if t.usage))
+    spent = status.spent()
+    workers = sum(1 for t in status.tasks.values() if t.usage or t.live)
+    totals = usage.total(spent, workers)
     if totals:
-        console.print(f"total: {totals}, {usage.turns(status.usage or {})}", markup=False)
+        live = any(t.live is not None for t in status.tasks.values())
+        if live:
+            totals = totals.replace("$", "~$", 1)
+        suffix = " (~: running workers' cost so far, estimated)" if live else ""
+        console.print(f"total: {totals}, {usage.turns(spent or {})}{suffix}", markup=False)
     for line in merge_summary(run.run_id, status):
         console.print(line, markup=False)
     for error in status.errors[-3:]:
         console.print(f"[red]error:[/] {error}")
 
 
-def _task_usage(spent: dict[str, float] | None) -> str:
-    """``$0.03 4 turns``; '' for a task that is not claude (tokens: the total line, --json)."""
+def _task_usage(spent: dict[str, float] | None, *, estimate: bool = False) -> str:
+    """``$0.03 4 turns``, ``~$0.03 2 turns`` while the worker runs (an estimate until the CLI's
+    own figures arrive); '' for a task that is not claude (tokens: the total line, --json)."""
     from claude_fanout import usage
 
     if not spent:
         return ""
-    return f"{usage.money(spent.get('cost_usd', 0.0))} {usage.turns(spent)}"
+    mark = "~" if estimate else ""
+    return f"{mark}{usage.money(spent.get('cost_usd', 0.0))} {usage.turns(spent)}"
+
+
+def _copy(usage: dict[str, float] | None) -> dict[str, float] | None:
+    return None if usage is None else dict(usage)
 
 
 def merge_summary(run_id: str, status: RunStatus) -> list[str]:

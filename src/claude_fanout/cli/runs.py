@@ -216,9 +216,11 @@ def _why_no_log(run: RunDir, task_id: str) -> str:
 
 def cmd_runs(args: argparse.Namespace, project: Path) -> int:
     rows = []
+    estimated: list[bool] = []  # a running worker's cost in it: an estimate
     for run in list_runs(project):
         status = observe_swept(run, "runs")
         rows.append(run_summary(run, status))
+        estimated.append(any(task.live is not None for task in status.tasks.values()))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -234,16 +236,16 @@ def cmd_runs(args: argparse.Namespace, project: Path) -> int:
     for column in ("state", "tasks", "started", "duration"):
         table.add_column(column)
     table.add_column("cost", justify="right", no_wrap=True)
-    for row in rows:
+    for row, estimate in zip(rows, estimated, strict=True):
         started = row["created"]
-        spent = row["usage"]
+        spent = row["spent"]
         table.add_row(
             row["run_id"],
             styled_state(row["state"]),
             " ".join(f"{n} {state}" for state, n in sorted(row["counts"].items())),
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if started else "",
             text.duration(row["duration_s"]),
-            usage.money(spent.get("cost_usd", 0.0)) if spent else "",
+            ("~" if estimate else "") + usage.money(spent.get("cost_usd", 0.0)) if spent else "",
         )
     if not rows:
         print(f"no runs under {project}")

@@ -9,18 +9,22 @@ none of them by name.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
 
+from claude_fanout import defaults
 from claude_fanout.config import Config
 from claude_fanout.git.writers import Worktrees
 from claude_fanout.plan import Plan, Task, TaskKind
 from claude_fanout.runtime.limits import RunBudget
-from claude_fanout.states import TaskState
+from claude_fanout.states import EventType, TaskState
 from claude_fanout.store.rundir import RunDir
+from claude_fanout.text import printable
 
 Emit = Callable[..., None]
 
@@ -28,7 +32,8 @@ Emit = Callable[..., None]
 @dataclass
 class RunContext:
     """What executors share of the run: where it lives, its plan and config, its budget, its
-    writers' worktrees, a way to record events, and what a finished task committed."""
+    writers' worktrees, a way to record events, what a finished task committed, and the
+    supervisor's clock."""
 
     run: RunDir
     plan: Plan
@@ -37,6 +42,7 @@ class RunContext:
     emit: Emit
     commit_of: Callable[[str], str | None]
     worktrees: Worktrees = field(default_factory=Worktrees)
+    clock: Callable[[], float] = time.monotonic
 
 
 @dataclass
@@ -93,8 +99,8 @@ class Executor(Protocol):
     def command(self, task: Task, env: Mapping[str, str]) -> Command:
         """How to start an attempt; raises OSError or FanoutError when it cannot start."""
 
-    def follow(self, task: Task) -> None:
-        """Called while the attempt runs, on every pass of the loop."""
+    def follow(self, task: Task, attempt: int) -> None:
+        """Called while attempt number ``attempt`` runs, on every pass of the loop."""
 
     def judge(self, task: Task, attempt: int, command: Command, exit: Exit) -> Verdict | None:
         """What the exit means; None: judge by the exit status alone."""
@@ -111,8 +117,53 @@ class ProcessExecutor:
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         return dict(base)
 
-    def follow(self, task: Task) -> None:
+    def follow(self, task: Task, attempt: int) -> None:
         return None
 
     def judge(self, task: Task, attempt: int, command: Command, exit: Exit) -> Verdict | None:
         return None
+
+
+class OutputExecutor(ProcessExecutor):
+    """A plain process whose last line of output is what it is doing: a ``task_progress``
+    record (``doing`` only) when it changed, at most every ``PROGRESS_INTERVAL_S``, read from
+    where the last read stopped (the attempt's header line at first), at most the log's last
+    ``LAST_LINE_READ_MAX`` bytes."""
+
+    def __init__(self, context: RunContext) -> None:
+        super().__init__(context)
+        # Per task: the attempt followed, how far its log was read, when, and the line it said.
+        self._tails: dict[str, tuple[int, int, float, str | None]] = {}
+
+    def follow(self, task: Task, attempt: int) -> None:
+        ctx = self.context
+        now = ctx.clock()
+        attempt_of, offset, last_at, said = self._tails.get(task.id, (0, 0, -math.inf, None))
+        if attempt_of != attempt:  # a new attempt: its output starts after its header line
+            offset, last_at, said = -1, -math.inf, None
+        if now - last_at < defaults.PROGRESS_INTERVAL_S:
+            return
+        self._tails[task.id] = (attempt, offset, now, said)
+        try:
+            with ctx.run.log_path(task.id).open("rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                start = max(offset, size - defaults.LAST_LINE_READ_MAX, 0)
+                handle.seek(start)
+                data = handle.read(size - start) if size > offset else b""
+        except OSError:
+            return
+        end = data.rfind(b"\n")
+        if end < 0:
+            return
+        head = f"--- fanout: {task.id} attempt {attempt} at ".encode()
+        if offset < 0 and (at := data.rfind(head, 0, end)) >= 0:
+            data, end = data[at:], end - at
+            start += at
+        lines = data[:end].decode("utf-8", "replace").splitlines()
+        line = next(
+            (ln for ln in reversed(lines) if ln.strip() and not ln.startswith("--- fanout:")), None
+        )
+        doing = None if line is None else printable(line, defaults.DOING_MAX_CHARS)
+        self._tails[task.id] = (attempt, start + end + 1, now, doing or said)
+        if doing and doing != said:
+            ctx.emit(EventType.TASK_PROGRESS, task=task.id, attempt=attempt, doing=doing)

@@ -18,6 +18,7 @@ way the supervisor does, and :class:`ClaudeExecutor` is the kind behind the exec
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tempfile
@@ -30,13 +31,15 @@ from claude_fanout import defaults, procs
 from claude_fanout.claude.cli import cli_path
 from claude_fanout.claude.command import DEFAULT_PERMISSION_MODE, command, prompt_file
 from claude_fanout.claude.env import setting_sources, worker_env
+from claude_fanout.claude.progress import StreamProgress
 from claude_fanout.claude.stream import (
     STDERR_TAIL_LINES,
     collect,
-    render_lines,
+    render,
     render_stream,
     stderr_tail,
 )
+from claude_fanout.defaults import PROGRESS_INTERVAL_S
 from claude_fanout.errors import FanoutError
 from claude_fanout.plan import TaskKind
 from claude_fanout.states import EventType, TaskState
@@ -140,9 +143,13 @@ class ClaudeExecutor:
     def __init__(self, context: RunContext) -> None:
         self.context = context
         # Per task: the CLI command line of its current attempt (what it was allowed is read back
-        # from it) and how far its stream has been rendered into its log.
+        # from it), how far its stream has been rendered into its log, what it has spent and is
+        # doing (read from that stream), and what the last `task_progress` record said, and when.
         self._argv: dict[str, tuple[str, ...]] = {}
         self._rendered: dict[str, int] = {}
+        self._progress: dict[str, StreamProgress] = {}
+        self._reported: dict[str, tuple[dict[str, float], str | None]] = {}
+        self._reported_at: dict[str, float] = {}
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         return worker_env(base)
@@ -171,9 +178,13 @@ class ClaudeExecutor:
             max_budget_usd=max_cost,
             model=task.model,
             sources=setting_sources(env),
+            partial_messages=True,
         )
         self._argv[task.id] = tuple(argv)
         self._rendered[task.id] = 0
+        self._progress[task.id] = StreamProgress(cwd=str(cwd), model=task.model)
+        self._reported.pop(task.id, None)
+        self._reported_at.pop(task.id, None)
         launch = Command(argv=argv, cwd=cwd, worktree=worktree, made_at=time.time())
         try:
             launch.stdin_fd = prompt_file(task.prompt)
@@ -187,30 +198,60 @@ class ClaudeExecutor:
             launch.argv = writers.with_setup(ctx.config.worktree_setup, argv)
         return launch
 
-    def follow(self, task: Task) -> None:
-        """Append what the worker's stream gained (whole lines) to its log, readably."""
-        run = self.context.run
+    def follow(self, task: Task, attempt: int) -> None:
+        """Read what the worker's stream gained (whole lines, each once): append it to its log,
+        readably; count what it spent and see what it does (the run's budget learns at once,
+        the log by a ``task_progress`` record at most every ``PROGRESS_INTERVAL_S``)."""
+        self._follow(task, attempt, final=False)
+
+    def _follow(self, task: Task, attempt: int, *, final: bool) -> None:
+        ctx = self.context
+        progress = self._progress.get(task.id)
+        lines = self._read_stream(task, progress)
+        if lines:
+            fd = open_private(ctx.run.log_path(task.id), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            try:
+                os.write(fd, "".join(line + "\n" for line in lines).encode("utf-8", "replace"))
+            finally:
+                os.close(fd)
+        if progress is None:
+            return
+        usage, doing = progress.usage(), progress.doing
+        last = self._reported.get(task.id)
+        if last is not None and last[0] == usage and (final or last[1] == doing):
+            return
+        if progress.turns == 0 and doing is None:
+            return  # nothing spent or done yet
+        ctx.budget.progress(task.id, usage)
+        now = ctx.clock()
+        if not final and now - self._reported_at.get(task.id, -math.inf) < PROGRESS_INTERVAL_S:
+            return
+        self._reported[task.id], self._reported_at[task.id] = (usage, doing), now
+        fields = {} if final else {"doing": doing}
+        ctx.emit(EventType.TASK_PROGRESS, task=task.id, attempt=attempt, **usage, **fields)
+
+    def _read_stream(self, task: Task, progress: StreamProgress | None) -> list[str]:
+        """The log lines of what the stream gained since the last read (whole lines only)."""
         offset = self._rendered.get(task.id, 0)
         try:
-            with run.stream_path(task.id).open("rb") as handle:
+            with self.context.run.stream_path(task.id).open("rb") as handle:
                 handle.seek(offset)
                 data = handle.read(defaults.STREAM_READ_MAX)
         except OSError:
-            return
+            return []
         end = data.rfind(b"\n")
         if end < 0:
             if len(data) >= defaults.STREAM_READ_MAX:  # one giant line: skip it
                 self._rendered[task.id] = offset + len(data)
-            return
+            return []
         self._rendered[task.id] = offset + end + 1
-        lines = render_lines(data[: end + 1])
-        if not lines:
-            return
-        fd = open_private(run.log_path(task.id), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        try:
-            os.write(fd, "".join(line + "\n" for line in lines).encode("utf-8", "replace"))
-        finally:
-            os.close(fd)
+        progress = progress or StreamProgress()
+        lines: list[str] = []
+        for line in data[: end + 1].splitlines():
+            message = progress.feed_line(line)
+            if message is not None:
+                lines.extend(render(message))
+        return lines
 
     def judge(self, task: Task, attempt: int, command: Command, exit: Exit) -> Verdict:
         """Read the finished worker's stream: its result files, its usage record, and the outcome
@@ -220,8 +261,9 @@ class ClaudeExecutor:
 
         ctx = self.context
         run = ctx.run
-        self.follow(task)
+        self._follow(task, attempt, final=True)
         self._rendered[task.id] = 0
+        self._progress.pop(task.id, None)
         result = collect(
             stream_path=run.stream_path(task.id),
             out_dir=run.out_dir(task.id),
@@ -233,8 +275,9 @@ class ClaudeExecutor:
             started_at=command.made_at,
             wall_s=exit.wall_s,
         )
+        # The CLI's own figures replace the estimate; without them, the estimate stays spent.
+        ctx.budget.settle(task.id, result.usage or None)
         if result.usage:
-            ctx.budget.add(result.usage)
             ctx.emit(
                 EventType.TASK_USAGE,
                 task=task.id,

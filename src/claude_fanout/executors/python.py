@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from claude_fanout.executors.base import Command, ProcessExecutor
+from claude_fanout.executors.base import Command, OutputExecutor
 from claude_fanout.plan import Task, TaskKind
 from claude_fanout.store.files import write_atomic
 
@@ -51,7 +51,7 @@ async def _await(value: Any) -> Any:
     return await value
 
 
-class PythonExecutor(ProcessExecutor):
+class PythonExecutor(OutputExecutor):
     """Runs the task in a fresh interpreter (``python -m claude_fanout.worker``)."""
 
     kind: ClassVar[TaskKind] = TaskKind.PYTHON

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from claude_fanout.executors.base import Command, ProcessExecutor
+from claude_fanout.executors.base import Command, OutputExecutor
 from claude_fanout.plan import Task, TaskKind
 
 
-class ShellExecutor(ProcessExecutor):
+class ShellExecutor(OutputExecutor):
     kind: ClassVar[TaskKind] = TaskKind.SHELL
 
     def command(self, task: Task, env: Mapping[str, str]) -> Command:

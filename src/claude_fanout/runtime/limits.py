@@ -147,7 +147,8 @@ class ProjectLimits:
 
 class RunBudget:
     """What the run's claude workers may spend and have spent (every attempt, earlier
-    supervisors of the run too): the plan's limits, else the project's ``[claude]`` ones."""
+    supervisors of the run too, and what running workers have spent so far): the plan's limits,
+    else the project's ``[claude]`` ones."""
 
     def __init__(self, plan: Plan, config: Config) -> None:
         self._config = config
@@ -155,33 +156,58 @@ class RunBudget:
         self.max_cost_usd = (
             plan.max_cost_usd if plan.max_cost_usd is not None else config.run_max_cost_usd
         )
-        self.spent_cost_usd = 0.0
-        self.spent_turns = 0
+        # Finished attempts (the CLI's figures, or what a worker stopped without them had spent).
+        self._cost = 0.0
+        self._turns = 0
+        # Running attempts, per task: (cost, turns) so far, estimated from their streams.
+        self._live: dict[str, tuple[float, int]] = {}
         self._exhausted: str | None = None
+
+    @property
+    def spent_cost_usd(self) -> float:
+        return self._cost + sum(cost for cost, _ in self._live.values())
+
+    @property
+    def spent_turns(self) -> int:
+        return self._turns + sum(turns for _, turns in self._live.values())
 
     def add(self, usage: Mapping[str, object]) -> None:
         """Count one usage record (``cost_usd``, ``turns``)."""
-        cost, turns = usage.get("cost_usd", 0.0), usage.get("turns", 0)
-        self.spent_cost_usd += float(cost) if isinstance(cost, int | float) else 0.0
-        self.spent_turns += int(turns) if isinstance(turns, int | float) else 0
+        cost, turns = _cost_and_turns(usage)
+        self._cost += cost
+        self._turns += turns
+
+    def progress(self, task_id: str, usage: Mapping[str, object]) -> None:
+        """What ``task_id``'s running attempt has spent so far (cumulative: replaces the last)."""
+        self._live[task_id] = _cost_and_turns(usage)
+
+    def settle(self, task_id: str, usage: Mapping[str, object] | None) -> None:
+        """``task_id``'s attempt ended: its final usage replaces what it had spent so far; an
+        attempt that ended without one (stopped, killed) keeps that as spent."""
+        live = self._live.pop(task_id, None)
+        if usage is not None:
+            self.add(usage)
+        elif live is not None:
+            self._cost += live[0]
+            self._turns += live[1]
 
     def exhausted(self) -> str | None:
-        """Why nothing more may start (once spent, the run's budget stays spent), else None."""
+        """Why nothing more may start and running workers must stop (once spent, the run's
+        budget stays spent), else None."""
         if self._exhausted is None:
             cost, turns = self.max_cost_usd, self.max_turns
-            if cost is not None and self.spent_cost_usd >= cost:
-                self._exhausted = (
-                    f"the run's budget is spent (${self.spent_cost_usd:.2f} of ${cost:.2f})"
-                )
-            elif turns is not None and self.spent_turns >= turns:
-                self._exhausted = f"the run's budget is spent ({self.spent_turns} of {turns} turns)"
+            spent_cost, spent_turns = self.spent_cost_usd, self.spent_turns
+            if cost is not None and spent_cost >= cost:
+                self._exhausted = f"the run's budget is spent (${spent_cost:.2f} of ${cost:.2f})"
+            elif turns is not None and spent_turns >= turns:
+                self._exhausted = f"the run's budget is spent ({spent_turns} of {turns} turns)"
         return self._exhausted
 
     def task_limits(
         self, *, max_turns: int | None, max_cost_usd: float | None
     ) -> tuple[int | None, float | None]:
         """A worker's turn and cost limits: the tightest of the task's, the project's per-task
-        ones, and what is left of the run's."""
+        ones, and what is left of the run's (running workers' spend so far counted)."""
         turns = [t for t in (max_turns, self._config.task_max_turns) if t is not None]
         costs = [c for c in (max_cost_usd, self._config.task_max_cost_usd) if c is not None]
         if self.max_turns is not None:
@@ -189,3 +215,11 @@ class RunBudget:
         if self.max_cost_usd is not None:
             costs.append(max(0.0, self.max_cost_usd - self.spent_cost_usd))
         return (min(turns) if turns else None, min(costs) if costs else None)
+
+
+def _cost_and_turns(usage: Mapping[str, object]) -> tuple[float, int]:
+    cost, turns = usage.get("cost_usd", 0.0), usage.get("turns", 0)
+    return (
+        float(cost) if isinstance(cost, int | float) else 0.0,
+        int(turns) if isinstance(turns, int | float) else 0,
+    )

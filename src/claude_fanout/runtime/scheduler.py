@@ -137,6 +137,7 @@ class Scheduler:
             budget=self.budget,
             emit=self._emit,
             commit_of=self._records.commit_of,
+            clock=clock,
         )
         kinds = executors if executors is not None else executors_for(self.context)
         seams = Seams(
@@ -203,6 +204,8 @@ class Scheduler:
             ended = task_run.reap(self._clock())
             if ended is not None:
                 self._settle(task_run, ended, self._clock())
+        if not self._cancelling:
+            self._stop_over_budget(now)
         for task_run in self._running():
             task_run.enforce_deadline(now, self._kill_grace_s)
         if not self._cancelling:
@@ -265,7 +268,7 @@ class Scheduler:
         """Finished tasks are not run again; a cancel requested before we were listening is
         honoured now; worktrees an earlier supervisor made are reused."""
         self._records.status = recorded
-        self.budget.add(recorded.usage or {})
+        self.budget.add(recorded.spent() or {})
         self.context.worktrees = writers.adopt_worktrees(recorded, self._tasks.keys())
         for task_id, task_run in self._tasks.items():
             seen = recorded.tasks.get(task_id)
@@ -324,6 +327,17 @@ class Scheduler:
             # Hundreds of starts on a busy machine can take this pass a minute: stay alive to
             # readers meanwhile (a stale heartbeat reads "lost", and lost runs get swept).
             self._records.heartbeat()
+
+    def _stop_over_budget(self, now: float) -> None:
+        """Once the run's budget is spent (finished attempts and what running workers have
+        spent so far), its running Claude sessions are stopped: they end over budget."""
+        why = self.budget.exhausted()
+        if why is None:
+            return
+        for task_run in self._running():
+            if task_run.executor.claude_session and task_run.stop(now, TaskState.OVER_BUDGET, why):
+                pgid = task_run.current.proc.pid if task_run.current else None
+                self._say(f"{task_run.id} stopped: {why}; SIGTERM to group {pgid}")
 
     def _succeeded(self, task_id: str) -> bool:
         return self._tasks[task_id].state is TaskState.SUCCEEDED

@@ -209,15 +209,17 @@ class TaskRun:
 
     def follow(self) -> None:
         if self.current is not None:
-            self.executor.follow(self.task)
+            self.executor.follow(self.task, self.current.number)
 
-    def stop(self, now: float, outcome: TaskState, reason: str) -> None:
-        """SIGTERM to the attempt's group; when it exits, it ends as ``outcome``."""
+    def stop(self, now: float, outcome: TaskState, reason: str) -> bool:
+        """SIGTERM to the attempt's group; when it exits, it ends as ``outcome``. False when it
+        is already being stopped (or not running)."""
         attempt = self.current
         if attempt is None or attempt.term_sent_at is not None:
-            return
+            return False
         attempt.stopping_as, attempt.stop_reason, attempt.term_sent_at = outcome, reason, now
         self._seams.procs.signal_group(attempt.proc.pid, signal.SIGTERM)
+        return True
 
     def enforce_deadline(self, now: float, kill_grace_s: float) -> None:
         """Timeout: SIGTERM to the group; SIGKILL once it outlived the grace period."""
@@ -266,7 +268,14 @@ class TaskRun:
         duration = max(0.0, now - attempt.started)
         exit = Exit(exit_code=exit_code, signum=signum, wall_s=duration)
         verdict = self.executor.judge(self.task, attempt.number, attempt.command, exit)
-        if attempt.stopping_as is not None:
+        finished_first = (
+            attempt.stopping_as is TaskState.OVER_BUDGET
+            and verdict is not None
+            and verdict.outcome is TaskState.SUCCEEDED
+        )
+        if attempt.stopping_as is not None and not finished_first:
+            # (A worker that delivered its result before the run's budget stopped it keeps it:
+            # what it spent is counted either way.)
             verdict = Verdict(attempt.stopping_as, attempt.stop_reason)
         elif verdict is None:
             verdict = self._by_status(exit)
