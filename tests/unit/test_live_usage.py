@@ -152,7 +152,7 @@ def test_the_cli_priced_the_recorded_sessions_as_the_table_does() -> None:
         ({"type": "tool_use", "name": "Grep", "input": {"pattern": "def "}}, "Grep def"),
         ({"type": "tool_use", "name": "Mystery", "input": {}}, "Mystery"),
         ({"type": "text", "text": "Looking.\n\nFound it:\n  a bug\n"}, "a bug"),
-        ({"type": "text", "text": "red \x1b[31mALERT\x1b[0m \u202eevil"}, "red [31mALERT [0m evil"),
+        ({"type": "text", "text": "red \x1b[31mALERT\x1b[0m \u202eevil"}, "red ALERT evil"),
         ({"type": "text", "text": "   "}, None),
         ({"type": "thinking", "thinking": "hmm"}, None),
     ],
