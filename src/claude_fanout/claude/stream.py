@@ -184,7 +184,7 @@ def stderr_tail(log_path: Path) -> list[str]:
     lines = data.decode("utf-8", "replace").splitlines()
     if size > _STDERR_TAIL_BYTES and lines:
         lines = lines[1:]  # the first may be cut
-    lines = [ln for ln in lines if ln.strip() and not ln.startswith("--- fanout:")]
+    lines = [ln for ln in lines if ln.strip() and not ln.startswith(layout.ATTEMPT_HEADER)]
     return lines[-STDERR_TAIL_LINES:]
 
 

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 
 # The line the supervisor writes into a worker's log before each attempt: not the worker's.
-_ATTEMPT_HEADER = "--- fanout: "
 
 
 def add_parsers(sub: Any) -> None:
@@ -131,10 +130,7 @@ class Followed:
         finally:
             os.close(fd)
         lines = data.decode("utf-8", "replace").splitlines()
-        last = next(
-            (ln for ln in reversed(lines) if ln.strip() and not ln.startswith(_ATTEMPT_HEADER)),
-            None,
-        )
+        last = layout.last_output_line(lines)
         self._tails[task_id] = (key, last)
         return last
 

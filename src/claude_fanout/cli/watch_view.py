@@ -8,7 +8,6 @@ clock): no file is read here, so the rendering is tested, and benchmarked, on it
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 
 # Worker text is untrusted: a control character (an escape sequence above all) would drive the
 # person's terminal. Every one of them, C0 and C1, reads as a space.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _GAP = "  "
 _MIN_DOING = 12
 # SGR codes per task / run state (ANSI); NO_COLOR or a dumb terminal: none at all.
@@ -118,7 +116,7 @@ class RunView:
 
 def clean(words: str) -> str:
     """Worker text made safe for a terminal and one line: no control character survives."""
-    return text.one_line(_CONTROL.sub(" ", words))
+    return text.printable(words)
 
 
 def fit(words: str, width: int, *, right: bool = False) -> str:

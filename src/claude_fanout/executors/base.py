@@ -23,6 +23,7 @@ from claude_fanout.git.writers import Worktrees
 from claude_fanout.plan import Plan, Task, TaskKind
 from claude_fanout.runtime.limits import RunBudget
 from claude_fanout.states import EventType, TaskState
+from claude_fanout.store import layout
 from claude_fanout.store.rundir import RunDir
 from claude_fanout.text import printable
 
@@ -155,14 +156,12 @@ class OutputExecutor(ProcessExecutor):
         end = data.rfind(b"\n")
         if end < 0:
             return
-        head = f"--- fanout: {task.id} attempt {attempt} at ".encode()
+        head = layout.attempt_header(task.id, attempt).encode()
         if offset < 0 and (at := data.rfind(head, 0, end)) >= 0:
             data, end = data[at:], end - at
             start += at
         lines = data[:end].decode("utf-8", "replace").splitlines()
-        line = next(
-            (ln for ln in reversed(lines) if ln.strip() and not ln.startswith("--- fanout:")), None
-        )
+        line = layout.last_output_line(lines)
         doing = None if line is None else printable(line, defaults.DOING_MAX_CHARS)
         self._tails[task.id] = (attempt, start + end + 1, now, doing or said)
         if doing and doing != said:

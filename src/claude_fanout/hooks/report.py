@@ -61,7 +61,7 @@ def excerpt(
     lines = [
         line
         for line in raw.decode("utf-8", "replace").strip().splitlines()
-        if not line.startswith("--- fanout: ")  # the supervisor's per-attempt header
+        if not line.startswith(layout.ATTEMPT_HEADER)  # the supervisor's per-attempt header
     ]
     picked = lines[-defaults.EXCERPT_LINES :] if from_end else lines[: defaults.EXCERPT_LINES]
     joined = "\n".join(line[: defaults.EXCERPT_LINE_CHARS] for line in picked)

@@ -43,7 +43,6 @@ _COLOURS: Final = {"running": "36", "failed": "31"}
 # Control characters (C0, DEL, C1), zero-width and bidirectional marks: text from the store never
 # moves the cursor, colours the line or reorders it.
 # (A pattern, compiled only when there is text to clean: compiling costs every call 0.4 ms.)
-_UNSAFE: Final = "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
 _SHELLS: Final = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox"})
 
 
@@ -152,11 +151,9 @@ def _elapsed(runs: list[RunStatus], now: float) -> float | None:
 def clean(text: str, limit: int | None = None) -> str:
     """``text`` from the store made safe to print: no control characters or escapes, no
     invisible or reordering marks, one line, at most ``limit`` characters."""
-    import re
+    from claude_fanout.text import printable
 
-    from claude_fanout.text import one_line
-
-    return one_line(re.sub(_UNSAFE, " ", text), limit)
+    return printable(text, limit)
 
 
 def compose(theirs: bytes, segment: str) -> bytes:

@@ -24,6 +24,7 @@ from claude_fanout.executors.base import Command, Executor, Exit, Verdict
 from claude_fanout.plan import Task
 from claude_fanout.runtime.limits import Leases
 from claude_fanout.states import EventType, TaskState
+from claude_fanout.store import layout
 from claude_fanout.store.files import open_private
 from claude_fanout.store.rundir import RunDir
 
@@ -148,9 +149,7 @@ class TaskRun:
         command: Command | None = None
         try:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
-            os.write(
-                log_fd, f"--- fanout: {task.id} attempt {self.attempts} at {stamp} ---\n".encode()
-            )
+            os.write(log_fd, layout.attempt_header(task.id, self.attempts, stamp).encode())
             env = self._environment()
             command = self.executor.command(task, env)
             proc = seams.procs.spawn_in_group(

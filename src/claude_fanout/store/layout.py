@@ -37,9 +37,25 @@ OUT = "out"
 WORKER_LOG = "log"
 STREAM = "stream.jsonl"
 RESULT = "result.md"
+# The line the supervisor writes into a worker's log before each attempt; readers of the log's
+# last line pass over it (``attempt_header`` makes one).
+ATTEMPT_HEADER = "--- fanout: "
 RESULT_JSON = "result.json"
 # ``fanout report``'s page of the run (the default of its ``-o``): one self-contained HTML file.
 REPORT = "report.html"
+
+
+def attempt_header(task_id: str, attempt: int, stamp: str = "") -> str:
+    """The start of the log line before ``attempt`` of ``task_id``; with ``stamp``, the line."""
+    head = f"{ATTEMPT_HEADER}{task_id} attempt {attempt} at "
+    return f"{head}{stamp} ---\n" if stamp else head
+
+
+def last_output_line(lines: list[str]) -> str | None:
+    """The last line of a worker's log ``lines`` that the worker wrote: not blank, no header."""
+    return next(
+        (ln for ln in reversed(lines) if ln.strip() and not ln.startswith(ATTEMPT_HEADER)), None
+    )
 
 
 def runs_root(project: StrPath) -> str:
