@@ -371,3 +371,54 @@ def signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
+
+
+def wake_self() -> None:
+    """Wake this process's own loop (``runtime/scheduler``) as a child's exit would: SIGCHLD to
+    itself, from a thread that learned something ended (the Ray backend's result pumps)."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGCHLD)
+
+
+# -- a task's guard on a cluster node (``claude_fanout.cluster``) -------------------------------
+
+# What the guard gets when the process that started it dies (its parent-death signal).
+GUARD_DEATH_SIGNAL = 10  # SIGUSR1 on Linux
+
+
+def guard(parent: int, argv: Sequence[str]) -> int:
+    """Run ``argv`` as a child of this process, the leader of their process group, and end as it
+    ended (same exit status, or the same signal); when ``parent`` (the Ray worker that started
+    the guard) dies, SIGKILL the whole group at once, grandchildren included.
+
+    A parent-death signal reaches only a direct child: the guard is that child, and its handler
+    takes the group down. SIGTERM and SIGINT sent to the group reach the command and are ignored
+    by the guard itself (a no-op handler, reset in the command by its exec), which waits for the
+    command and then reports its end.
+    """
+    import signal
+    import subprocess
+    import sys
+
+    def down(_signum: int, _frame: object) -> None:  # pragma: no cover - the parent died
+        os.killpg(0, signal.SIGKILL)
+
+    signal.signal(GUARD_DEATH_SIGNAL, down)
+    prctl = _load_prctl()
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, GUARD_DEATH_SIGNAL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        down(GUARD_DEATH_SIGNAL, None)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda _s, _f: None)
+    try:
+        proc = subprocess.Popen(list(argv), close_fds=True)
+    except OSError as exc:
+        print(f"fanout: cannot start {argv[0]}: {exc.strerror or exc}", file=sys.stderr)
+        return 127
+    returncode = proc.wait()
+    if returncode < 0:
+        signal.signal(-returncode, signal.SIG_DFL)
+        os.kill(os.getpid(), -returncode)
+    return returncode

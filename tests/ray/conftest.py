@@ -1,0 +1,103 @@
+"""One local multi-node Ray cluster for the whole session (``ray.cluster_utils.Cluster``): a head
+and two worker nodes of one CPU each, all on 127.0.0.1, their scratch directories under one
+session temporary directory (one per node id below it). Supervisors that the tests start reach it
+through the project's ``.claude/fanout.toml``. Teardown is certain: the cluster is shut down and
+every process of it (found by its session directory) is killed and checked gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+# Before ray is imported anywhere: keep the head, the nodes and every driver on 127.0.0.1.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from claude_fanout.cluster.node import SCRATCH_ENV  # noqa: E402
+from tests.helpers import git  # noqa: E402
+
+
+@dataclass
+class LocalCluster:
+    cluster: Any
+    address: str
+    scratch: Path
+    temp_dir: Path
+
+    def node_processes(self) -> list[psutil.Process]:
+        """The live processes of this cluster (raylets, GCS, workers): they name its session."""
+        return _processes_naming(str(self.temp_dir))
+
+
+def _processes_naming(needle: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if needle in " ".join(proc.info["cmdline"] or ()):
+            found.append(proc)
+    return found
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    from ray.cluster_utils import Cluster
+
+    # Short: Ray's socket paths under its temporary directory must fit in 107 bytes.
+    base = tmp_path_factory.mktemp("r")
+    scratch, temp_dir = base / "nodes", base / "t"
+    scratch.mkdir()
+    previous = os.environ.get(SCRATCH_ENV)
+    os.environ[SCRATCH_ENV] = str(scratch)
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "include_dashboard": False,
+            "temp_dir": str(temp_dir),
+        },
+    )
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        yield LocalCluster(cluster, cluster.address, scratch, temp_dir)
+    finally:
+        with contextlib.suppress(Exception):
+            cluster.shutdown()
+        deadline = time.monotonic() + 10
+        left = _processes_naming(str(temp_dir))
+        while left and time.monotonic() < deadline:
+            time.sleep(0.2)
+            left = _processes_naming(str(temp_dir))
+        for proc in left:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        if previous is None:
+            os.environ.pop(SCRATCH_ENV, None)
+        else:
+            os.environ[SCRATCH_ENV] = previous
+        assert not left, f"Ray processes left behind: {[p.pid for p in left]}"
+
+
+@pytest.fixture
+def ray_project(project: Path, ray_cluster: LocalCluster) -> Path:
+    """A git project whose runs go to the session's cluster."""
+    (project / ".claude" / "fanout.toml").write_text(
+        f'[executor]\nbackend = "ray"\naddress = "{ray_cluster.address}"\n'
+    )
+    (project / ".gitignore").write_text(".claude/runs/\n.fanout/\n")
+    (project / "README.md").write_text("hello\n")
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "start")
+    return project
