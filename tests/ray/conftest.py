@@ -22,8 +22,8 @@ import pytest
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from claude_fanout.cluster.node import SCRATCH_ENV  # noqa: E402
-from tests.helpers import git  # noqa: E402
+from claude_fanout.cluster.node import SCRATCH_ENV
+from tests.helpers import git
 
 
 @dataclass
