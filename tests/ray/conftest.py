@@ -1,5 +1,6 @@
 """One local multi-node Ray cluster for the whole session (``ray.cluster_utils.Cluster``): a head
-and two worker nodes of one CPU each, all on 127.0.0.1, their scratch directories under one
+with no CPU for tasks (it can never be the node a test removes) and two worker nodes of one CPU
+each, all on 127.0.0.1, their scratch directories under one
 session temporary directory (one per node id below it). Supervisors that the tests start reach it
 through the project's ``.claude/fanout.toml``. Teardown is certain: the cluster is shut down and
 every process of it (found by its session directory) is killed and checked gone.
@@ -25,6 +26,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 from claude_fanout.cluster.node import SCRATCH_ENV
 from tests.helpers import git
 
+WORKER_NODES = 2
+
 
 @dataclass
 class LocalCluster:
@@ -33,9 +36,17 @@ class LocalCluster:
     scratch: Path
     temp_dir: Path
 
-    def node_processes(self) -> list[psutil.Process]:
-        """The live processes of this cluster (raylets, GCS, workers): they name its session."""
-        return _processes_naming(str(self.temp_dir))
+    def remove_node_of(self, node_id: str) -> None:
+        """Remove the worker node ``node_id`` (as a dead machine would go) and add a fresh one,
+        so the session's cluster keeps its shape."""
+        doomed = [n for n in self.cluster.worker_nodes if n.node_id == node_id]
+        assert doomed, f"{node_id} is not a worker node of the cluster"
+        self.cluster.remove_node(doomed[0], allow_graceful=False)
+
+    def restore(self) -> None:
+        while len(self.cluster.worker_nodes) < WORKER_NODES:
+            self.cluster.add_node(num_cpus=1)
+        self.cluster.wait_for_nodes()
 
 
 def _processes_naming(needle: str) -> list[psutil.Process]:
@@ -61,14 +72,14 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClust
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
-            "num_cpus": 1,
+            "num_cpus": 0,
             "include_dashboard": False,
             "temp_dir": str(temp_dir),
         },
     )
     try:
-        cluster.add_node(num_cpus=1)
-        cluster.add_node(num_cpus=1)
+        for _ in range(WORKER_NODES):
+            cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         yield LocalCluster(cluster, cluster.address, scratch, temp_dir)
     finally:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
+import os
+import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,8 @@ import psutil
 import pytest
 
 from claude_fanout.store.eventlog import read_events
-from tests.helpers import CLIResult
-
-PY = sys.executable
+from tests.helpers import CLIResult, alive, wait_until
+from tests.ray.conftest import LocalCluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
 
@@ -88,3 +89,106 @@ def test_shell_and_python_tasks_run_on_different_nodes(
     # Nothing ran in the person's project: the tasks' working directories were node clones.
     assert not (ray_project / "artifact.txt").exists()
     assert processes_of_run(run_id) == []
+
+
+def sleepers(count: int) -> list[dict[str, Any]]:
+    """Tasks that each start a grandchild in their group and sleep."""
+    script = "sleep 120 & sleep 120"
+    return [{"id": f"Z{n}", "kind": "shell", "argv": ["sh", "-c", script]} for n in range(count)]
+
+
+def start_detached(fanout: Callable[..., CLIResult], plan: Path) -> str:
+    result = fanout("run", str(plan), "--detach")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip()
+
+
+def wait_for_remote_processes(run_id: str, count: int) -> list[psutil.Process]:
+    """Until ``count`` sleeps (each task's command and its grandchild) run for ``run_id``."""
+    found: list[psutil.Process] = []
+
+    def enough() -> bool:
+        nonlocal found
+        found = [p for p in processes_of_run(run_id) if p.name() == "sleep"]
+        return len(found) >= count
+
+    wait_until(enough, timeout=60, interval=0.2)
+    return found
+
+
+def test_cancel_stops_every_task_process_on_every_node(
+    ray_project: Path, fanout: Callable[..., CLIResult], write_plan: Callable[..., Path]
+) -> None:
+    run_id = start_detached(fanout, write_plan(sleepers(2), max_parallel=2))
+    sleeps = wait_for_remote_processes(run_id, 4)
+    nodes = {
+        p.environ().get("FANOUT_NODE_ID") for p in processes_of_run(run_id) if p.name() == "sh"
+    }
+    assert len(nodes) == 2, "the two tasks should have been spread over two nodes"
+    assert fanout("cancel", run_id).returncode == 0
+    wait_until(lambda: not processes_of_run(run_id), timeout=20, interval=0.2)
+    assert not any(p.is_running() for p in sleeps)
+    done = fanout("wait", run_id, "--timeout", "30")
+    states = {e["task"]: e["outcome"] for e in events(ray_project, run_id) if "outcome" in e}
+    assert states == {"Z0": "cancelled", "Z1": "cancelled"}, done.stdout
+
+
+def test_supervisor_sigkill_leaves_nothing_on_any_node(
+    ray_project: Path, fanout: Callable[..., CLIResult], write_plan: Callable[..., Path]
+) -> None:
+    run_id = start_detached(fanout, write_plan(sleepers(2), max_parallel=2))
+    wait_for_remote_processes(run_id, 4)
+    supervisor = json.loads((run_dir(ray_project, run_id) / "supervisor.json").read_text())
+    # The watchdog would not find them (their environment names the node's run directory, not
+    # this one): what stops them is Ray tearing down the dead driver's job.
+    os.kill(supervisor["pid"], signal.SIGKILL)
+    wait_until(lambda: not processes_of_run(run_id), timeout=30, interval=0.2)
+    wait_until(lambda: not alive(supervisor["pid"]), timeout=10)
+
+
+def test_an_unreachable_cluster_fails_the_run_at_start_with_one_line(
+    project: Path, fanout: Callable[..., CLIResult], write_plan: Callable[..., Path]
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"  # nothing listens there
+    (project / ".claude" / "fanout.toml").write_text(
+        f'[executor]\nbackend = "ray"\naddress = "{address}"\n'
+    )
+    plan = write_plan([{"id": "A", "kind": "shell", "argv": ["true"]}])
+    result = fanout("run", str(plan), timeout=60)
+    assert result.returncode != 0
+    lines = [ln for ln in result.stderr.splitlines() if address in ln]
+    assert lines, result.stderr
+    assert "ray start --head" in lines[0] and "--backend local" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_node_removed_mid_task_makes_the_attempt_lost_and_retried(
+    ray_project: Path,
+    ray_cluster: LocalCluster,
+    fanout: Callable[..., CLIResult],
+    write_plan: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "first-attempt-ran"
+    script = f'test -e "{marker}" && exit 0; touch "{marker}"; sleep 120'
+    plan = write_plan([{"id": "X", "kind": "shell", "argv": ["sh", "-c", script], "retries": 1}])
+    run_id = start_detached(fanout, plan)
+    try:
+        (first,) = wait_for_remote_processes(run_id, 1)
+        node_id = first.environ()["FANOUT_NODE_ID"]
+        ray_cluster.remove_node_of(node_id)
+        result = fanout("wait", run_id, "--timeout", "60", timeout=90)
+    finally:
+        ray_cluster.restore()
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The removed node's Ray worker dies with its raylet, and the task's guard takes its group.
+    wait_until(lambda: not first.is_running(), timeout=30, interval=0.2)
+    log = events(ray_project, run_id)
+    exits = [(e["attempt"], e["outcome"]) for e in log if e["type"] == "task_exited"]
+    assert exits == [(1, "lost"), (2, "succeeded")]
+    lost = next(e for e in log if e["type"] == "task_exited" and e["outcome"] == "lost")
+    assert "node" in lost["reason"]
+    assert [e["attempt"] for e in log if e["type"] == "task_retry"] == [2]
