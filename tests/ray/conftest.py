@@ -35,6 +35,7 @@ class LocalCluster:
     address: str
     scratch: Path
     temp_dir: Path
+    home: Path
 
     def remove_node_of(self, node_id: str) -> None:
         """Remove the worker node ``node_id`` (as a dead machine would go) and add a fresh one,
@@ -44,9 +45,14 @@ class LocalCluster:
         self.cluster.remove_node(doomed[0], allow_graceful=False)
 
     def restore(self) -> None:
-        while len(self.cluster.worker_nodes) < WORKER_NODES:
-            self.cluster.add_node(num_cpus=1)
-        self.cluster.wait_for_nodes()
+        saved = {name: os.environ.get(name) for name in (SCRATCH_ENV, "HOME")}
+        os.environ[SCRATCH_ENV], os.environ["HOME"] = str(self.scratch), str(self.home)
+        try:
+            while len(self.cluster.worker_nodes) < WORKER_NODES:
+                self.cluster.add_node(num_cpus=1)
+            self.cluster.wait_for_nodes()
+        finally:
+            _restore(saved)
 
 
 def _processes_naming(needle: str) -> list[psutil.Process]:
@@ -67,8 +73,11 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClust
     base = tmp_path_factory.mktemp("r")
     scratch, temp_dir = base / "nodes", base / "t"
     scratch.mkdir()
-    previous = os.environ.get(SCRATCH_ENV)
+    # The nodes' processes (and the Claude Code CLIs they start) get their own HOME.
+    (base / "home").mkdir()
+    saved = {name: os.environ.get(name) for name in (SCRATCH_ENV, "HOME")}
     os.environ[SCRATCH_ENV] = str(scratch)
+    os.environ["HOME"] = str(base / "home")
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
@@ -81,7 +90,8 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClust
         for _ in range(WORKER_NODES):
             cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
-        yield LocalCluster(cluster, cluster.address, scratch, temp_dir)
+        _restore(saved)
+        yield LocalCluster(cluster, cluster.address, scratch, temp_dir, base / "home")
     finally:
         with contextlib.suppress(Exception):
             cluster.shutdown()
@@ -93,11 +103,16 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClust
         for proc in left:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
-        if previous is None:
-            os.environ.pop(SCRATCH_ENV, None)
-        else:
-            os.environ[SCRATCH_ENV] = previous
+        _restore(saved)
         assert not left, f"Ray processes left behind: {[p.pid for p in left]}"
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

@@ -43,7 +43,9 @@ from claude_fanout.store.rundir import RunDir
 
 # Environment variables a remote attempt gets from the supervisor even where they equal the
 # supervisor's own: the API's address and credentials, Claude Code's switches, fanout's own.
-FORWARDED_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "FANOUT_")
+# Everything else comes from the node (its PATH, HOME, ...), plus what the task itself sets.
+FORWARDED_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "FANOUT_", "DISABLE_")
+FORWARDED_NAMES = frozenset({"NO_PROXY", "no_proxy"})
 # A branch name: what `git clone` of the bundle on a node fetches.
 SNAPSHOT_REF = "refs/heads/fanout-ray-snapshot"
 
