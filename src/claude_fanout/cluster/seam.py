@@ -54,6 +54,20 @@ class ClusterError(FanoutError):
     """The Ray cluster cannot be used (not installed, not reachable)."""
 
 
+def require_repo(project: Path) -> None:
+    """ClusterError (one line) unless ``project`` is in a git working tree: nodes get the run's
+    files as a git snapshot."""
+    from claude_fanout.git.repo import GitError
+
+    try:
+        repo_root(project)
+    except GitError:
+        raise ClusterError(
+            f"the ray backend ships the project to its nodes as a git snapshot, and {project} "
+            f"is not in a git working tree; run 'git init' there or use --backend local"
+        ) from None
+
+
 def connect(address: str) -> None:
     """``ray.init`` for this supervisor; ClusterError (one line: the address and the fix) when
     the extra is missing or the cluster cannot be reached."""

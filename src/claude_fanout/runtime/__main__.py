@@ -33,10 +33,11 @@ def main(argv: list[str] | None = None) -> int:
 def _serve_on_ray(run: RunDir, plan: Plan, config: Config, address: str) -> int:
     """The run with its tasks on a Ray cluster: this process is the Ray driver. A cluster that
     cannot be reached fails the run before anything starts, with one line."""
-    from claude_fanout.cluster.seam import RaySeam, connect
+    from claude_fanout.cluster.seam import RaySeam, connect, require_repo
     from claude_fanout.git import writers
 
     try:
+        require_repo(run.project)
         connect(address)
     except FanoutError as exc:
         run.log.append(EventType.ERROR, error=str(exc))
