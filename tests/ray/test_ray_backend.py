@@ -192,3 +192,25 @@ def test_a_node_removed_mid_task_makes_the_attempt_lost_and_retried(
     lost = next(e for e in log if e["type"] == "task_exited" and e["outcome"] == "lost")
     assert "node" in lost["reason"]
     assert [e["attempt"] for e in log if e["type"] == "task_retry"] == [2]
+
+
+def test_doctor_reports_the_backend_the_nodes_and_their_resources(
+    ray_project: Path, ray_cluster: LocalCluster, fanout: Callable[..., CLIResult]
+) -> None:
+    result = fanout("doctor", "--json", timeout=90)
+    checks = [c for c in json.loads(result.stdout)["checks"] if c["section"] == "backend"]
+    by_name = {c["name"]: c for c in checks}
+    assert by_name["backend"]["detail"] == f"ray, address {ray_cluster.address}"
+    assert by_name["ray"]["status"] == "ok"
+    assert by_name["cluster"]["detail"].startswith("3 live node(s), 2 CPUs")
+    nodes = [c for c in checks if c["name"].startswith("node ")]
+    assert len(nodes) == 3 and all("127.0.0.1" in c["detail"] for c in nodes)
+
+
+def test_doctor_says_the_backend_is_local_by_default(
+    project: Path, fanout: Callable[..., CLIResult]
+) -> None:
+    result = fanout("doctor", "--json", timeout=60)
+    checks = [c for c in json.loads(result.stdout)["checks"] if c["section"] == "backend"]
+    assert [(c["name"], c["status"]) for c in checks] == [("backend", "ok")]
+    assert checks[0]["detail"].startswith("local")

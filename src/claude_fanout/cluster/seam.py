@@ -98,6 +98,26 @@ def connect(address: str) -> None:
         raise ClusterError(f"cannot reach the Ray cluster at {address} ({first}); {fix}") from None
 
 
+def describe(address: str) -> list[dict[str, Any]]:
+    """The cluster's live nodes (id, address, resources), for ``fanout doctor``: connects as a
+    short-lived driver and disconnects."""
+    connect(address)
+    import ray
+
+    try:
+        return [
+            {
+                "node_id": found["NodeID"],
+                "address": found["NodeManagerAddress"],
+                "resources": dict(found.get("Resources") or {}),
+            }
+            for found in ray.nodes()  # type: ignore[no-untyped-call]
+            if found.get("Alive")
+        ]
+    finally:
+        ray.shutdown()
+
+
 @dataclass
 class RemoteAttempt:
     """One attempt on the cluster, as the supervisor sees it (its ``pid`` is negative)."""
