@@ -24,8 +24,11 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from claude_fanout.cluster.node import SCRATCH_ENV
+from tests.e2e.conftest import claude_home, fake_api
 from tests.helpers import git
 
+# The fake Messages API and a scratch HOME, as in the end-to-end tests.
+__all__ = ["claude_home", "fake_api"]
 WORKER_NODES = 2
 
 

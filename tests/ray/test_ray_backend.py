@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from claude_fanout.store.eventlog import read_events
-from tests.helpers import CLIResult, alive, wait_until
+from tests.helpers import CLIResult, alive, git, wait_until
 from tests.ray.conftest import LocalCluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
@@ -153,6 +153,7 @@ def test_an_unreachable_cluster_fails_the_run_at_start_with_one_line(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     address = f"127.0.0.1:{port}"  # nothing listens there
+    git(project, "init", "-q", "-b", "main")
     (project / ".claude" / "fanout.toml").write_text(
         f'[executor]\nbackend = "ray"\naddress = "{address}"\n'
     )
@@ -214,3 +215,33 @@ def test_doctor_says_the_backend_is_local_by_default(
     checks = [c for c in json.loads(result.stdout)["checks"] if c["section"] == "backend"]
     assert [(c["name"], c["status"]) for c in checks] == [("backend", "ok")]
     assert checks[0]["detail"].startswith("local")
+
+
+def test_a_timeout_and_a_failure_on_a_node_leave_no_process_behind(
+    ray_project: Path, fanout: Callable[..., CLIResult], write_plan: Callable[..., Path]
+) -> None:
+    plan = write_plan(
+        [
+            {
+                "id": "T",
+                "kind": "shell",
+                "argv": ["sh", "-c", "sleep 120 & sleep 120"],
+                "timeout_s": 3,
+            },
+            # Fails at once, leaving a grandchild that holds its output open.
+            {"id": "F", "kind": "shell", "argv": ["sh", "-c", "sleep 120 & echo bye; exit 3"]},
+        ],
+        max_parallel=2,
+    )
+    result = fanout("run", str(plan), timeout=90)
+    assert result.returncode == 1
+    run_id = run_id_of(result)
+    outcomes = {
+        e["task"]: (e["outcome"], e["exit_code"])
+        for e in events(ray_project, run_id)
+        if e["type"] == "task_exited"
+    }
+    assert outcomes["T"][0] == "timed_out"
+    assert outcomes["F"] == ("failed", 3)
+    assert "bye" in (run_dir(ray_project, run_id) / "workers" / "F" / "log").read_text()
+    wait_until(lambda: not processes_of_run(run_id), timeout=20, interval=0.2)

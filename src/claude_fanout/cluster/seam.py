@@ -169,6 +169,11 @@ class RaySeam:
         # Per start commit: (the parentless commit of its tree that nodes clone, its bundle).
         self._shipped: dict[str, tuple[str, Any]] = {}
         self._remote = ray.remote(num_returns="streaming", max_retries=0)(node.run_attempt)
+        # Looked up once: every attempt's paths are mapped against them.
+        from claude_fanout.claude.cli import cli_path
+
+        self._root = repo_root(run.project)
+        self._cli = cli_path(os.environ)
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -188,9 +193,8 @@ class RaySeam:
         start = self._head(worktree) if worktree is not None else self._snapshot_of()
         base, bundle_ref = self._ship(start)
         paths = self._paths(worktree)
-        root = repo_root(self._run.project)
         spec = {
-            "run_rel": self._run.path.relative_to(root).as_posix(),
+            "run_rel": self._run.path.relative_to(self._root).as_posix(),
             "run_id": self._run.run_id,
             "task_id": task.id,
             "attempt": attempt_no,
@@ -237,12 +241,10 @@ class RaySeam:
         return resolve_commit(worktree, "HEAD")
 
     def _paths(self, worktree: Path | None) -> dict[str, str]:
-        from claude_fanout.claude.cli import cli_path
-
         return {
-            str(worktree if worktree is not None else repo_root(self._run.project)): node.ROOT,
+            str(worktree if worktree is not None else self._root): node.ROOT,
             sys.executable: node.PYTHON,
-            cli_path(os.environ): node.CLI,
+            self._cli: node.CLI,
         }
 
     def _ship(self, start: str) -> tuple[str, Any]:
@@ -251,7 +253,7 @@ class RaySeam:
         if start not in self._shipped:
             from claude_fanout.git.repo import run_git
 
-            root = repo_root(self._run.project)
+            root = self._root
             base = (
                 run_git(
                     [
