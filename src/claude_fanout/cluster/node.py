@@ -5,14 +5,15 @@ node Ray placed it, streamed back to the supervisor as it goes.
 with ``ray.remote``). It never reads the person's working tree: the run's snapshot arrives as a
 git bundle and is cloned once per node into a node-local scratch directory; a writer gets a
 worktree of its own from that clone, and its change goes back as a bundle of one commit. The
-command runs under a guard (``python -m claude_fanout.cluster.guard``), the leader of its own
+command runs under a guard (``cluster/guard.py``, a script), the leader of its own
 process group, which takes the group down if this Ray worker dies (a cancel with force, a dead
 supervisor's job torn down, a node removed). What the command prints, and a ``claude`` worker's
 stream, go back in chunks; the files it left in its ``out/`` go back when it ends.
 
-Items yielded, in order: ``("placed", {...})``, then any number of ``("log", bytes)`` and
-``("out", bytes)``, then ``("files", tar bytes)`` when ``out/`` holds anything, ``("commit",
-bundle bytes or None)`` for a writer, and last ``("exit", returncode)``.
+Items yielded, in order: ``("placed", {...})`` (where, and when it began and was ready to start
+the command), then any number of ``("log", bytes)`` and ``("out", bytes)``, ``("ran", {...})``
+(how long the command ran, when it ended), then ``("files", tar bytes)`` when ``out/`` holds
+anything, ``("commit", bundle bytes or None)`` for a writer, and last ``("exit", returncode)``.
 
 Paths of the supervisor's machine arrive as placeholders (:data:`ROOT`, :data:`PYTHON`,
 :data:`CLI` and the rest of the path) and are replaced by this node's own.
@@ -31,6 +32,7 @@ import socket
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,7 @@ def run_attempt(spec: Mapping[str, Any], bundle: bytes) -> Iterator[tuple[str, A
     """Run one attempt on this node (see the module's docstring for what it yields)."""
     import ray
 
+    began = time.time()
     node_id = ray.get_runtime_context().get_node_id()
     run_root = node_scratch(node_id) / spec["run_id"]
     run_root.mkdir(mode=0o700, exist_ok=True)
@@ -157,8 +160,10 @@ def run_attempt(spec: Mapping[str, Any], bundle: bytes) -> Iterator[tuple[str, A
     paths[CLI] = cli_path(env)
     argv = [_local(arg, paths) for arg in spec["argv"]]
     cwd = Path(_local(spec["cwd"], paths))
-    yield "placed", {"node": node_id, "host": socket.gethostname(), "pid": os.getpid()}
+    ready = time.time()
+    yield "placed", {"node": node_id, "host": socket.gethostname(), "began": began, "ready": ready}
     returncode = yield from _run(argv, cwd, env, spec)
+    yield "ran", {"command_s": time.time() - ready, "ended": time.time()}
     files = _tar_dir(out_dir)
     if files is not None:
         yield "files", files
@@ -177,7 +182,10 @@ def _run(
     if spec["stdin"] is not None:
         stdin.write(spec["stdin"])
         stdin.seek(0)
-    guarded = [sys.executable, "-m", "claude_fanout.cluster.guard", str(os.getpid()), *argv]
+    from claude_fanout.cluster import guard
+
+    script = guard.__file__
+    guarded = [sys.executable, "-I", "-S", script, str(os.getpid()), *argv]
     try:
         proc = procs.spawn_in_group(
             guarded,

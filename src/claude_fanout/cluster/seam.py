@@ -29,6 +29,7 @@ import sys
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,8 @@ class RemoteAttempt:
     # Set when the attempt ended without its node reporting an exit (node or worker died).
     lost: str | None = None
     placed: dict[str, Any] = field(default_factory=dict)
+    ran: dict[str, Any] = field(default_factory=dict)
+    submitted: float = 0.0
     cancels: int = 0
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -168,6 +171,8 @@ class RaySeam:
         self._counts: dict[str, int] = {}
         # Per start commit: (the parentless commit of its tree that nodes clone, its bundle).
         self._shipped: dict[str, tuple[str, Any]] = {}
+        # The run's snapshot, what tasks that are not writers start from (made once).
+        self._snapshot: str | None = None
         self._remote = ray.remote(num_returns="streaming", max_retries=0)(node.run_attempt)
         # Looked up once: every attempt's paths are mapped against them.
         from claude_fanout.claude.cli import cli_path
@@ -176,6 +181,12 @@ class RaySeam:
         self._cli = cli_path(os.environ)
 
     # -- starting ------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Make the run's snapshot and put it in Ray's object store before anything starts, so
+        that the first attempt costs what the others do."""
+        self._snapshot = self._snapshot_of()
+        self._ship(self._snapshot)
 
     def spawn_in_group(
         self,
@@ -190,7 +201,11 @@ class RaySeam:
         task = self._tasks[env["FANOUT_TASK_ID"]]
         attempt_no = self._counts[task.id] = self._counts.get(task.id, 0) + 1
         worktree = self._worktree_of(cwd)
-        start = self._head(worktree) if worktree is not None else self._snapshot_of()
+        if worktree is not None:
+            start = self._head(worktree)
+        else:
+            self._snapshot = self._snapshot or self._snapshot_of()
+            start = self._snapshot
         base, bundle_ref = self._ship(start)
         paths = self._paths(worktree)
         spec = {
@@ -219,6 +234,7 @@ class RaySeam:
             stream_fd=os.dup(stdout_fd) if stdout_fd is not None else None,
             out_dir=self._run.out_dir(task.id),
             worktree=worktree,
+            submitted=time.time(),
         )
         self._attempts[attempt.pid] = attempt
         threading.Thread(
@@ -306,6 +322,13 @@ class RaySeam:
             attempt.lost = f"its results could not be read back ({type(exc).__name__}: {exc})"
             _write(attempt.log_fd, f"fanout: {attempt.lost}\n")
         finally:
+            if attempt.ran:
+                back = time.time() - attempt.ran["ended"]
+                _write(
+                    attempt.log_fd,
+                    f"--- fanout: ran {attempt.ran['command_s']:.3f} s on its node, "
+                    f"results back {back:.3f} s after ---\n",
+                )
             if attempt.returncode is None and attempt.lost is None:
                 attempt.lost = "its node ended without reporting an exit"
             attempt.done.set()
@@ -318,10 +341,14 @@ class RaySeam:
             _write(attempt.stream_fd if attempt.stream_fd is not None else attempt.log_fd, value)
         elif kind == "placed":
             attempt.placed = dict(value)
+            queued, setup = value["began"] - attempt.submitted, value["ready"] - value["began"]
             _write(
                 attempt.log_fd,
-                f"--- fanout: on Ray node {value['node'][:12]} ({value['host']}) ---\n",
+                f"--- fanout: on Ray node {value['node'][:12]} ({value['host']}): "
+                f"placed after {queued:.3f} s, set up in {setup:.3f} s ---\n",
             )
+        elif kind == "ran":
+            attempt.ran = dict(value)
         elif kind == "files":
             _unpack(value, attempt.out_dir)
         elif kind == "commit" and value is not None and attempt.worktree is not None:

@@ -40,20 +40,30 @@ def _serve_on_ray(run: RunDir, plan: Plan, config: Config, address: str) -> int:
         require_repo(run.project)
         connect(address)
     except FanoutError as exc:
-        run.log.append(EventType.ERROR, error=str(exc))
-        run.log.append(EventType.RUN_FINISHED, state=str(RunState.FAILED), reason=str(exc))
-        print(f"fanout: {exc}", file=sys.stderr)
-        return 1
+        return _failed_at_start(run, exc)
     schedulers: list[Scheduler] = []
     seam = RaySeam(
         run, plan, snapshot_of=lambda: writers.run_snapshot(run, schedulers[0].context.worktrees)
     )
     try:
         schedulers.append(Scheduler(run, plan, config=config, procs=seam))
+        try:
+            seam.prepare()
+        except FanoutError as exc:
+            return _failed_at_start(run, exc)
         final = schedulers[0].serve()
     finally:
         seam.shutdown()
     return 0 if final is RunState.SUCCEEDED else 1
+
+
+def _failed_at_start(run: RunDir, exc: FanoutError) -> int:
+    """The run ends before any task started: recorded, and one line on the supervisor's log
+    (what ``fanout run`` shows)."""
+    run.log.append(EventType.ERROR, error=str(exc))
+    run.log.append(EventType.RUN_FINISHED, state=str(RunState.FAILED), reason=str(exc))
+    print(f"fanout: {exc}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
