@@ -13,21 +13,11 @@ from typing import Any
 import psutil
 import pytest
 
-from claude_fanout.store.eventlog import read_events
 from tests.helpers import CLIResult, alive, git, wait_until
+from tests.integration.test_runs import events, run_dir, start_detached
 from tests.ray.conftest import LocalCluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
-
-
-def run_dir(project: Path, run_id: str) -> Path:
-    return project / ".claude" / "runs" / run_id
-
-
-def events(project: Path, run_id: str) -> list[dict[str, Any]]:
-    result = read_events(run_dir(project, run_id) / "events.jsonl")
-    assert result.bad == [], "the log must parse completely"
-    return result.events
 
 
 def run_id_of(result: CLIResult) -> str:
@@ -95,12 +85,6 @@ def sleepers(count: int) -> list[dict[str, Any]]:
     """Tasks that each start a grandchild in their group and sleep."""
     script = "sleep 120 & sleep 120"
     return [{"id": f"Z{n}", "kind": "shell", "argv": ["sh", "-c", script]} for n in range(count)]
-
-
-def start_detached(fanout: Callable[..., CLIResult], plan: Path) -> str:
-    result = fanout("run", str(plan), "--detach")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout.strip()
 
 
 def wait_for_remote_processes(run_id: str, count: int) -> list[psutil.Process]:

@@ -20,22 +20,12 @@ from claude_fanout.testing.fake_api import cli_env
 from claude_fanout.testing.models import EditThenReport, ReadThenSummarize
 from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
+from tests.e2e.test_claude_writers import writer
 from tests.helpers import git, most_live
 from tests.ray.conftest import LocalCluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.e2e, pytest.mark.timeout(150)]
 API_KEY = "sk-ant-fake-key-for-tests"
-
-
-def writer(task_id: str, path: str, old: str, new: str) -> dict[str, Any]:
-    return {
-        "id": task_id,
-        "kind": "claude",
-        "prompt": f"In {path}, replace `{old}` with `{new}`.",
-        "write": True,
-        "claims": [path],
-        "max_turns": 5,
-    }
 
 
 def run_plan(project: Path, api_url: str, home: Path, data: dict[str, Any]) -> RunStatus:
