@@ -229,3 +229,26 @@ def test_a_timeout_and_a_failure_on_a_node_leave_no_process_behind(
     assert outcomes["F"] == ("failed", 3)
     assert "bye" in (run_dir(ray_project, run_id) / "workers" / "F" / "log").read_text()
     wait_until(lambda: not processes_of_run(run_id), timeout=20, interval=0.2)
+
+
+def test_fanout_run_backend_overrides_the_project_s_choice_both_ways(
+    ray_project: Path,
+    ray_cluster: LocalCluster,
+    fanout: Callable[..., CLIResult],
+    write_plan: Callable[..., Path],
+) -> None:
+    config = ray_project / ".claude" / "fanout.toml"
+    plan = write_plan(
+        [{"id": "A", "kind": "shell", "argv": ["sh", "-c", 'echo "n=$FANOUT_NODE_ID"']}]
+    )
+
+    def where(*flags: str) -> str:
+        result = fanout("run", str(plan), *flags, timeout=90)
+        assert result.returncode == 0, result.stdout + result.stderr
+        log = (run_dir(ray_project, run_id_of(result)) / "workers" / "A" / "log").read_text()
+        return "ray" if "on Ray node" in log and "n=\n" not in log else "local"
+
+    assert where("--backend", "local") == "local"  # the project says ray
+    config.write_text(f'[executor]\nbackend = "local"\naddress = "{ray_cluster.address}"\n')
+    assert where() == "local"
+    assert where("--backend", "ray") == "ray"
