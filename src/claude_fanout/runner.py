@@ -120,6 +120,12 @@ def _await_supervisor(started: StartedRun) -> None:
         offset = result.offset
         if any(e.get("type") == EventType.SUPERVISOR_STARTED for e in result.events):
             return
+        for event in result.events:
+            # Ended before it served (the Ray backend's cluster unreachable): its one line.
+            if event.get("type") == EventType.RUN_FINISHED and event.get("reason"):
+                raise SupervisorStartError(
+                    f"run {started.run.run_id} failed at start: {event['reason']}"
+                )
         if procs.reap(started.supervisor) is not None:
             break
         time.sleep(defaults.WAIT_POLL_S)

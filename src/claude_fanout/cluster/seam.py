@@ -73,7 +73,7 @@ def connect(address: str) -> None:
     """``ray.init`` for this supervisor; ClusterError (one line: the address and the fix) when
     the extra is missing or the cluster cannot be reached."""
     fix = (
-        "start one (`ray start --head`) or set [executor] address in .claude/fanout.toml, "
+        "start one (`ray start --head`) or set executor.address in .claude/fanout.toml, "
         "or run with --backend local"
     )
     try:
