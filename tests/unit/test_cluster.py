@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from claude_fanout.cluster import chosen_backend, guard, node
-from claude_fanout.cluster.seam import ClusterError, _env_delta, _placeholder, connect, require_repo
+from claude_fanout.cluster.seam import (
+    ClusterError,
+    _env_delta,
+    _placeholder,
+    connect,
+    require_repo,
+    supervisor_paths,
+)
 from claude_fanout.config import Config
 from claude_fanout.errors import PlanError
 from claude_fanout.plan import parse_plan
@@ -75,6 +82,24 @@ def test_supervisor_paths_become_placeholders_longest_first(tmp_path: Path) -> N
     assert (
         node._local(node.ROOT + "/src", {node.ROOT: "/scratch/n1/clone"}) == "/scratch/n1/clone/src"
     )
+
+
+def test_a_writer_s_run_directory_maps_into_its_node_worktree(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    run_path = root / ".claude" / "runs" / "R1"
+    tree = root / ".fanout" / "worktrees" / "R1" / "W1"
+    paths = supervisor_paths(root, run_path, worktree=tree, cli="/opt/claude")
+    # A writer runs in its worktree: the out/ its environment names is beside it on the node,
+    # never the supervisor's directory.
+    out = str(run_path / "workers" / "W1" / "out")
+    assert _placeholder(out, paths) == node.ROOT + "/.claude/runs/R1/workers/W1/out"
+    assert _placeholder(str(tree / "src"), paths) == node.ROOT + "/src"
+    # Its paths into the project reach its own copy, never the person's working tree.
+    assert _placeholder(str(root / "a.py"), paths) == node.ROOT + "/a.py"
+    assert _placeholder("/opt/claude", paths) == node.CLI
+    reader = supervisor_paths(root, run_path, worktree=None, cli="/opt/claude")
+    assert _placeholder(str(root / "a.py"), reader) == node.ROOT + "/a.py"
+    assert _placeholder(out, reader) == node.ROOT + "/.claude/runs/R1/workers/W1/out"
 
 
 def test_a_node_gets_the_task_s_changes_and_the_forwarded_names_only(

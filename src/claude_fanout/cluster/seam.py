@@ -257,11 +257,7 @@ class RaySeam:
         return resolve_commit(worktree, "HEAD")
 
     def _paths(self, worktree: Path | None) -> dict[str, str]:
-        return {
-            str(worktree if worktree is not None else self._root): node.ROOT,
-            sys.executable: node.PYTHON,
-            self._cli: node.CLI,
-        }
+        return supervisor_paths(self._root, self._run.path, worktree=worktree, cli=self._cli)
 
     def _ship(self, start: str) -> tuple[str, Any]:
         """A parentless commit of ``start``'s tree (so a node gets the files, not the history)
@@ -392,6 +388,25 @@ class RaySeam:
                 self._ray.cancel(attempt.generator, force=True)
         with contextlib.suppress(Exception):
             self._ray.shutdown()
+
+
+def supervisor_paths(
+    root: Path, run_path: Path, *, worktree: Path | None, cli: str
+) -> dict[str, str]:
+    """The supervisor's paths a command may name, each with the placeholder a node replaces: the
+    repository and, for a writer, its worktree (both become the copy the attempt runs in on the
+    node: a writer's paths into the project reach its own copy), the run directory (inside that
+    copy on the node), the interpreter, the Claude Code CLI."""
+    run_rel = run_path.relative_to(root).as_posix()
+    paths = {
+        str(root): node.ROOT,
+        str(run_path): f"{node.ROOT}/{run_rel}",
+        sys.executable: node.PYTHON,
+        cli: node.CLI,
+    }
+    if worktree is not None:
+        paths[str(worktree)] = node.ROOT
+    return paths
 
 
 def _placeholder(value: str, paths: Mapping[str, str]) -> str:
