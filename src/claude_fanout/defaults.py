@@ -22,6 +22,8 @@ BACKEND = "local"
 RAY_ADDRESS = "auto"
 # The most a task's output chunk streamed back from a node holds (bytes).
 RAY_CHUNK_BYTES = 64 * 1024
+# At a run's end its supervisor waits at most this long for the nodes to drop the run's scratch.
+RAY_FORGET_TIMEOUT_S = 10.0
 
 # Between SIGTERM to a worker's process group and SIGKILL.
 KILL_GRACE_S = 3.0

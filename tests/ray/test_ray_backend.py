@@ -43,7 +43,10 @@ def processes_of_run(run_id: str) -> list[psutil.Process]:
 
 
 def test_shell_and_python_tasks_run_on_different_nodes(
-    ray_project: Path, fanout: Callable[..., CLIResult], write_plan: Callable[..., Path]
+    ray_project: Path,
+    ray_cluster: LocalCluster,
+    fanout: Callable[..., CLIResult],
+    write_plan: Callable[..., Path],
 ) -> None:
     (ray_project / "helpers.py").write_text(
         "import os\n\ndef where(x):\n    return {'node': os.environ['FANOUT_NODE_ID'], 'x': x}\n"
@@ -76,9 +79,11 @@ def test_shell_and_python_tasks_run_on_different_nodes(
     assert {t: e["outcome"] for t, e in exited.items()} == dict.fromkeys(
         ("S1", "S2", "P1"), "succeeded"
     )
-    # Nothing ran in the person's project: the tasks' working directories were node clones.
+    # Nothing ran in the person's project: the tasks' working directories were node clones,
+    # removed from every node when the run ended.
     assert not (ray_project / "artifact.txt").exists()
     assert processes_of_run(run_id) == []
+    assert list(ray_cluster.scratch.glob(f"*/{run_id}")) == []
 
 
 def sleepers(count: int) -> list[dict[str, Any]]:

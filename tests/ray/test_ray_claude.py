@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from claude_fanout.cluster.seam import KEEP_SCRATCH_ENV
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run, wait_run
 from claude_fanout.states import RunState
@@ -30,7 +31,8 @@ API_KEY = "sk-ant-fake-key-for-tests"
 
 def run_plan(project: Path, api_url: str, home: Path, data: dict[str, Any]) -> RunStatus:
     plan = parse_plan({"version": 1, **data}, project=project)
-    env = cli_env(api_url, home)
+    # The nodes keep the run's clone and worktrees, for the look for the API key below.
+    env = {**cli_env(api_url, home), KEEP_SCRATCH_ENV: "1"}
     assert env["ANTHROPIC_API_KEY"] == API_KEY
     started = start_run(plan, project=project, env=env)
     status = wait_run(started.run, timeout_s=120)
@@ -109,6 +111,7 @@ def test_claude_readers_and_a_writer_on_ray_nodes_merge_back_like_local_ones(
     meta = json.loads((out / "W1" / "out" / "meta.json").read_text())
     assert meta["allowed_tools"] == ["Read", "Grep", "Glob", "Edit", "Write"]
     # The API key went to the CLI's environment only: no file on any node holds it.
+    assert list(ray_cluster.scratch.glob(f"*/{status.run_id}/snapshot-*"))
     for root in (ray_cluster.scratch, ray_cluster.temp_dir, ray_cluster.home):
         for path in root.rglob("*"):
             if path.is_file() and not path.is_symlink():

@@ -172,6 +172,16 @@ def run_attempt(spec: Mapping[str, Any], bundle: bytes) -> Iterator[tuple[str, A
     yield "exit", returncode
 
 
+def forget_run(run_id: str) -> str:
+    """Remove this node's scratch of ``run_id`` (its clone, writers' worktrees, run directory);
+    the node's id."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    shutil.rmtree(node_scratch(node_id) / run_id, ignore_errors=True)
+    return node_id
+
+
 def _run(
     argv: list[str], cwd: Path, env: dict[str, str], spec: Mapping[str, Any]
 ) -> Generator[tuple[str, Any], None, int]:

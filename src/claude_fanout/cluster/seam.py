@@ -47,6 +47,9 @@ from claude_fanout.store.rundir import RunDir
 # Everything else comes from the node (its PATH, HOME, ...), plus what the task itself sets.
 FORWARDED_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "FANOUT_", "DISABLE_")
 FORWARDED_NAMES = frozenset({"NO_PROXY", "no_proxy"})
+# Set (to anything) in the supervisor's environment: the nodes keep the run's scratch at its
+# end (clone, worktrees, run directory), to look into.
+KEEP_SCRATCH_ENV = "FANOUT_RAY_KEEP_SCRATCH"
 # A branch name: what `git clone` of the bundle on a node fetches.
 SNAPSHOT_REF = "refs/heads/fanout-ray-snapshot"
 
@@ -171,6 +174,8 @@ class RaySeam:
         self._counts: dict[str, int] = {}
         # Per start commit: (the parentless commit of its tree that nodes clone, its bundle).
         self._shipped: dict[str, tuple[str, Any]] = {}
+        # The nodes that ran part of the run: their scratch of it is removed at the end.
+        self._nodes: set[str] = set()
         # The run's snapshot, what tasks that are not writers start from (made once).
         self._snapshot: str | None = None
         self._remote = ray.remote(num_returns="streaming", max_retries=0)(node.run_attempt)
@@ -337,6 +342,7 @@ class RaySeam:
             _write(attempt.stream_fd if attempt.stream_fd is not None else attempt.log_fd, value)
         elif kind == "placed":
             attempt.placed = dict(value)
+            self._nodes.add(value["node"])
             queued, setup = value["began"] - attempt.submitted, value["ready"] - value["began"]
             _write(
                 attempt.log_fd,
@@ -382,12 +388,29 @@ class RaySeam:
         return True
 
     def shutdown(self) -> None:
-        """Stop what still runs (force) and disconnect from the cluster."""
+        """Stop what still runs (force), remove the run's scratch from every node that ran part
+        of it (bounded), and disconnect from the cluster."""
         for attempt in list(self._attempts.values()):
             with contextlib.suppress(Exception):
                 self._ray.cancel(attempt.generator, force=True)
+        if not os.environ.get(KEEP_SCRATCH_ENV):
+            with contextlib.suppress(Exception):
+                self._forget_run()
         with contextlib.suppress(Exception):
             self._ray.shutdown()
+
+    def _forget_run(self) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        forget = self._ray.remote(num_cpus=0, max_retries=0)(node.forget_run)
+        refs = [
+            forget.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
+            ).remote(self._run.run_id)
+            for node_id in self._nodes
+        ]
+        if refs:
+            self._ray.wait(refs, num_returns=len(refs), timeout=defaults.RAY_FORGET_TIMEOUT_S)
 
 
 def supervisor_paths(
