@@ -15,7 +15,7 @@ if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ] || [ "$root/cons
   log="$venv/install.log"
   echo "Installing claude-fanout and its test tools into $venv (log: $log)…" >&2
   if ! { "$venv/bin/python" -m pip install --disable-pip-version-check -c "$root/constraints.txt" --upgrade pip &&
-         "$venv/bin/python" -m pip install --disable-pip-version-check -c "$root/constraints.txt" -e "$root[dev]"; } >"$log" 2>&1; then
+         "$venv/bin/python" -m pip install --disable-pip-version-check -c "$root/constraints.txt" -e "$root[dev,ray]"; } >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     echo "Installing into $venv failed; the whole log is $log" >&2
     exit 1

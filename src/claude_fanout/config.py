@@ -86,6 +86,7 @@ def declare(table: str, name: str, default: object, doc: str, **bounds: Any) -> 
 # What each table is for, in the documented example.
 _TABLES = {
     "limits": "",
+    "executor": "where workers run (the Ray backend needs `pip install claude-fanout[ray]`)",
     "budget": "defaults for plans that set none; unset = no limit",
     "worktree": "",
     "merge": "",
@@ -140,6 +141,17 @@ class Config(_Declared):
     rate_limit_backoff_s: float = declare(
         "limits", "rate_limit_backoff_s", defaults.RATE_LIMIT_BACKOFF_S,
         "waits 10, 20, 40 s ... (+-50% jitter); not counted as `retries`",
+    )  # fmt: skip
+    backend: str = declare(
+        "executor", "backend", defaults.BACKEND,
+        "local: children of the supervisor; ray: tasks on a Ray cluster's\n"
+        "nodes (`fanout run --backend` overrides it per run)",
+        choices=defaults.BACKENDS,
+    )  # fmt: skip
+    ray_address: str = declare(
+        "executor", "address", defaults.RAY_ADDRESS,
+        '"auto" (a cluster started here with `ray start`) or "ray://host:port"',
+        must='"auto" or a Ray address such as "ray://head:10001"',
     )  # fmt: skip
     task_max_cost_usd: float | None = declare(
         "budget", "task_max_cost_usd", None,

@@ -11,6 +11,19 @@ RETRY_BACKOFF_BASE_S = 1.0
 RETRY_BACKOFF_MAX_S = 60.0
 CLAUDE_TOOLS = ("Read", "Grep", "Glob")
 PERMISSION_MODE = "dontAsk"
+# What one task reserves on a cluster node when its plan says nothing (the Ray backend).
+TASK_CPUS = 1.0
+
+# Where a run's workers run: "local" (children of the supervisor) or "ray" (a Ray cluster's
+# nodes; the `ray` extra). RAY_ADDRESS is what `ray.init` is given: "auto" finds a cluster started
+# on this machine with `ray start`, "ray://host:port" reaches a remote one.
+BACKENDS = ("local", "ray")
+BACKEND = "local"
+RAY_ADDRESS = "auto"
+# The most a task's output chunk streamed back from a node holds (bytes).
+RAY_CHUNK_BYTES = 64 * 1024
+# At a run's end its supervisor waits at most this long for the nodes to drop the run's scratch.
+RAY_FORGET_TIMEOUT_S = 10.0
 
 # Between SIGTERM to a worker's process group and SIGKILL.
 KILL_GRACE_S = 3.0

@@ -31,7 +31,7 @@ class TaskKind(StrEnum):
 
 
 _COMMON_FIELDS = frozenset(
-    {"id", "kind", "deps", "claims", "replaces", "timeout_s", "retries", "env"}
+    {"id", "kind", "deps", "claims", "replaces", "timeout_s", "retries", "env", "cpus", "memory_mb"}
 )
 _KIND_FIELDS: dict[TaskKind, frozenset[str]] = {
     TaskKind.SHELL: frozenset({"argv"}),
@@ -60,6 +60,9 @@ class Task:
     timeout_s: float = defaults.TASK_TIMEOUT_S
     retries: int = defaults.RETRIES
     env: Mapping[str, str] = field(default_factory=dict)
+    # What one attempt reserves on a cluster node (the Ray backend; the local backend ignores it).
+    cpus: float = defaults.TASK_CPUS
+    memory_mb: int | None = None
     argv: tuple[str, ...] = ()
     target: str = ""
     args: Mapping[str, Any] = field(default_factory=dict)
@@ -88,6 +91,10 @@ class Task:
             "retries": self.retries,
             "env": dict(self.env),
         }
+        if self.cpus != defaults.TASK_CPUS:
+            out["cpus"] = self.cpus
+        if self.memory_mb is not None:
+            out["memory_mb"] = self.memory_mb
         if self.kind is TaskKind.SHELL:
             out["argv"] = list(self.argv)
         elif self.kind is TaskKind.PYTHON:
@@ -359,9 +366,17 @@ def _common_fields(
         raise PlanError(
             "must be an object of string names to string values", task=task_id, field="env"
         )
+    cpus = raw.get("cpus", defaults.TASK_CPUS)
+    if isinstance(cpus, bool) or not isinstance(cpus, int | float) or not 0 < cpus <= 1024:
+        raise PlanError("must be a number of CPUs > 0 (e.g. 0.5 or 2)", task=task_id, field="cpus")
+    memory_mb = raw.get("memory_mb")
+    if memory_mb is not None:
+        memory_mb = _int(memory_mb, "memory_mb", task_id, 1)
     return {
         "id": task_id,
         "kind": kind,
+        "cpus": float(cpus),
+        "memory_mb": memory_mb,
         "deps": deps,
         "claims": claims,
         "replaces": replaces,

@@ -50,14 +50,16 @@ def start_run(
     env: Mapping[str, str] | None = None,
     conductor: Mapping[str, object] | None = None,
     delivery: str | None = None,
+    backend: str | None = None,
 ) -> StartedRun:
     """Create the run directory, record the plan and start its detached supervisor.
 
     ``env`` (default: this process's) is the supervisor's environment, which workers inherit.
     ``conductor`` (session_id, pid, start_time) names the Claude Code session that asked for
     the run: its hooks deliver the results there, and the supervisor cancels the run if that
-    process dies. A plan that cannot run here (``check_runnable``) is refused before anything
-    is created.
+    process dies. ``backend`` ("local", "ray") overrides the project's ``[executor] backend``
+    for this run (recorded in the log, so a resume keeps it). A plan that cannot run here
+    (``check_runnable``) is refused before anything is created.
     """
     check_runnable(plan, project=project, env=env)
     run = create_run(project)
@@ -72,6 +74,7 @@ def start_run(
         replaces={task.id: dict(task.replaces) for task in plan.tasks if task.replaces},
         conductor=dict(conductor) if conductor is not None else None,
         delivery=delivery,
+        **({"backend": backend} if backend else {}),
     )
     return _launch(run, env)
 
@@ -117,6 +120,12 @@ def _await_supervisor(started: StartedRun) -> None:
         offset = result.offset
         if any(e.get("type") == EventType.SUPERVISOR_STARTED for e in result.events):
             return
+        for event in result.events:
+            # Ended before it served (the Ray backend's cluster unreachable): its one line.
+            if event.get("type") == EventType.RUN_FINISHED and event.get("reason"):
+                raise SupervisorStartError(
+                    f"run {started.run.run_id} failed at start: {event['reason']}"
+                )
         if procs.reap(started.supervisor) is not None:
             break
         time.sleep(defaults.WAIT_POLL_S)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
+
+import claude_fanout
 
 STDLIB_ONLY = [
     "claude_fanout",
@@ -12,6 +16,9 @@ STDLIB_ONLY = [
     "claude_fanout.claude.env",
     "claude_fanout.claude.stream",
     "claude_fanout.cli.main",  # rich only where output is drawn: `fanout publish` never loads it
+    "claude_fanout.cluster",  # which backend a run uses: decided without importing ray
+    "claude_fanout.cluster.guard",  # a task's guard on a Ray node
+    "claude_fanout.cluster.node",  # ray only inside the remote function, on a node
     "claude_fanout.config",
     "claude_fanout.depth",
     "claude_fanout.doctor",  # plain `fanout doctor` stays well under a second
@@ -100,3 +107,42 @@ def test_the_status_line_loads_only_what_drawing_it_needs() -> None:
         "claude_fanout.hooks.report",
     }
     assert heavy.isdisjoint(out), sorted(heavy.intersection(out))
+
+
+# The only modules that import ray (the ``ray`` extra): the supervisor's seam, and the node's side
+# inside the remote function.
+RAY_IMPORTERS = {"cluster/seam.py", "cluster/node.py"}
+
+
+def test_only_the_ray_backend_imports_ray() -> None:
+    src = Path(claude_fanout.__file__).parent
+    importers = set()
+    for path in src.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            if any(name == "ray" or name.startswith("ray.") for name in names):
+                importers.add(path.relative_to(src).as_posix())
+    assert importers == RAY_IMPORTERS
+
+
+def test_without_the_ray_backend_in_use_nothing_loads_ray() -> None:
+    """Every module but the seam imported (the CLI, the hooks, the supervisor's runtime):
+    ray stays unloaded, so a project without the extra never needs it."""
+    src = Path(claude_fanout.__file__).parent
+    modules = sorted(
+        "claude_fanout." + ".".join(path.relative_to(src).with_suffix("").parts)
+        for path in src.rglob("*.py")
+        if path.name not in ("__main__.py", "__init__.py")
+        and path.relative_to(src).as_posix() != "cluster/seam.py"
+    )
+    code = (
+        f"import sys\nfor name in {modules!r}:\n    __import__(name)\nprint('ray' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.split()
+    assert out == ["False"]

@@ -491,3 +491,55 @@ def test_a_session_that_finished_before_the_budget_stop_took_effect_keeps_its_re
     (exited,) = h.events(EventType.TASK_EXITED)
     assert exited["outcome"] == "succeeded"
     assert h.scheduler.budget.spent_cost_usd == pytest.approx(1.2)
+
+
+@dataclass
+class RemoteProc:
+    """An attempt on another machine (the Ray backend): no local group, a negative id, and
+    ``lost`` set when its node died under it."""
+
+    pid: int
+    lost: str | None = None
+
+
+@dataclass
+class RemoteProcs(FakeProcs):
+    """A seam whose attempts are remote: the watchdog must never be told of them."""
+
+    procs_by_pid: dict[int, RemoteProc] = field(default_factory=dict)
+
+    def spawn_in_group(self, argv: Any, **kwargs: Any) -> RemoteProc:  # type: ignore[override]
+        local = super().spawn_in_group(argv, **kwargs)
+        proc = RemoteProc(-local.pid)
+        self.procs_by_pid[proc.pid] = proc
+        self._live.add(proc.pid)
+        return proc
+
+    def lose(self, pid: int) -> None:
+        self.procs_by_pid[pid].lost = "its Ray node or worker died (NodeDiedError)"
+        self.end(pid, -signal.SIGKILL)
+
+
+def test_a_lost_remote_attempt_is_lost_and_retried_per_retries(
+    make: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told: list[str] = []
+    monkeypatch.setattr("claude_fanout.runtime.watchdog.tell", lambda _fd, line: told.append(line))
+    h = make([shell("W1", retries=1)], seam=RemoteProcs())
+    h.step(at=100.0)
+    first = -h.procs.last_pid
+    h.procs.lose(first)
+    h.step(at=101.0)
+    h.step(at=101.0 + backoff_s(1))
+    second = -h.procs.last_pid
+    h.procs.lose(second)
+    assert h.step(at=110.0), "a second loss with retries=1 must end the task"
+    assert h.scheduler.end() is RunState.FAILED
+
+    exits = h.events(EventType.TASK_EXITED)
+    assert [e["outcome"] for e in exits] == ["lost", "lost"]
+    assert exits[0]["reason"] == "its Ray node or worker died (NodeDiedError)"
+    assert [r["attempt"] for r in h.events(EventType.TASK_RETRY)] == [2]
+    # No local process group: the log names none, the watchdog hears of none.
+    assert [e["pid"] for e in h.events(EventType.TASK_STARTED)] == [None, None]
+    assert told == []

@@ -37,6 +37,11 @@ def add_parsers(sub: Any) -> None:
     run = sub.add_parser("run", help="start a run from a plan file and wait for it")
     run.add_argument("plan", type=Path, help="plan.json (see docs/plan.md)")
     run.add_argument("--detach", action="store_true", help="print the run id and return at once")
+    run.add_argument(
+        "--backend",
+        choices=defaults.BACKENDS,
+        help="where this run's workers run (default: [executor] backend in .claude/fanout.toml)",
+    )
     run.set_defaults(handler=cmd_run)
 
     status = sub.add_parser("status", help="state of a run (the latest by default)")
@@ -79,7 +84,8 @@ def cmd_run(args: argparse.Namespace, project: Path) -> int:
         warning = version_warning(os.environ)
         if warning is not None:
             print(f"fanout: warning: {warning}", file=sys.stderr)
-    return _follow(start_run(plan, project=project), detach=args.detach, verb="started")
+    started = start_run(plan, project=project, backend=args.backend)
+    return _follow(started, detach=args.detach, verb="started")
 
 
 def cmd_resume(args: argparse.Namespace, project: Path) -> int:

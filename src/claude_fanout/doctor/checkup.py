@@ -1,10 +1,12 @@
 """``fanout doctor``: is fanout installed and working here, and with which Claude Code?
 
-Read-only and quick (well under a second): the install section
-(:mod:`~claude_fanout.doctor.install_checks`), the Claude Code CLIs
-(:mod:`~claude_fanout.doctor.claude_checks`) and the run store
-(:mod:`~claude_fanout.doctor.run_checks`). ``--probe`` (:mod:`claude_fanout.probe`) then tries
-every Claude Code mechanism fanout depends on against the real CLI.
+Read-only and quick (well under a second; a Ray backend's cluster query takes seconds): the
+install section (:mod:`~claude_fanout.doctor.install_checks`), the Claude Code CLIs
+(:mod:`~claude_fanout.doctor.claude_checks`), the run store
+(:mod:`~claude_fanout.doctor.run_checks`) and where workers run
+(:mod:`~claude_fanout.doctor.backend_checks`: for the Ray backend this connects to the
+cluster). ``--probe`` (:mod:`claude_fanout.probe`) then tries every Claude Code mechanism
+fanout depends on against the real CLI.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from claude_fanout.doctor.backend_checks import backend_checks
 from claude_fanout.doctor.claude_checks import claude_checks
 from claude_fanout.doctor.findings import Check, failed, render
 from claude_fanout.doctor.install_checks import install_checks
@@ -23,11 +26,12 @@ from claude_fanout.doctor.run_checks import store_checks
 def diagnose(
     project: Path, *, env: Mapping[str, str] | None = None, home: Path | None = None
 ) -> list[Check]:
-    """Every finding about ``project``, in sections: install, claude, runs."""
+    """Every finding about ``project``, in sections: install, claude, runs, backend."""
     env = os.environ if env is None else env
     checks = list(install_checks(project, env, home))
     checks += claude_checks(env)
     checks += store_checks(project)
+    checks += backend_checks(project)
     return checks
 
 

@@ -43,7 +43,12 @@ def runnable(path: str) -> bool:
 
 
 _MARKS: Final = {OK: "✓", WARN: "!", FAIL: "✗"}
-_TITLES: Final = {"install": "installation", "claude": "Claude Code", "runs": "runs"}
+_TITLES: Final = {
+    "install": "installation",
+    "claude": "Claude Code",
+    "runs": "runs",
+    "backend": "where workers run",
+}
 
 
 def render(checks: list[Check]) -> Iterator[str]:

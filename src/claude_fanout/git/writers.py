@@ -67,10 +67,7 @@ def worktree_for(
 
     project = run.project
     if task.id not in worktrees.trees:
-        if worktrees.base is None:
-            worktrees.base = snapshot.snapshot(project)
-            make_ignored_dir(run.worktrees_dir.parent.parent, what="writers' worktrees")
-        base = worktrees.base
+        base = run_snapshot(run, worktrees)
         dep_branches = [
             worktrees.trees[dep][1]
             for dep in task.deps
@@ -97,6 +94,17 @@ def worktree_for(
         )
     path, _branch = worktrees.trees[task.id]
     return path, trees.worktree_cwd(project, path)
+
+
+def run_snapshot(run: RunDir, worktrees: Worktrees) -> str:
+    """The run's snapshot of the working tree, made on first use: what writers' worktrees start
+    from, and what the Ray backend ships to its nodes."""
+    from claude_fanout.git import snapshot
+
+    if worktrees.base is None:
+        worktrees.base = snapshot.snapshot(run.project)
+        make_ignored_dir(run.worktrees_dir.parent.parent, what="writers' worktrees")
+    return worktrees.base
 
 
 def commit_worktree(run: RunDir, task: Task, worktrees: Worktrees, *, emit: Emit) -> None:

@@ -344,7 +344,8 @@ class Scheduler:
 
     def _settle(self, task_run: TaskRun, ended: Ended, now: float) -> None:
         """After an attempt ended: retry it if it may be."""
-        if self._cancelling or ended.outcome not in (TaskState.FAILED, TaskState.TIMED_OUT):
+        retryable = (TaskState.FAILED, TaskState.TIMED_OUT, TaskState.LOST)
+        if self._cancelling or ended.outcome not in retryable:
             return
         if (
             ended.rate_limited

@@ -170,7 +170,9 @@ class TaskRun:
             os.close(log_fd)
             if command is not None:
                 command.close()
-        seams.tell_watchdog(f"+{proc.pid}")
+        # A remote attempt (the Ray backend) has a negative id and no local group to watch.
+        if proc.pid > 0:
+            seams.tell_watchdog(f"+{proc.pid}")
         self.current = Attempt(
             number=self.attempts,
             proc=proc,
@@ -180,7 +182,12 @@ class TaskRun:
             deadline=now + task.timeout_s,
         )
         self.state = TaskState.RUNNING
-        seams.emit(EventType.TASK_STARTED, task=task.id, attempt=self.attempts, pid=proc.pid)
+        seams.emit(
+            EventType.TASK_STARTED,
+            task=task.id,
+            attempt=self.attempts,
+            pid=proc.pid if proc.pid > 0 else None,
+        )
         seams.say(f"{task.id} started (attempt {self.attempts}, pid {proc.pid})")
         return None
 
@@ -262,7 +269,8 @@ class TaskRun:
         pgid = attempt.proc.pid
         # Whatever the leader left behind in its group goes with it: nothing is orphaned.
         procs.signal_group(pgid, signal.SIGKILL)
-        self._seams.tell_watchdog(f"-{pgid}")
+        if pgid > 0:
+            self._seams.tell_watchdog(f"-{pgid}")
         exit_code, signum = procs.decode_returncode(returncode)
         duration = max(0.0, now - attempt.started)
         exit = Exit(exit_code=exit_code, signum=signum, wall_s=duration)
@@ -272,10 +280,14 @@ class TaskRun:
             and verdict is not None
             and verdict.outcome is TaskState.SUCCEEDED
         )
+        lost = getattr(attempt.proc, "lost", None)
         if attempt.stopping_as is not None and not finished_first:
             # (A worker that delivered its result before the run's budget stopped it keeps it:
             # what it spent is counted either way.)
             verdict = Verdict(attempt.stopping_as, attempt.stop_reason)
+        elif isinstance(lost, str):
+            # A remote attempt whose node died under it: never taken for a success.
+            verdict = Verdict(TaskState.LOST, lost)
         elif verdict is None:
             verdict = self._by_status(exit)
         self.current = None
