@@ -53,11 +53,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from benchkit import brief_machine, last_json, ready, run_in_scratch, spawn  # noqa: E402
+from benchkit import brief_machine, last_json, ready, run_in_scratch, spawn
 
 VARIANTS = ("fanout", "o_append", "flock", "buffered")
 SIZES = (40, 4096, 65_536, 524_288)

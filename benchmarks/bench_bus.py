@@ -41,11 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from benchkit import brief_machine, last_json, percentiles, ready, reap, run_in_scratch, spawn  # noqa: E402
+from benchkit import brief_machine, last_json, percentiles, ready, reap, run_in_scratch, spawn
 
 BUSES = ("log", "sqlite", "socket")
 TEXT = "progress: step 3 of 7 done, 12 files read, nothing claimed"  # ~100-byte records
