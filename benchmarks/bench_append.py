@@ -43,18 +43,17 @@ import contextlib
 import errno
 import json
 import os
-import platform
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchkit import brief_machine, last_json, ready, run_in_scratch, spawn
 
 VARIANTS = ("fanout", "o_append", "flock", "buffered")
 SIZES = (40, 4096, 65_536, 524_288)
@@ -223,18 +222,12 @@ class Writer:
     def __init__(self, spec: dict[str, Any], go_fd: int | None) -> None:
         self.spec = spec
         pass_fds = (go_fd,) if go_fd is not None else ()
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--writer", json.dumps({**spec, "go": go_fd})],
-            stdout=subprocess.PIPE,
-            pass_fds=pass_fds,
-            text=True,
-        )
+        self.proc = spawn(__file__, "writer", {**spec, "go": go_fd}, pass_fds=pass_fds)
         self.report: dict[str, Any] = {}
 
     def ready(self) -> None:
         """Wait until the writer is past its imports (or dead)."""
-        assert self.proc.stdout is not None
-        self.proc.stdout.readline()
+        ready(self.proc)
 
     def acked(self) -> set[int]:
         """The sequence numbers whose append returned (the writer may be dead by now)."""
@@ -245,9 +238,7 @@ class Writer:
         return {seq for seq, byte in enumerate(raw) if byte == 1}
 
     def finish(self, timeout: float = 120) -> None:
-        out, _ = self.proc.communicate(timeout=timeout)
-        if self.proc.returncode == 0 and out.strip():
-            self.report = json.loads(out.strip().splitlines()[-1])
+        self.report = last_json(self.proc, timeout) or {}
 
 
 def analyse(
@@ -355,17 +346,9 @@ def kill_run(
                 "ack": str(work / f"ack-{variant}-kill"),
                 "first": slot * 1_000_000,
             }
-            slots.append(
-                subprocess.Popen(
-                    [sys.executable, __file__, "--nursery", json.dumps(spec)],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-            )
+            slots.append(spawn(__file__, "nursery", spec, stdin=subprocess.PIPE))
         for proc in slots:
-            assert proc.stdout is not None
-            ids.append(int(proc.stdout.readline()))
+            ids.append(int(ready(proc)))  # its first writer's id
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             time.sleep(rng.uniform(0.0, 0.02))
@@ -474,20 +457,12 @@ def run_benchmark(
         rows.append(throughput(variant, full_size, writers, count, work, fsize=FSIZE_LIMIT))
     return {
         "benchmark": "append",
-        "machine": machine(),
+        "machine": brief_machine(),
         "writers": writers,
         "fsize_limit": FSIZE_LIMIT,
         "disk_full_method": "RLIMIT_FSIZE (resource.setrlimit in each writer, SIGXFSZ ignored)",
         "rows": [{**asdict(r), "rate": r.rate, "mib_s": r.mib_s} for r in rows],
         "torn_tail": torn_tail_demo(work),
-    }
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "system": f"{platform.system()} {platform.release()}",
     }
 
 
@@ -547,9 +522,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     writers = args.writers or (4 if args.quick else 8)
     kill_s = args.kill_s if args.kill_s is not None else (0.5 if args.quick else 3.0)
-    work = Path(tempfile.mkdtemp(prefix="bench-append-", dir=args.dir))
-    try:
-        report = run_benchmark(
+
+    def run(work: Path) -> dict[str, Any]:
+        return run_benchmark(
             writers=writers,
             sizes=tuple(int(s) for s in args.sizes.split(",")),
             variants=tuple(args.variants.split(",")),
@@ -557,13 +532,8 @@ def main(argv: list[str] | None = None) -> int:
             quick=args.quick,
             work=work,
         )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print_report(report)
-    return 0
+
+    return run_in_scratch("bench-append-", args.dir, run, print_report, as_json=args.json)
 
 
 if __name__ == "__main__":

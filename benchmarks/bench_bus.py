@@ -31,32 +31,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import selectors
-import shutil
 import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchkit import brief_machine, last_json, percentiles, ready, reap, run_in_scratch, spawn
+
 BUSES = ("log", "sqlite", "socket")
 TEXT = "progress: step 3 of 7 done, 12 files read, nothing claimed"  # ~100-byte records
-
-
-def percentiles(samples: list[float]) -> dict[str, float | None]:
-    if not samples:
-        return {"p50": None, "p90": None, "p99": None, "max": None}
-    ordered = sorted(samples)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": ordered[-1]}
 
 
 # -- writer and server processes ----------------------------------------------------------------
@@ -242,13 +230,9 @@ def setup(bus: str, work: Path) -> tuple[str, subprocess.Popen[str] | None]:
         return str(path), None
     path = work / "bus.sock"
     spec = {"path": str(path), "log": str(work / "server-events.jsonl")}
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--server", json.dumps(spec)], stdout=subprocess.PIPE, text=True
-    )
-    assert server.stdout is not None
-    if server.stdout.readline().strip() != "ready":
-        server.kill()
-        server.communicate()
+    server = spawn(__file__, "server", spec)
+    if ready(server) != "ready":
+        reap([server])
         raise RuntimeError("the socket server did not start")
     return str(path), server
 
@@ -275,19 +259,11 @@ def measure(
                     "pace_s": pace_s,
                     "go": read_fd,
                 }
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, __file__, "--writer", json.dumps(spec)],
-                        stdout=subprocess.PIPE,
-                        pass_fds=(read_fd,),
-                        text=True,
-                    )
-                )
+                procs.append(spawn(__file__, "writer", spec, pass_fds=(read_fd,)))
         finally:
             os.close(read_fd)
             for proc in procs:
-                assert proc.stdout is not None
-                proc.stdout.readline()  # "ready": connected, past its imports
+                ready(proc)  # connected, past its imports
             os.close(write_fd)
         deadline = time.monotonic() + 120
         while reader.status.notice_count < expected and time.monotonic() < deadline:
@@ -296,16 +272,12 @@ def measure(
                 break
         reports = []
         for proc in procs:
-            out, _ = proc.communicate(timeout=60)
-            if proc.returncode == 0 and out.strip():
-                reports.append(json.loads(out.strip().splitlines()[-1]))
+            if (report := last_json(proc, timeout=60)) is not None:
+                reports.append(report)
         while reader.status.notice_count < expected and time.monotonic() < deadline:
             reader.step(0.2)  # what is still on the way
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate()
+        reap(procs)
         reader.close()
         if server is not None:
             try:
@@ -322,9 +294,7 @@ def measure(
         "writers_ok": len(reports),
         "seconds": seconds,
         "rate": expected / seconds if seconds > 0 else 0.0,
-        "latency_ms": {
-            k: v * 1000 if v is not None else None for k, v in percentiles(reader.latencies).items()
-        },
+        "latency_ms": percentiles(reader.latencies, scale=1000),
         "wall_s": time.monotonic() - started,
     }
 
@@ -349,8 +319,7 @@ def hold(kind: str, path: str, seconds: float) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLDER, kind, path, str(seconds)], stdout=subprocess.PIPE, text=True
     )
-    assert proc.stdout is not None
-    proc.stdout.readline()
+    ready(proc)  # "held"
     return proc
 
 
@@ -473,12 +442,7 @@ def run_benchmark(
         paced.append(measure(bus, paced_writers, paced_records, pace_s, poll_s, work / f"p-{bus}"))
     return {
         "benchmark": "bus",
-        "machine": {
-            "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version,
-            "cpus": os.cpu_count(),
-            "system": f"{platform.system()} {platform.release()}",
-        },
+        "machine": {**brief_machine(), "sqlite": sqlite3.sqlite_version},
         "poll_s": poll_s,
         "pace_s": pace_s,
         "saturated": saturated,
@@ -536,9 +500,9 @@ def main(argv: list[str] | None = None) -> int:
         server_main(json.loads(args.server))
         return 0
     writer_counts = args.writers or ("1,4" if args.quick else "1,4,8")
-    work = Path(tempfile.mkdtemp(prefix="bench-bus-", dir=args.dir))
-    try:
-        report = run_benchmark(
+
+    def run(work: Path) -> dict[str, Any]:
+        return run_benchmark(
             buses=tuple(args.buses.split(",")),
             writer_counts=tuple(int(n) for n in writer_counts.split(",")),
             records=args.records or (600 if args.quick else 4000),
@@ -549,13 +513,8 @@ def main(argv: list[str] | None = None) -> int:
             hold_s=0.5,
             work=work,
         )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print_report(report)
-    return 0
+
+    return run_in_scratch("bench-bus-", args.dir, run, print_report, as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -47,11 +47,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from claude_fanout import pids  # noqa: E402
+from live_run import start_live_run, stop_run  # noqa: E402
+
 from claude_fanout.install import install  # noqa: E402
-from claude_fanout.plan import parse_plan  # noqa: E402
-from claude_fanout.runner import StartedRun, start_run  # noqa: E402
-from claude_fanout.runtime.control import observe, request_cancel  # noqa: E402
 from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env  # noqa: E402
 from claude_fanout.testing.models import side_call_reply  # noqa: E402
 from claude_fanout.testing.replies import Reply, Text, ToolUse  # noqa: E402
@@ -168,29 +166,6 @@ def new_project(root: Path, name: str, variant: str, hook_urls: dict[str, str]) 
     return project
 
 
-def start_live_run(project: Path, session_id: str) -> StartedRun:
-    """50 ``sleep`` tasks claiming ``src/fileN.py``, reporting to session ``session_id``."""
-    tasks = [
-        {"id": f"W{i}", "kind": "shell", "argv": ["sleep", "3600"], "claims": [f"src/file{i}.py"]}
-        for i in range(1, N_TASKS + 1)
-    ]
-    plan = parse_plan({"version": 1, "max_parallel": N_TASKS, "tasks": tasks}, project=project)
-    pid = os.getpid()
-    conductor = {"session_id": session_id, "pid": pid, "start_time": pids.process_start_time(pid)}
-    started = start_run(plan, project=project, conductor=conductor, delivery="block")
-    run = str(started.run.path)
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline and not observe(run).counts().get("running"):
-        time.sleep(0.1)
-    return started
-
-
-def stop_live_run(started: StartedRun, timeout: float = 30.0) -> None:
-    """Cancel the run and wait for its supervisor (which reaps its workers) to exit."""
-    request_cancel(str(started.run.path), by="bench_cli_hooks")
-    started.supervisor.wait(timeout)
-
-
 def one_session(
     api: FakeMessagesAPI,
     loop: ToolLoop,
@@ -203,7 +178,7 @@ def one_session(
     home = root / f"home-{variant.replace(' ', '-')}-{n}"
     home.mkdir()
     session = str(uuid.uuid4())
-    run = start_live_run(project, session) if variant == "fanout live" else None
+    run = start_live_run(project, session, N_TASKS) if variant == "fanout live" else None
     try:
         argv = [
             str(claude_cli()),
@@ -228,7 +203,7 @@ def one_session(
             raise SystemExit(f"{variant}: the CLI failed ({done.returncode}): {said}")
     finally:
         if run is not None:
-            stop_live_run(run)
+            stop_run(run, by="bench_cli_hooks", timeout=30.0)
     if variant == "fanout live" and session not in loop.told:
         raise SystemExit("fanout live: fanout's hooks never spoke to the session")
     gaps = loop.intervals(session)

@@ -55,10 +55,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from live_run import start_live_run, stop_run
+
 from claude_fanout import install, pids, settings_hooks
-from claude_fanout.plan import parse_plan
-from claude_fanout.runner import start_run
-from claude_fanout.runtime.control import observe, request_cancel, supervisor_info
 from claude_fanout.states import EventType
 from claude_fanout.store import active, layout
 from claude_fanout.store.eventlog import EventLog, encode
@@ -226,37 +225,6 @@ def build_live_run(project: str, lines: int) -> tuple[str, str]:
     return run_id, run
 
 
-def start_live_run(project: str) -> str:
-    """A real run of 50 ``sleep`` tasks with this process as its Conductor; its directory."""
-    with open(os.path.join(project, ".claude", "fanout.toml"), "w") as handle:
-        handle.write("[stop]\nwait_s = 0\n")
-    tasks = [
-        {
-            "id": f"W{i}",
-            "kind": "shell",
-            "argv": ["sleep", "3600"],
-            "claims": [f"src/file{i}.py"],
-        }
-        for i in range(1, N_TASKS + 1)
-    ]
-    plan = parse_plan(
-        {"version": 1, "max_parallel": N_TASKS, "tasks": tasks}, project=Path(project)
-    )
-    pid = os.getpid()
-    conductor = {"session_id": SESSION_ID, "pid": pid, "start_time": pids.process_start_time(pid)}
-    started = start_run(plan, project=Path(project), conductor=conductor, delivery="block")
-    run = str(started.run.path)
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline:
-        status = observe(run)
-        if status.counts().get("running", 0) >= 1 or status.state.terminal:
-            break
-        time.sleep(0.1)
-    if observe(run).state.terminal:
-        raise SystemExit(f"the live run {run} ended at once: {observe(run).reason}")
-    return run
-
-
 FOREIGN_WRITER = """
 import sys
 from claude_fanout.store.eventlog import EventLog
@@ -274,16 +242,6 @@ def append_foreign(run: str, lines: int) -> None:
         check=True,
         env={**os.environ, "PYTHONPATH": SRC},
     )
-
-
-def stop_live_run(run: str, timeout: float = 30.0) -> None:
-    """Cancel the run and wait until its supervisor has exited (it reaps its workers)."""
-    info = supervisor_info(run) or {}
-    request_cancel(run, by="bench_hooks")
-    pid, start_time = info.get("pid"), info.get("start_time")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and pids.is_alive(pid, start_time):
-        time.sleep(0.1)
 
 
 def write_supervisor(run: str, run_id: str) -> None:
@@ -591,8 +549,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         big_run = build_live_run(big, args.events)
         small_run = build_live_run(small, args.small_events)
         real = new_project(root, "live-real")
-        real_run = start_live_run(real)
-        cleanup.callback(stop_live_run, real_run)
+        with open(os.path.join(real, ".claude", "fanout.toml"), "w") as handle:
+            handle.write("[stop]\nwait_s = 0\n")
+        started = start_live_run(Path(real), SESSION_ID, N_TASKS)
+        cleanup.callback(stop_run, started, by="bench_hooks", timeout=30.0)
+        real_run = str(started.run.path)
         append_foreign(real_run, args.events)
         setup = time.perf_counter() - setup
         heartbeat = Heartbeat([big_run, small_run])

@@ -22,16 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchkit import brief_machine, last_json, percentiles, ready, reap, run_in_scratch, spawn
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "fanout inotify": {"wait": "fanout", "portable": False},
@@ -123,19 +122,9 @@ def anatomy(work: Path, repeat: int = 20) -> dict[str, float]:
 
 
 def stats(samples: list[float]) -> dict[str, float | None]:
-    if not samples:
-        return {"p50": None, "p90": None, "max": None, "mean": None}
-    ordered = sorted(samples)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-    return {
-        "p50": at(0.5),
-        "p90": at(0.9),
-        "max": ordered[-1] * 1000,
-        "mean": sum(ordered) / len(ordered) * 1000,
-    }
+    """Reaction times in ms: p50, p90, max and mean."""
+    mean = sum(samples) / len(samples) * 1000 if samples else None
+    return {**percentiles(samples, (50, 90), scale=1000), "mean": mean}
 
 
 def run_benchmark(
@@ -156,15 +145,9 @@ def run_benchmark(
             env.pop("FANOUT_PORTABLE", None)
             if spec.get("portable"):
                 env["FANOUT_PORTABLE"] = "1"
-            procs[name] = subprocess.Popen(
-                [sys.executable, __file__, "--waiter", json.dumps(spec)],
-                stdout=subprocess.PIPE,
-                env=env,
-                text=True,
-            )
+            procs[name] = spawn(__file__, "waiter", spec, env=env)
         for proc in procs.values():
-            assert proc.stdout is not None
-            proc.stdout.readline()  # "ready": imports done, following the log
+            ready(proc)  # imports done, following the log
         time.sleep(1.2)  # every waiter is inside its wait
         for _ in range(events):
             time.sleep(rng.uniform(0.05, 0.35))
@@ -174,9 +157,7 @@ def run_benchmark(
         time.sleep(idle_s)
         log.append("end")
         for name, proc in procs.items():
-            out, _ = proc.communicate(timeout=30)
-            if proc.returncode == 0 and out.strip():
-                report = json.loads(out.strip().splitlines()[-1])
+            if (report := last_json(proc, timeout=30)) is not None:
                 lat = report.pop("latencies")
                 results[name] = {
                     **report,
@@ -187,17 +168,10 @@ def run_benchmark(
             else:
                 results[name] = {"error": f"waiter exited {proc.returncode}"}
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate()
+        reap(procs.values())
     return {
         "benchmark": "wake",
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "system": f"{platform.system()} {platform.release()}",
-        },
+        "machine": brief_machine(),
         "events": events,
         "idle_s": idle_s,
         "results": results,
@@ -251,21 +225,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.waiter:
         waiter_main(json.loads(args.waiter))
         return 0
-    work = Path(tempfile.mkdtemp(prefix="bench-wake-", dir=args.dir))
-    try:
-        report = run_benchmark(
+
+    def run(work: Path) -> dict[str, Any]:
+        return run_benchmark(
             events=args.events or (15 if args.quick else 40),
             idle_s=args.idle_s if args.idle_s is not None else (2.0 if args.quick else 10.0),
             variants=tuple(args.variants.split(",")),
             work=work,
         )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print_report(report)
-    return 0
+
+    return run_in_scratch("bench-wake-", args.dir, run, print_report, as_json=args.json)
 
 
 if __name__ == "__main__":

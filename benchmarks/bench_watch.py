@@ -41,12 +41,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_fanout import pids, procs
+from live_run import stop_run, wait_running
+
 from claude_fanout.cli.watch import Screen, Watch, _print_changes
 from claude_fanout.cli.watch_view import Style, multi_frame
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import StartedRun, start_run
-from claude_fanout.runtime.control import observe, request_cancel, supervisor_info
+from claude_fanout.runtime.control import observe
 from claude_fanout.states import EventType
 from claude_fanout.store.eventlog import EventLog
 from claude_fanout.store.rundir import RunDir
@@ -103,15 +104,7 @@ def start_big_run(project: Path, tasks: int) -> StartedRun:
         {"version": 1, "max_parallel": 50, "max_cost_usd": 25.0, "tasks": spec}, project=project
     )
     started = start_run(plan, project=project)
-    run = started.run
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status = observe(run)
-        if status.state.terminal:
-            raise SystemExit(f"the run {run.run_id} ended at once: {status.reason}")
-        if status.counts().get("running", 0) >= 1:
-            break
-        time.sleep(0.1)
+    wait_running(started.run, timeout=60)
     time.sleep(1.0)  # let the supervisor start what its caps allow
     return started
 
@@ -144,18 +137,6 @@ def write_worker_logs(run: RunDir, tasks: list[str]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab") as handle:
             handle.write(b"compiling module\n" * 4000 + f"{task}: step 12 of 40\n".encode())
-
-
-def stop_run(started: StartedRun, timeout: float = 60.0) -> None:
-    """Cancel the run and reap its supervisor (which reaps its workers)."""
-    run = started.run
-    info = supervisor_info(run) or {}
-    request_cancel(run, by="bench_watch")
-    pid, start_time = info.get("pid"), info.get("start_time")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and pids.is_alive(pid, start_time):
-        time.sleep(0.1)
-    procs.wait_child(started.supervisor, timeout_s=timeout)
 
 
 def timed(
@@ -261,7 +242,7 @@ def run_benchmark(root: Path, *, tasks: int, lines: int, repeat: int) -> Report:
             cases=cases,
         )
     finally:
-        stop_run(started)
+        stop_run(started, by="bench_watch")
 
 
 def print_report(report: Report) -> None:

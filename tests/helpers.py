@@ -22,6 +22,8 @@ from claude_fanout.store import active, layout
 from claude_fanout.store.eventlog import EventLog
 from claude_fanout.store.files import make_private_dir, write_json_atomic
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+
 
 def processes_under(marker: Path) -> list[psutil.Process]:
     """Live (non-zombie) processes whose command line or environment mentions ``marker``."""
@@ -71,15 +73,26 @@ def most_live(events: list[dict[str, Any]]) -> int:
     return peak
 
 
+def load_script(path: Path, name: str | None = None) -> ModuleType:
+    """The script at ``path`` as a module named ``name`` (default: the file's stem), loaded with
+    its folder on ``sys.path`` so that it finds the modules next to it."""
+    name = name or path.stem
+    folder = str(path.parent)
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+    return module
+
+
 def load_benchmark(name: str) -> ModuleType:
     """``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "benchmarks" / f"{name}.py")
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.02) -> Any:

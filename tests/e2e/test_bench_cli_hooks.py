@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.helpers import load_benchmark
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_cli_hooks.py"
-
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_cli_hooks", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_variant_times_its_tool_loop_and_the_live_run_is_really_seen(
     project: Path,
 ) -> None:
-    bench = load_bench()
+    bench = load_benchmark("bench_cli_hooks")
 
     # measure() itself fails when the live variant's session never heard from fanout.
     figures = bench.measure(calls=4, repeat=1)

@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from claude_fanout.testing.fake_api import FakeMessagesAPI
+from tests.helpers import load_benchmark
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_scale.py"
-
-
-def load_bench() -> ModuleType:
-    sys.path.insert(0, str(BENCH.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_scale", BENCH)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up by name
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH.parent))
-    return module
-
 
 def test_claude_and_shell_cases_run_through_the_real_path(project: Path) -> None:
-    bench = load_bench()
+    bench = load_benchmark("bench_scale")
     args = argparse.Namespace(latency=0.05, start_interval=0.0, sleep_s=0.3)
     home = project / "home"
     home.mkdir()
@@ -59,7 +42,7 @@ def test_claude_and_shell_cases_run_through_the_real_path(project: Path) -> None
 
 
 def test_most_at_once_counts_overlapping_tasks_from_the_log() -> None:
-    bench = load_bench()
+    bench = load_benchmark("bench_scale")
     events = [
         {"type": "task_started", "ts": 1.0, "task": "a"},
         {"type": "task_started", "ts": 2.0, "task": "b"},

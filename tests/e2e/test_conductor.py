@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,39 +21,16 @@ from claude_fanout import install
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
-from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
 from claude_fanout.testing.models import FINAL_MARK, is_worker, scripted_model
 from claude_fanout.testing.replies import Reply, Text
 from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
+from tests.e2e.headless import run_conductor, start_conductor
 from tests.helpers import processes_under, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 FILES = {"src/a.py": "alpha = 1\n", "src/b.py": "beta = 2\nbeta += 1\n", "src/c.py": "gamma = 3\n"}
-
-
-def run_conductor(
-    project: Path, api: FakeMessagesAPI, home: Path, prompt: str, **popen: Any
-) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            str(claude_cli()),
-            "-p",
-            prompt,
-            "--allowedTools",
-            "Bash,Read",
-            "--output-format",
-            "json",
-        ],
-        cwd=project,
-        env=cli_env(api.base_url, home),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **popen,
-    )
 
 
 @pytest.fixture
@@ -76,13 +51,11 @@ def test_fanout_from_a_real_conductor_session(
     handle = scripted_model(project, model_delay_s=0.8, files=list(FILES))
 
     api = fake_api(handle)
-    proc = run_conductor(project, api, claude_home, "/fanout review for bugs -- src/*.py")
-    try:
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
-    result = json.loads(out)
+    done = run_conductor(
+        project, api, claude_home, "/fanout review for bugs -- src/*.py", timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
     assert result["result"] == "MERGED: three reviews combined."
 
     conductor_requests = [r for r in api.message_requests(side_calls=False) if not is_worker(r)]
@@ -142,7 +115,7 @@ def test_killing_claude_code_mid_run_leaves_no_worker(
         return Reply([Text("…")], delay_s=60)
 
     api = fake_api(handle)
-    proc = run_conductor(project, api, claude_home, "/fanout review -- src/a.py src/b.py")
+    proc = start_conductor(project, api, claude_home, "/fanout review -- src/a.py src/b.py")
     try:
         wait_until(lambda: list_runs(project), timeout=30)
         (run,) = list_runs(project)

@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,11 +24,12 @@ from claude_fanout.runner import wait_run
 from claude_fanout.store import active
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
-from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
+from claude_fanout.testing.fake_api import FakeMessagesAPI, cli_env
 from claude_fanout.testing.models import FINAL_MARK, side_call_reply, structured_output
 from claude_fanout.testing.replies import Reply, Text
 from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
+from tests.e2e.headless import run_conductor
 from tests.helpers import processes_under, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
@@ -270,18 +270,6 @@ def test_a_malformed_or_late_plan_starts_nothing_and_says_why(
         assert len(planner_calls) == 1
 
 
-def run_conductor(project: Path, api: FakeMessagesAPI, home: Path, prompt: str) -> Any:
-    return subprocess.Popen(
-        [str(claude_cli()), "-p", prompt, "--allowedTools", "Read", "--output-format", "json"],
-        cwd=project,
-        env=cli_env(api.base_url, home),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_a_conductor_session_gets_the_planned_run(
     repo: Path, fake_api: StartFake, claude_home: Path
 ) -> None:
@@ -297,13 +285,11 @@ def test_a_conductor_session_gets_the_planned_run(
         return Reply([Text("Waiting for the planned workers.")])
 
     api = fake_api(handle)
-    proc = run_conductor(repo, api, claude_home, f"/fanout {INSTRUCTION}")
-    try:
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
-    assert json.loads(out)["result"] == "MERGED: both reviews in."
+    done = run_conductor(
+        repo, api, claude_home, f"/fanout {INSTRUCTION}", tools="Read", timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["result"] == "MERGED: both reviews in."
 
     conductor = [
         r for r in api.message_requests(side_calls=False) if not is_planner(r) and not is_worker(r)

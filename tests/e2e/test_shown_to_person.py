@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,11 +21,12 @@ import pytest
 from claude_fanout import install
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
-from claude_fanout.testing.fake_api import FakeMessagesAPI, claude_cli, cli_env
+from claude_fanout.testing.fake_api import FakeMessagesAPI
 from claude_fanout.testing.models import FINAL_MARK
 from claude_fanout.testing.replies import Reply, Text, ToolUse
 from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
+from tests.e2e.headless import run_conductor
 from tests.e2e.tmux_claude import TmuxClaude
 from tests.helpers import processes_under, wait_until
 
@@ -143,30 +143,11 @@ def test_a_headless_session_shows_the_start_and_end_and_the_model_gets_neither(
         return Reply([Text("I will wait for the workers.")])
 
     api = fake_api(conductor)
-    proc = subprocess.Popen(
-        [
-            str(claude_cli()),
-            "-p",
-            "/fanout --plan plan.json",
-            "--allowedTools",
-            "Read",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-        ],
-        cwd=project,
-        env=cli_env(api.base_url, claude_home),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    done = run_conductor(
+        project, api, claude_home, "/fanout --plan plan.json", tools="Read", stream=True, timeout=90
     )
-    try:
-        out, err = proc.communicate(timeout=90)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == 0, err
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     rid = only_run(project)
     records = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert records[-1]["result"] == "MERGED"

@@ -11,7 +11,6 @@ defused and nothing of it outside; the worker's line shows its turns and cost as
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,11 @@ from claude_fanout import install, usage
 from claude_fanout.hooks.framing import clean
 from claude_fanout.store.eventlog import read_events
 from claude_fanout.store.rundir import list_runs
-from claude_fanout.testing.fake_api import claude_cli, cli_env
 from claude_fanout.testing.models import FINAL_MARK, is_worker
 from claude_fanout.testing.replies import Reply, Text
 from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
+from tests.e2e.headless import run_conductor
 from tests.fences import ANY_TAG, read_fenced
 from tests.helpers import processes_under, wait_until
 
@@ -57,21 +56,11 @@ def test_a_hostile_result_reaches_the_model_inside_its_fence(
         return Reply([Text("I will wait for the workers.")])
 
     api = fake_api(handle)
-    proc = subprocess.Popen(
-        [str(claude_cli()), "-p", "/fanout review -- src/a.py", "--output-format", "json"],
-        cwd=project,
-        env=cli_env(api.base_url, claude_home),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    done = run_conductor(
+        project, api, claude_home, "/fanout review -- src/a.py", tools=None, timeout=90
     )
-    try:
-        out, err = proc.communicate(timeout=90)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
-    assert json.loads(out)["result"] == "MERGED"
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["result"] == "MERGED"
 
     conductor = [r for r in api.message_requests(side_calls=False) if not is_worker(r)]
     # fanout's words as the model got them, wherever and however the CLI framed them.

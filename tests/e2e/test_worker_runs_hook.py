@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,18 +31,17 @@ import pytest
 from claude_fanout import install
 from claude_fanout.settings_hooks import is_fanout_hook
 from claude_fanout.store.rundir import list_runs
-from claude_fanout.testing.fake_api import claude_cli, cli_env
 from claude_fanout.testing.models import FINAL_MARK
 from claude_fanout.testing.replies import Reply, Text, ToolUse
 from claude_fanout.testing.requests import Request
 from tests.e2e.conftest import StartFake
+from tests.e2e.headless import run_conductor
 from tests.helpers import processes_under, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 ROGUE = "ROGUE-7f3a"  # in everything W1's hook invocations print, and nowhere else
 NOTICE = "W2-NOTICE-c41d: src/a.py is mine until I finish"
-CONDUCTOR_FLAGS = ("--allowedTools", "Bash,Read", "--output-format", "json")
 B_TEXT = "beta = 2  # b-content-91e2\n"
 
 
@@ -169,21 +167,9 @@ def test_a_worker_running_the_conductors_hooks_reaches_nothing_a_directive_does(
     (project / "plan.json").write_text(json.dumps(plan))
 
     api = fake_api(Conductor(project))
-    proc = subprocess.Popen(
-        [str(claude_cli()), "-p", "/fanout --plan plan.json", *CONDUCTOR_FLAGS],
-        cwd=project,
-        env=cli_env(api.base_url, claude_home),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=100)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
-    assert json.loads(out)["result"] == "MERGED"
+    done = run_conductor(project, api, claude_home, "/fanout --plan plan.json", timeout=100)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["result"] == "MERGED"
 
     # W1's hook invocations did run and did answer: the installed PreToolUse denied (W2's
     # claim), the seed-style hook printed its deny and context and exited 2.

@@ -13,11 +13,11 @@ import os
 import re
 import shlex
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 from claude_fanout.testing.fake_api import claude_cli, cli_env
+from tests.tmux import Pane
 
 BUSY_MARK = "esc to interrupt"
 PROMPT_LINE = re.compile("^\u276f\\s?(.*)$")
@@ -36,7 +36,7 @@ def write_claude_json(home: Path, project: Path, api_key: str) -> None:
     )
 
 
-class TmuxClaude:
+class TmuxClaude(Pane):
     """``claude`` (interactive) in its own tmux server; ``close()`` leaves nothing running."""
 
     def __init__(self, project: Path, home: Path, base_url: str) -> None:
@@ -52,30 +52,16 @@ class TmuxClaude:
             + f" {shlex.quote(str(claude_cli()))}\n"
         )
         launcher.chmod(0o700)
-        self.socket = f"fanout-test-{os.getpid()}-{time.monotonic_ns()}"
-        self._tmux("new-session", "-d", "-s", "conductor", "-x", "160", "-y", "50", str(launcher))
-        self.pid = int(self._tmux("list-panes", "-t", "conductor", "-F", "#{pane_pid}").split()[0])
-
-    def _tmux(self, *args: str, check: bool = True) -> str:
-        done = subprocess.run(
-            ["tmux", "-L", self.socket, *args],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise RuntimeError(f"tmux {args}: {done.stderr.strip()}")
-        return done.stdout
+        super().__init__(str(launcher), width=160, height=50, session="conductor")
+        self.claude_pid = self.pid()
 
     def pane(self) -> str:
-        return self._tmux("capture-pane", "-p", "-t", "conductor", check=False)
+        return self.text()
 
     def screen_text(self) -> str:
         """Everything the pane showed, scrollback included, whitespace runs made one space (so
         a phrase the terminal wrapped still reads as one)."""
-        text = self._tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "conductor", check=False)
-        return " ".join(text.split())
+        return " ".join(self.text(history=True).split())
 
     def state(self) -> str:
         text = self.pane()
@@ -96,17 +82,17 @@ class TmuxClaude:
 
     def type(self, text: str) -> None:
         """Type ``text`` then Enter, separately (a pasted newline is not a submit)."""
-        self._tmux("send-keys", "-t", "conductor", "-l", text)
+        self.keys(text, literal=True)
         time.sleep(0.3)
-        self._tmux("send-keys", "-t", "conductor", "Enter")
+        self.keys("Enter")
 
     def close(self) -> None:
-        self._tmux("kill-server", check=False)
+        super().close()
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and _is_claude(self.pid):
+        while time.monotonic() < deadline and _is_claude(self.claude_pid):
             time.sleep(0.1)
-        if _is_claude(self.pid):
-            os.kill(self.pid, signal.SIGKILL)
+        if _is_claude(self.claude_pid):
+            os.kill(self.claude_pid, signal.SIGKILL)
 
 
 def _is_claude(pid: int) -> bool:

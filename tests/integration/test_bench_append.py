@@ -3,25 +3,14 @@ on tiny sizes, where fanout's own append path must tear and lose nothing it ackn
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_append.py"
-
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_append", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import load_benchmark
 
 
 def line(bench: ModuleType, writer: int, seq: int, size: int) -> bytes:
@@ -29,7 +18,7 @@ def line(bench: ModuleType, writer: int, seq: int, size: int) -> bytes:
 
 
 def test_the_checker_counts_torn_lost_and_duplicated_records(tmp_path: Path) -> None:
-    bench = load_bench()
+    bench = load_benchmark("bench_append")
     sizes = (40, 4096)
     whole = [line(bench, 0, 0, 40), line(bench, 0, 1, 4096), line(bench, 1, 0, 40)]
     merged = line(bench, 1, 1, 4096)[:100] + line(bench, 1, 2, 40)  # a cut record + the next
@@ -58,7 +47,7 @@ def rows(report: dict[str, Any], scenario: str) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.timeout(120)
 def test_the_core_runs_and_fanouts_append_path_tears_and_loses_nothing(project: Path) -> None:
-    bench = load_bench()
+    bench = load_benchmark("bench_append")
     report = bench.run_benchmark(
         writers=3,
         sizes=(40, 65_536),

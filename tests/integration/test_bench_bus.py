@@ -3,29 +3,17 @@ bus, and its outage probes show what each bus does when the other side is away."
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_bus.py"
-
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_bus", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import load_benchmark
 
 
 @pytest.mark.timeout(120)
 def test_every_bus_delivers_every_record_and_outages_are_measured(project: Path) -> None:
-    bench = load_bench()
+    bench = load_benchmark("bench_bus")
     report = bench.run_benchmark(
         buses=bench.BUSES,
         writer_counts=(2,),

@@ -3,29 +3,17 @@ claims (inotify, or the portable poll), and polling at 1 s reacts no faster than
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_wake.py"
-
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_wake", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import load_benchmark
 
 
 @pytest.mark.timeout(60)
 def test_every_waiter_sees_every_append(project: Path) -> None:
-    bench = load_bench()
+    bench = load_benchmark("bench_wake")
     report = bench.run_benchmark(events=6, idle_s=0.5, variants=tuple(bench.VARIANTS), work=project)
     json.dumps(report)  # what --json prints
     results = report["results"]

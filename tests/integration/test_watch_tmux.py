@@ -7,15 +7,14 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import CLIResult, wait_until
+from tests.tmux import Pane
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -23,38 +22,6 @@ pytestmark = [
 ]
 
 COLOUR = re.compile(r"\x1b\[[0-9;]*m")
-
-
-class Pane:
-    """One tmux server of its own with one pane running ``command``."""
-
-    def __init__(self, command: str, *, width: int, height: int, env: dict[str, str]) -> None:
-        self.socket = f"fanout-watch-{os.getpid()}-{time.monotonic_ns()}"
-        self._env = env
-        self._tmux("new-session", "-d", "-s", "w", "-x", str(width), "-y", str(height), command)
-
-    def _tmux(self, *args: str) -> str:
-        done = subprocess.run(
-            ["tmux", "-L", self.socket, *args],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-            env=self._env,
-        )
-        return done.stdout
-
-    def text(self, *, escapes: bool = False) -> str:
-        return self._tmux("capture-pane", "-p", *(["-e"] if escapes else []), "-t", "w")
-
-    def keys(self, *keys: str) -> None:
-        self._tmux("send-keys", "-t", "w", *keys)
-
-    def cursor_shown(self) -> bool:
-        return self._tmux("display-message", "-p", "-t", "w", "#{cursor_flag}").strip() == "1"
-
-    def close(self) -> None:
-        self._tmux("kill-server")
 
 
 @pytest.fixture

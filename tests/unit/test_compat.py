@@ -3,11 +3,8 @@ parts of scripts/compat (benchmarks/compat.py): its wheel cache, report parsing 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import zipfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -16,17 +13,9 @@ from claude_fanout import compat
 from claude_fanout.claude import cli as claude_cli
 from claude_fanout.claude.command import command
 from claude_fanout.testing import fake_api
+from tests.helpers import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "compat.py"
-
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("compat_matrix", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def fake_claude(path: Path, version: str = "2.1.200") -> Path:
@@ -115,7 +104,7 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 
 
 def test_a_junit_report_becomes_counts_and_named_failures() -> None:
-    script = load_script()
+    script = load_script(SCRIPT, "compat_matrix")
     outcome = script.junit_outcome(JUNIT, "0.2.120", "2.1.211")
     assert (outcome.passed, outcome.skipped) == (2, 1)
     assert outcome.failed == [
@@ -129,7 +118,7 @@ def test_a_junit_report_becomes_counts_and_named_failures() -> None:
 
 
 def test_the_tables_name_every_failure_oldest_cli_first() -> None:
-    script = load_script()
+    script = load_script(SCRIPT, "compat_matrix")
     new = script.Outcome("0.2.189", "2.1.332", passed=60)
     old = script.Outcome(
         "0.2.82", "2.1.142", passed=58, failed=["tests/a.py::t1", "tests/b.py::t2"]
@@ -168,7 +157,7 @@ def test_the_tables_name_every_failure_oldest_cli_first() -> None:
 
 
 def test_targets_pytest_args_and_what_names_an_sdk_release(tmp_path: Path) -> None:
-    script = load_script()
+    script = load_script(SCRIPT, "compat_matrix")
     assert script.split_args(["0.2.82", "--markdown", "t.md"]) == (
         ["0.2.82", "--markdown", "t.md"],
         ["-m", "e2e", "tests"],
@@ -182,7 +171,7 @@ def test_targets_pytest_args_and_what_names_an_sdk_release(tmp_path: Path) -> No
 
 
 def test_an_sdk_release_s_cli_is_unpacked_from_its_cached_wheel(tmp_path: Path) -> None:
-    script = load_script()
+    script = load_script(SCRIPT, "compat_matrix")
     wheels = tmp_path / "cache" / "wheels"
     wheels.mkdir(parents=True)
     wheel = wheels / "claude_agent_sdk-0.2.150-py3-none-manylinux_2_17_x86_64.whl"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "review_citations.py"
@@ -30,18 +31,9 @@ class TestGroup:
 """
 
 
-def load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("review_citations", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def tool() -> ModuleType:
-    return load_tool()
+    return load_script(TOOL)
 
 
 @pytest.fixture

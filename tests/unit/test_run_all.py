@@ -3,7 +3,6 @@ the exit status non-zero, pytest and soak output read into figures."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -11,8 +10,9 @@ from types import ModuleType
 
 import pytest
 
+from tests.helpers import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[2]
-RUN_ALL = ROOT / "benchmarks" / "run_all.py"
 
 SOAK_OUTPUT = """\
 ..........s.......                                                       [100%]
@@ -25,22 +25,9 @@ SKIPPED [1] tests/integration/test_faults.py:590: takes over HEARTBEAT_STALE_S (
 """
 
 
-def load() -> ModuleType:
-    sys.path.insert(0, str(RUN_ALL.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("run_all", RUN_ALL)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up by name
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(RUN_ALL.parent))
-    return module
-
-
 @pytest.fixture
 def run_all(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    module = load()
+    module = load_benchmark("run_all")
     monkeypatch.setattr(module, "machine", lambda: {"cpus": 2, "claude_code": "test"})
     monkeypatch.setattr(module, "describe", lambda m: "a test machine")
     return module
@@ -102,7 +89,7 @@ def test_all_ok_exits_0_and_only_skip_select_steps(
 
 
 def test_the_table_names_the_review_s_steps_and_the_existing_benchmarks() -> None:
-    module = load()
+    module = load_benchmark("run_all")
     ids = [step.id for step in module.steps()]
     assert len(ids) == len(set(ids))
     for name in ("bench_hooks.py", "bench_store.py", "bench_workers.py", "bench_scale.py"):
@@ -115,7 +102,7 @@ def test_the_table_names_the_review_s_steps_and_the_existing_benchmarks() -> Non
 
 
 def test_pytest_and_soak_output_become_figures() -> None:
-    module = load()
+    module = load_benchmark("run_all")
     figures = module.read_soak(SOAK_OUTPUT)
     assert figures["passed"] == 17 and figures["failed"] == 1 and figures["skipped"] == 1
     assert figures["mode"] == "soak"
