@@ -27,11 +27,13 @@ def test_claude_and_shell_cases_run_through_the_real_path(project: Path) -> None
         assert case.ok, (case.kind, case.problems)
         figures = case.figures()
         assert figures["cpu_s"] > 0 and figures["wall_s"] > 0
-        # Shell tasks of a few ms can fall between two samples (every 200 ms): <=.
-        assert 0 < figures["peak_rss_own_mb"] <= figures["peak_rss_mb"]
+        # A run of a few short shell tasks can end between two samples (every 200 ms): only the
+        # claude case, seconds long, must have been seen (below).
+        assert 0 <= figures["peak_rss_own_mb"] <= figures["peak_rss_mb"]
         assert figures["run_s"] is not None and figures["run_s"] <= figures["wall_s"]
     # Both claude workers ran at once, each its own CLI, each through all three turns.
     assert claude.max_live == 2 and claude.seen_live >= 2
+    assert claude.figures()["peak_rss_own_mb"] > 0
     assert claude.peak_rss_mb > claude.peak_rss_own_mb + 100  # two CLIs of ~200 MB each
     assert claude.peak_pss_mb is not None and claude.peak_pss_mb > 0
     assert claude.wall_s > 3 * args.latency
