@@ -24,6 +24,8 @@ with no CPU for tasks and ``--nodes`` worker nodes of 1 CPU each, all on 127.0.0
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
 import os
 import platform
@@ -125,8 +127,13 @@ def phases(run_dir: Path) -> dict[str, float] | None:
     return {name: statistics.median(values) for name, values in found.items()}
 
 
+# Every case's figures, in the order measured (``--json`` prints them).
+MEASURED: list[dict[str, Any]] = []
+
+
 def row(case: str, backend: str, result: dict[str, Any]) -> str:
     per_task = result["wall"] / result["tasks"]
+    MEASURED.append({"case": case, "backend": backend, "per_task_s": per_task, **result})
     mark = "" if result["ok"] else " MISS"
     return (
         f"| {case} | {backend} | {result['wall']:.1f} | {result['startup']:.2f} | "
@@ -144,7 +151,20 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--parallel", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="10 and 100 tasks, 4 CPU, 2 claude")
+    parser.add_argument("--json", action="store_true", help="the table on stderr, figures as JSON")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.cpu_tasks, args.claude = "10,100", 4, 2
+    if not args.json:
+        return measure(args)
+    with contextlib.redirect_stdout(sys.stderr):
+        code = measure(args)
+    print(json.dumps({"load_at_start": os.getloadavg()[0], "cases": MEASURED}))
+    return code
+
+
+def measure(args: argparse.Namespace) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s]
 
     from ray.cluster_utils import Cluster
