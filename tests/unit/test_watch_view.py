@@ -55,12 +55,13 @@ def test_a_wide_terminal_shows_every_column_and_the_running_workers_cost() -> No
     header = next(line for line in map(plain, lines) if line.startswith("task"))
     assert header.split() == ["task", "state", "try", "elapsed", "turns", "tokens", "cost", "doing"]
     row = next(line for line in map(plain, lines) if line.startswith("W1 "))
-    assert row.split()[:7] == ["W1", "running", "1", "12s", "4", "41k/3.1k", "$0.25"]
+    assert row.split()[:7] == ["W1", "running", "1", "12s", "4", "41k/3.1k", "~$0.25"]
     assert row.rstrip().endswith("Read src/calc.py")
     assert "exit code 3" in next(line for line in text.splitlines() if line.startswith("W4"))
     # The head: state, progress (1 of 4 ended) and the run's elapsed time; totals and budget.
     assert "running" in lines[0] and "1/4" in lines[0] and "1m14s" in lines[0]
-    assert "spent $0.25" in text and "budget left $1.75 of $2.00" in text
+    # ``~``: a running worker's cost so far, an estimate (as `fanout status` marks it).
+    assert "spent ~$0.25" in text and "budget left $1.75 of $2.00" in text
 
 
 @pytest.mark.parametrize("width", [30, 40, 52, 60, 72, 80, 100, 200])

@@ -158,7 +158,10 @@ def cells(task: TaskStatus, now: float) -> dict[str, str]:
         "elapsed": "" if took is None else text.duration(took),
         "turns": str(int(spent["turns"])) if "turns" in spent else "",
         "tokens": tokens,
-        "cost": usage.money(spent["cost_usd"]) if "cost_usd" in spent else "",
+        # ``~``: what a running worker has spent so far, estimated until it exits.
+        "cost": ("~" if task.live is not None else "") + usage.money(spent["cost_usd"])
+        if "cost_usd" in spent
+        else "",
     }
 
 
@@ -213,7 +216,8 @@ def totals_line(status: RunStatus, limits: Limits) -> str:
     spent = status.spent()
     bits = []
     if spent:
-        bits.append(f"spent {usage.money(spent.get('cost_usd', 0.0))}")
+        mark = "~" if any(task.live is not None for task in status.tasks.values()) else ""
+        bits.append(f"spent {mark}{usage.money(spent.get('cost_usd', 0.0))}")
         bits.append(usage.turns(spent))
         bits.append(usage.tokens(spent))
     if limits.max_cost_usd is not None:
