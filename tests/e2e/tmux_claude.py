@@ -39,7 +39,9 @@ def write_claude_json(home: Path, project: Path, api_key: str) -> None:
 class TmuxClaude:
     """``claude`` (interactive) in its own tmux server; ``close()`` leaves nothing running."""
 
-    def __init__(self, project: Path, home: Path, base_url: str) -> None:
+    def __init__(
+        self, project: Path, home: Path, base_url: str, *, width: int = 160, height: int = 50
+    ) -> None:
         env = cli_env(base_url, home)
         write_claude_json(home, project, env["ANTHROPIC_API_KEY"])
         env["TERM"] = "xterm-256color"
@@ -53,7 +55,17 @@ class TmuxClaude:
         )
         launcher.chmod(0o700)
         self.socket = f"fanout-test-{os.getpid()}-{time.monotonic_ns()}"
-        self._tmux("new-session", "-d", "-s", "conductor", "-x", "160", "-y", "50", str(launcher))
+        self._tmux(
+            "new-session",
+            "-d",
+            "-s",
+            "conductor",
+            "-x",
+            str(width),
+            "-y",
+            str(height),
+            str(launcher),
+        )
         self.pid = int(self._tmux("list-panes", "-t", "conductor", "-F", "#{pane_pid}").split()[0])
 
     def _tmux(self, *args: str, check: bool = True) -> str:
@@ -70,6 +82,17 @@ class TmuxClaude:
 
     def pane(self) -> str:
         return self._tmux("capture-pane", "-p", "-t", "conductor", check=False)
+
+    def capture(self, target: str = "conductor") -> str:
+        """What the pane ``target`` (a window, ``conductor`` by default) showed, scrollback
+        included, wrapped lines joined, as the terminal laid it out."""
+        return self._tmux("capture-pane", "-p", "-J", "-S", "-", "-t", target, check=False)
+
+    def open_window(self, name: str, argv: list[str], *, cwd: Path) -> None:
+        """Run ``argv`` in a second window ``name`` of this tmux server, in ``cwd``, with the
+        server's environment; the pane stays readable after the command exits."""
+        self._tmux("new-window", "-d", "-n", name, "-c", str(cwd), shlex.join(argv))
+        self._tmux("set-option", "-w", "-t", name, "remain-on-exit", "on")
 
     def screen_text(self) -> str:
         """Everything the pane showed, scrollback included, whitespace runs made one space (so
