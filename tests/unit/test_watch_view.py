@@ -8,6 +8,7 @@ import re
 import pytest
 from rich.cells import cell_len
 
+from claude_fanout.claude.stream import render
 from claude_fanout.cli import watch_view
 from claude_fanout.cli.watch_view import Limits, RunView, Style, changes, frame, summary_lines
 from claude_fanout.states import RunState, TaskState
@@ -224,3 +225,12 @@ def test_a_pending_task_shows_the_dependencies_it_still_waits_for() -> None:
     assert watch_view.doing(status.tasks["W2"], view) == "after W4"
     lines = frame(view, Style(width=120, colour=False))
     assert next(line for line in lines if line.startswith("W2 ")).endswith("after W4")
+
+
+def test_a_claude_worker_waiting_for_its_first_answer_shows_that_not_its_session_line() -> None:
+    status = run_of(count=3, running=2)
+    status.tasks["W2"].doing = None
+    init = next(render({"type": "system", "subtype": "init", "session_id": "8c65", "model": "m"}))
+    view = view_of(status, last_line=lambda task_id: init if task_id == "W2" else None)
+    row = next(plain(line) for line in frame(view, Style(width=140)) if line.startswith("W2 "))
+    assert row.rstrip().endswith("waiting for the model") and "8c65" not in row

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from rich.cells import cell_len, set_cell_size
 
 from claude_fanout import text, usage
+from claude_fanout.claude.stream import INIT_LINE
 from claude_fanout.states import TaskState
 
 if TYPE_CHECKING:
@@ -169,7 +170,10 @@ def doing(task: TaskStatus, view: RunView) -> str:
     """What the task is doing now (its tool, else its output's last line), what a pending one
     waits for, or why it ended."""
     if task.state is TaskState.RUNNING:
-        return clean(task.doing or view.last_line(task.id) or "")
+        last = task.doing or view.last_line(task.id) or ""
+        if last.startswith(INIT_LINE):  # a Claude worker's session id and tool list: noise here
+            return "waiting for the model"
+        return clean(last)
     if task.state is TaskState.PENDING and not task.reason:
         tasks = view.status.tasks
         waits = [
