@@ -100,7 +100,8 @@ class Captures:
     def readable(self, text: str) -> str:
         """``text`` with the scratch home written ``~``, no trailing blanks, and a run of
         empty lines (the TUI's unused rows) made one."""
-        text = re.sub(r"[ \t]+$", "", text.replace(str(self.home), "~"), flags=re.M)
+        lines = text.replace(str(self.home), "~").splitlines()
+        text = "\n".join(line.rstrip() for line in lines)
         return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
 
 
