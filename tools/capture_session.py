@@ -191,9 +191,7 @@ def write(got: Captures, out: Path, scratch: Path) -> list[Path]:
         path.write_text(got.readable(text))
         written.append(path)
     if got.report is not None:
-        page = scratch / "report.html"  # the same page, showing ~/src/app for the scratch path
-        page.write_text(got.readable(got.report.read_text()))
-        shot = screenshot(page, scratch, "report.png", size="1280,900")
+        shot = screenshot(got.report, scratch, "report.png", size="1280,900", paths={got.home: "~"})
         written.append(Path(shutil.copyfile(shot, out / "report.png")))
     return written
 
