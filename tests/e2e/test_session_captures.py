@@ -62,7 +62,7 @@ def test_one_session_shows_the_person_every_view_of_its_run(tmp_path: Path) -> N
     # The status line: the person's own line, then the run's running workers...
     assert status_row(started).startswith("alex@laptop ~/src/app (main) | fanout 3 running")
     # ...and what they have spent so far, marked as an estimate.
-    assert " running \u00b7 ~$" in status_row(running)
+    assert " running \u00b7 " in status_row(running) and " \u00b7 ~$" in status_row(running)
     # The Conductor's Read of W1's file was denied, and the person told whose file it is.
     assert flat.count("Read of calc.py was denied: worker W1") == 1
     # The end: the run's state and exact cost, then the merged answer; fanout's segment gone
