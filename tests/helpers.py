@@ -73,8 +73,21 @@ def most_live(events: list[dict[str, Any]]) -> int:
 
 def load_benchmark(name: str) -> ModuleType:
     """``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
+    return _load_script(Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+
+
+def load_tool(name: str) -> ModuleType:
+    """``tools/<name>.py`` as a module, its folder importable while it loads (``scratch``)."""
+    folder = Path(__file__).resolve().parents[1] / "tools"
+    sys.path.insert(0, str(folder))
+    try:
+        return _load_script(folder / f"{name}.py")
+    finally:
+        sys.path.remove(str(folder))
+
+
+def _load_script(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up by name

@@ -7,16 +7,13 @@ rows and totals while running and at the end; the report's tasks, rendered by Ch
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from tests.browser import Dom, dump_dom
-from tests.helpers import processes_under, wait_until
+from tests.helpers import load_tool, processes_under, wait_until
 
 pytestmark = [
     pytest.mark.e2e,
@@ -26,30 +23,13 @@ pytestmark = [
     ),
 ]
 
-TOOLS = Path(__file__).resolve().parents[2] / "tools"
-
-
-def load_tool() -> ModuleType:
-    sys.path.insert(0, str(TOOLS))
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "capture_session", TOOLS / "capture_session.py"
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up by name
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(TOOLS))
-    return module
-
 
 def status_row(screen: str) -> str:
     return next(line for line in screen.splitlines() if "alex@laptop" in line).strip()
 
 
 def test_one_session_shows_the_person_every_view_of_its_run(tmp_path: Path) -> None:
-    tool = load_tool()
+    tool = load_tool("capture_session")
     got = tool.capture(tmp_path, delay_s=0.8, timeout=45)
     rid = got.run_id
     screens = {name: got.readable(text) for name, text in got.screens.items()}
