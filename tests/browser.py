@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -59,8 +60,23 @@ def dump_dom(page: Path, scratch: Path) -> str:
     return _run(page, scratch / "profile-dom", "--dump-dom").stdout
 
 
-def screenshot(page: Path, scratch: Path, name: str, *, size: str = "1280,1600") -> Path:
-    """A PNG of the page, kept under ``ARTIFACTS`` as ``name`` (and returned)."""
+def screenshot(
+    page: Path,
+    scratch: Path,
+    name: str,
+    *,
+    size: str = "1280,1600",
+    paths: Mapping[Path, str] | None = None,
+) -> Path:
+    """A PNG of the page, kept under ``ARTIFACTS`` as ``name`` (and returned). ``paths``: the
+    page is shot as a copy where each of these (scratch) directories reads as the given text,
+    e.g. ``~/src/app``, so a picture kept in the docs shows no temporary directory."""
+    if paths:
+        text = page.read_text()
+        for path, shown in paths.items():
+            text = text.replace(str(path), shown)
+        page = scratch / f"shown-{page.name}"
+        page.write_text(text)
     shot = scratch / name
     _run(page, scratch / "profile-shot", f"--screenshot={shot}", f"--window-size={size}")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -95,6 +95,11 @@ def load_benchmark(name: str) -> ModuleType:
     return load_script(ROOT / "benchmarks" / f"{name}.py")
 
 
+def load_tool(name: str) -> ModuleType:
+    """``tools/<name>.py`` as a module, its folder importable while it loads (``scratch``)."""
+    return load_script(ROOT / "tools" / f"{name}.py")
+
+
 def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.02) -> Any:
     deadline = time.monotonic() + timeout
     while True:

@@ -37,17 +37,18 @@ def test_watch_shows_what_claude_workers_do_then_their_turns_and_cost(
     try:
         followed = Followed(started.run, Config())
 
-        def a_tool_result() -> str | None:
+        def a_tool_in_use() -> str | None:
             followed.refresh(time.time())
             lines = frame(followed.view(time.time()), Style(width=160, colour=False))
             rows = [line for line in lines if line.startswith("W") and " running " in line]
-            return next((row for row in rows if "[tool-result] ok" in row), None)
+            return next((row for row in rows if row.rstrip().endswith(" Read a.py")), None)
 
-        # While it runs: the last line of its stream as the supervisor renders it into the log,
-        # here the result of its Read (the fake holds the next reply 1.5 s): the file's line.
-        row = wait_until(a_tool_result, timeout=60, interval=0.1)
-        assert row.split()[1] == "running"
-        assert row.split("[tool-result] ok", 1)[1].rstrip().endswith(("a = 1", "b = 1"))
+        # While it runs: the tool it uses, as its stream reports it (task_progress), and what
+        # its first turn cost, marked as an estimate (the fake holds the next reply 1.5 s).
+        row = wait_until(a_tool_in_use, timeout=60, interval=0.1)
+        task, state, attempt, _elapsed, turns, _tokens, cost = row.split()[:7]
+        assert (task, state, attempt, turns) == ("W1", "running", "1", "1")
+        assert cost.startswith("~$")
 
         watched = subprocess.run(
             [sys.executable, "-m", "claude_fanout", "watch", started.run.run_id],

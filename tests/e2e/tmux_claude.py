@@ -39,7 +39,9 @@ def write_claude_json(home: Path, project: Path, api_key: str) -> None:
 class TmuxClaude(Pane):
     """``claude`` (interactive) in its own tmux server; ``close()`` leaves nothing running."""
 
-    def __init__(self, project: Path, home: Path, base_url: str) -> None:
+    def __init__(
+        self, project: Path, home: Path, base_url: str, *, width: int = 160, height: int = 50
+    ) -> None:
         env = cli_env(base_url, home)
         write_claude_json(home, project, env["ANTHROPIC_API_KEY"])
         env["TERM"] = "xterm-256color"
@@ -52,11 +54,22 @@ class TmuxClaude(Pane):
             + f" {shlex.quote(str(claude_cli()))}\n"
         )
         launcher.chmod(0o700)
-        super().__init__(str(launcher), width=160, height=50, session="conductor")
+        super().__init__(str(launcher), width=width, height=height, session="conductor")
         self.claude_pid = self.pid()
 
     def pane(self) -> str:
         return self.text()
+
+    def capture(self, target: str = "conductor") -> str:
+        """What the pane ``target`` (a window, ``conductor`` by default) showed, scrollback
+        included, wrapped lines joined, as the terminal laid it out."""
+        return self.tmux("capture-pane", "-p", "-J", "-S", "-", "-t", target, check=False)
+
+    def open_window(self, name: str, argv: list[str], *, cwd: Path) -> None:
+        """Run ``argv`` in a second window ``name`` of this tmux server, in ``cwd``, with the
+        server's environment; the pane stays readable after the command exits."""
+        self.tmux("new-window", "-d", "-n", name, "-c", str(cwd), shlex.join(argv))
+        self.tmux("set-option", "-w", "-t", name, "remain-on-exit", "on")
 
     def screen_text(self) -> str:
         """Everything the pane showed, scrollback included, whitespace runs made one space (so

@@ -8,6 +8,7 @@ import re
 import pytest
 from rich.cells import cell_len
 
+from claude_fanout.claude.stream import render
 from claude_fanout.cli import watch_view
 from claude_fanout.cli.watch_view import Limits, RunView, Style, changes, frame, summary_lines
 from claude_fanout.states import RunState, TaskState
@@ -55,12 +56,13 @@ def test_a_wide_terminal_shows_every_column_and_the_running_workers_cost() -> No
     header = next(line for line in map(plain, lines) if line.startswith("task"))
     assert header.split() == ["task", "state", "try", "elapsed", "turns", "tokens", "cost", "doing"]
     row = next(line for line in map(plain, lines) if line.startswith("W1 "))
-    assert row.split()[:7] == ["W1", "running", "1", "12s", "4", "41k/3.1k", "$0.25"]
+    assert row.split()[:7] == ["W1", "running", "1", "12s", "4", "41k/3.1k", "~$0.25"]
     assert row.rstrip().endswith("Read src/calc.py")
     assert "exit code 3" in next(line for line in text.splitlines() if line.startswith("W4"))
     # The head: state, progress (1 of 4 ended) and the run's elapsed time; totals and budget.
     assert "running" in lines[0] and "1/4" in lines[0] and "1m14s" in lines[0]
-    assert "spent $0.25" in text and "budget left $1.75 of $2.00" in text
+    # ``~``: a running worker's cost so far, an estimate (as `fanout status` marks it).
+    assert "spent ~$0.25" in text and "budget left $1.75 of $2.00" in text
 
 
 @pytest.mark.parametrize("width", [30, 40, 52, 60, 72, 80, 100, 200])
@@ -223,3 +225,12 @@ def test_a_pending_task_shows_the_dependencies_it_still_waits_for() -> None:
     assert watch_view.doing(status.tasks["W2"], view) == "after W4"
     lines = frame(view, Style(width=120, colour=False))
     assert next(line for line in lines if line.startswith("W2 ")).endswith("after W4")
+
+
+def test_a_claude_worker_waiting_for_its_first_answer_shows_that_not_its_session_line() -> None:
+    status = run_of(count=3, running=2)
+    status.tasks["W2"].doing = None
+    init = next(render({"type": "system", "subtype": "init", "session_id": "8c65", "model": "m"}))
+    view = view_of(status, last_line=lambda task_id: init if task_id == "W2" else None)
+    row = next(plain(line) for line in frame(view, Style(width=140)) if line.startswith("W2 "))
+    assert row.rstrip().endswith("waiting for the model") and "8c65" not in row

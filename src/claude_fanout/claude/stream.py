@@ -120,13 +120,17 @@ def _short_input(tool_input: object) -> str:
     return first_line(json.dumps(tool_input, default=str), 120)
 
 
+INIT_LINE: Final = "[init] "
+"""How :func:`render` starts the line of a session's start (its id, model, tools, cwd)."""
+
+
 def render(message: Mapping[str, Any]) -> Iterator[str]:
     """Human-readable lines for one stream-json message (what ``fanout logs`` shows)."""
     kind = message.get("type")
     if kind == "system" and message.get("subtype") == "init":
         tools = ",".join(str(t) for t in message.get("tools") or [])
         yield (
-            f"[init] session={message.get('session_id')} model={message.get('model')} "
+            f"{INIT_LINE}session={message.get('session_id')} model={message.get('model')} "
             f"tools={tools} cwd={message.get('cwd')}"
         )
     elif kind == "assistant":

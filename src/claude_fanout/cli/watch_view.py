@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from rich.cells import cell_len, set_cell_size
 
 from claude_fanout import text, usage
+from claude_fanout.claude.stream import INIT_LINE
 from claude_fanout.states import TaskState
 
 if TYPE_CHECKING:
@@ -158,7 +159,10 @@ def cells(task: TaskStatus, now: float) -> dict[str, str]:
         "elapsed": "" if took is None else text.duration(took),
         "turns": str(int(spent["turns"])) if "turns" in spent else "",
         "tokens": tokens,
-        "cost": usage.money(spent["cost_usd"]) if "cost_usd" in spent else "",
+        # ``~``: what a running worker has spent so far, estimated until it exits.
+        "cost": ("~" if task.live is not None else "") + usage.money(spent["cost_usd"])
+        if "cost_usd" in spent
+        else "",
     }
 
 
@@ -166,7 +170,10 @@ def doing(task: TaskStatus, view: RunView) -> str:
     """What the task is doing now (its tool, else its output's last line), what a pending one
     waits for, or why it ended."""
     if task.state is TaskState.RUNNING:
-        return clean(task.doing or view.last_line(task.id) or "")
+        last = task.doing or view.last_line(task.id) or ""
+        if last.startswith(INIT_LINE):  # a Claude worker's session id and tool list: noise here
+            return "waiting for the model"
+        return clean(last)
     if task.state is TaskState.PENDING and not task.reason:
         tasks = view.status.tasks
         waits = [
@@ -213,7 +220,8 @@ def totals_line(status: RunStatus, limits: Limits) -> str:
     spent = status.spent()
     bits = []
     if spent:
-        bits.append(f"spent {usage.money(spent.get('cost_usd', 0.0))}")
+        mark = "~" if any(task.live is not None for task in status.tasks.values()) else ""
+        bits.append(f"spent {mark}{usage.money(spent.get('cost_usd', 0.0))}")
         bits.append(usage.turns(spent))
         bits.append(usage.tokens(spent))
     if limits.max_cost_usd is not None:

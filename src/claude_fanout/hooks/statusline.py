@@ -92,12 +92,14 @@ def colour_wanted() -> bool:
 
 
 def render(runs: list[RunStatus], *, now: float, colour: bool = False) -> str:
-    """``fanout 2 running · 1 done · 1 failed · $0.04 · 1m12s`` for ``runs`` ('' for none)."""
+    """``fanout 2 running · 1 done · 1 failed · ~$0.04 · 1m12s`` for ``runs`` ('' for none);
+    ``~``: running workers' cost so far is in it, an estimate until they exit."""
     if not runs:
         return ""
     counts = dict.fromkeys((name for name, _ in _GROUPS), 0)
     running: list[tuple[str, str | None]] = []
     cost: float | None = None
+    estimate = False  # a running worker's cost so far: ``~``, as ``fanout status`` marks it
     for status in runs:
         for task in status.tasks.values():
             for name, states in _GROUPS:
@@ -105,6 +107,7 @@ def render(runs: list[RunStatus], *, now: float, colour: bool = False) -> str:
                     counts[name] += 1
             if task.state is TaskState.RUNNING:
                 running.append((task.id, task.doing))
+            estimate = estimate or task.live is not None
         spent = status.spent()
         if spent:
             cost = (cost or 0.0) + _amount(spent.get("cost_usd"))
@@ -114,7 +117,7 @@ def render(runs: list[RunStatus], *, now: float, colour: bool = False) -> str:
     if cost is not None:
         from claude_fanout.usage import money
 
-        parts.append(money(cost))
+        parts.append(("~" if estimate else "") + money(cost))
     elapsed = _elapsed(runs, now)
     if elapsed is not None:
         from claude_fanout.text import duration
