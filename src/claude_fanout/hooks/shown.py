@@ -94,7 +94,7 @@ def started(run_id: str, tasks: list[tuple[str, str, str]]) -> list[str]:
         head += ": " + cut(listed, max(1, defaults.SHOWN_LINE_CHARS - len(head) - 2 - len(tail)))
     return [
         printable(head + tail, defaults.SHOWN_LINE_CHARS),
-        f"{PREFIX}watch it: fanout watch {rid} (status: fanout status {rid})",
+        f"{PREFIX}watch it live: fanout watch {rid}",
     ]
 
 
