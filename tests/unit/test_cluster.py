@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import claude_fanout
+from claude_fanout.claude.cli import CLAUDE_BIN_ENV, runnable_cli
 from claude_fanout.cluster import chosen_backend, guard, node
 from claude_fanout.cluster.seam import (
     ClusterError,
@@ -23,7 +24,7 @@ from claude_fanout.cluster.seam import (
     require_repo,
     supervisor_paths,
 )
-from claude_fanout.cluster.shipping import shipped_code
+from claude_fanout.cluster.shipping import shippable_cli, shipped_code
 from claude_fanout.config import Config
 from claude_fanout.errors import PlanError
 from claude_fanout.plan import parse_plan
@@ -232,3 +233,16 @@ def test_a_node_writes_the_shipped_cli_once_per_run_private_and_whole(
     assert node.ensure_cli(run_root, "claude", "cli-ref") == first
     assert fake.gets == 1
     assert sorted(p.name for p in (run_root / "cli").iterdir()) == ["claude"]
+
+
+def test_the_cli_shipped_is_the_workers_native_one_never_a_script_alone(tmp_path: Path) -> None:
+    native, native_what = shippable_cli(dict(os.environ))
+    assert native is not None and native == runnable_cli(os.environ) and native_what == native
+    # An npm installation's entry is a script that needs its package beside it: not shipped.
+    script = tmp_path / "claude"
+    script.write_text("#!/usr/bin/env node\nrequire('./cli.js')\n")
+    script.chmod(0o755)
+    found, why = shippable_cli({**os.environ, CLAUDE_BIN_ENV: str(script)})
+    assert found is None and str(script) in why and "script" in why
+    found, why = shippable_cli({**os.environ, CLAUDE_BIN_ENV: str(tmp_path / "missing")})
+    assert found is None and why == "none found here"

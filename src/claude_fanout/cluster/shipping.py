@@ -11,6 +11,7 @@ wheel is one ~384 MiB executable.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,26 @@ def shipped_code() -> dict[str, Any]:
     }
 
 
-def put_cli(ray: Any) -> tuple[str, Any] | None:
-    """(file name, object) of the Claude Code CLI this machine's workers would run, put in Ray's
-    object store once per run; None when there is none here (the nodes then run their own)."""
+def shippable_cli(env: Mapping[str, str]) -> tuple[str | None, str]:
+    """(path, what) of the Claude Code CLI a run ships: the one this machine's workers would run
+    when it is one native executable; else None and why not (the nodes then run their own). A
+    script (``#!``: an npm installation's ``cli.js`` needs its package and Node beside it) is not
+    shipped alone."""
     from claude_fanout.claude.cli import runnable_cli
 
-    found = runnable_cli(os.environ)
+    found = runnable_cli(env)
+    if found is None:
+        return None, "none found here"
+    with open(found, "rb") as file:
+        if file.read(2) == b"#!":
+            return None, f"{found} is a script, which needs more than itself"
+    return found, found
+
+
+def put_cli(ray: Any) -> tuple[str, Any] | None:
+    """(file name, object) of :func:`shippable_cli`, put in Ray's object store once per run; None
+    when there is none to ship."""
+    found, _ = shippable_cli(os.environ)
     if found is None:
         return None
     return os.path.basename(found), ray.put(Path(found).read_bytes())

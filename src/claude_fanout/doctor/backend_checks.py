@@ -64,7 +64,8 @@ def _shipping(ship: bool) -> str:
             f"off (executor.ship = false): every node needs claude-fanout {__version__} and "
             "the Claude Code CLI installed"
         )
-    from claude_fanout.claude.cli import runnable_cli
+    from claude_fanout.cluster.shipping import shippable_cli
 
-    cli = runnable_cli(os.environ) or "none found here: the nodes run their own"
+    found, what = shippable_cli(os.environ)
+    cli = what if found is not None else f"not shipped, {what}: the nodes run their own"
     return f"on: each run ships this claude-fanout {__version__} and the Claude Code CLI ({cli})"
