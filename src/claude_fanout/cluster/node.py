@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_fanout import defaults, procs
+from claude_fanout.store.files import replace_with, write_all
 
 # Placeholders for the supervisor's paths: the repository root (or the writer's worktree; the run
 # directory is inside it), the interpreter, the Claude Code CLI.
@@ -103,14 +104,13 @@ def ensure_cli(run_root: Path, name: str, ref: Any) -> Path:
         if not target.is_file():
             target.parent.mkdir(mode=0o700, exist_ok=True)
             partial = target.with_name(f".{name}.partial")
-            data = memoryview(ray.get(ref))
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o700)
             try:
-                while data:
-                    data = data[os.write(fd, data) :]
+                os.fchmod(fd, 0o700)  # whatever the umask
+                write_all(fd, ray.get(ref))
             finally:
                 os.close(fd)
-            os.replace(partial, target)
+            replace_with(partial, target)
     return target
 
 
