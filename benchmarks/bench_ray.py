@@ -3,6 +3,7 @@ with workers as its children and once on a local multi-node Ray cluster.
 
     .venv/bin/python benchmarks/bench_ray.py [--sizes 10,100,1000] [--cpu-tasks 8]
         [--cpu-s 1.0] [--claude 4] [--latency 0.5] [--nodes 2] [--parallel 8]
+        [--store-mib MiB] [--only-shipping]
 
 Cases (each run through ``runner.start_run`` + ``wait_run``, the supervisor a detached process):
 
@@ -18,7 +19,8 @@ p90 of each task's duration as the supervisor recorded it (``task_exited.duratio
 reap, so the overhead of getting a result back is in it), and for Ray the supervisor's start-up
 (``ray.init`` as a driver: ``run_created`` to the first ``task_started``). The cluster: a head
 with no CPU for tasks and ``--nodes`` worker nodes of 1 CPU each, all on 127.0.0.1. Always exits
-0; a run that did not succeed prints MISS.
+0; a run that did not succeed prints MISS. ``--only-shipping`` runs only :func:`shipping` (what
+``executor.ship`` costs); ``--store-mib`` sizes each node's object store.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from typing import Any
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+from claude_fanout.claude.cli import runnable_cli
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run, wait_run
 from claude_fanout.states import RunState
@@ -103,6 +106,7 @@ def run(project: Path, data: dict[str, Any], env: dict[str, str] | None = None) 
         "median": statistics.median(durations),
         "p90": durations[max(0, math.ceil(0.9 * len(durations)) - 1)],
         "tasks": len(durations),
+        "run_id": started.run.run_id,
     }
 
 
@@ -142,6 +146,54 @@ def row(case: str, backend: str, result: dict[str, Any]) -> str:
     )
 
 
+CLI_RE = re.compile(r"on Ray node (\S+) .* its shipped CLI in ([0-9.]+) s")
+
+
+def shipping(root: Path, project: Path, args: argparse.Namespace) -> None:
+    """The cost of shipping this machine's package and Claude Code CLI to the nodes: the same
+    claude plan on Ray with ``executor.ship`` on (twice: the package is then in the cluster
+    already) and off. Per run: start-up (``ray.init`` with the runtime environment, the CLI put in
+    the object store), wall, and the slowest and fastest CLI fetch of an attempt on a node (the
+    first attempt on each node writes it; the ones that started with it wait for that)."""
+    config = project / ".claude" / "fanout.toml"
+    base = config.read_text()
+    size = Path(runnable_cli(os.environ) or "").stat().st_size / 2**20
+    print()
+    print(f"Shipping ({args.claude} claude workers, {args.nodes} nodes, CLI {size:.0f} MiB):")
+    print()
+    print("| run | ship | start-up s | wall s | CLI fetch per attempt ms | task median ms |")
+    print("|---|---|---:|---:|---|---:|")
+    model = ReadThenSummarize(delay_s=args.latency)
+    with FakeMessagesAPI(model) as api:
+        home = root / "home-ship"
+        home.mkdir()
+        env = cli_env(api.base_url, home)
+        for n, ship in enumerate((True, True, False), 1):
+            config.write_text(
+                base.replace('"\n[limits]', f'"\nship = {str(ship).lower()}\n[limits]')
+            )
+            tasks = [
+                {"id": f"W{i}", "kind": "claude", "prompt": f"Summarise src/file{i % 8}.py",
+                 "max_turns": 3, "cpus": 1.0 / args.parallel}
+                for i in range(args.claude)
+            ]  # fmt: skip
+            result = run(project, {"max_parallel": args.parallel, "tasks": tasks}, env)
+            fetches = sorted(
+                float(m[2]) * 1000
+                for log in sorted(project.glob(".claude/runs/*/workers/*/log"))
+                if log.parts[-4] == result["run_id"]
+                for m in CLI_RE.finditer(log.read_text(errors="replace"))
+            )
+            shown = ", ".join(f"{f:,.0f}" for f in fetches) if fetches else "-"
+            mark = "" if result["ok"] else " MISS"
+            print(
+                f"| {n} | {'on' if ship else 'off'} | {result['startup']:.2f} | "
+                f"{result['wall']:.1f} | {shown} | {result['median'] * 1000:,.0f} |{mark}",
+                flush=True,
+            )
+    config.write_text(base)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000")
@@ -153,6 +205,17 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="10 and 100 tasks, 4 CPU, 2 claude")
     parser.add_argument("--json", action="store_true", help="the table on stderr, figures as JSON")
+    parser.add_argument(
+        "--store-mib",
+        type=int,
+        default=0,
+        help="each node's object store (default: ray.cluster_utils' 150 MiB)",
+    )
+    parser.add_argument(
+        "--only-shipping",
+        action="store_true",
+        help="only the shipping case: claude runs with executor.ship on, twice, and off",
+    )
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.cpu_tasks, args.claude = "10,100", 4, 2
@@ -175,27 +238,36 @@ def measure(args: argparse.Namespace) -> int:
         root = Path(scratch)
         os.environ["FANOUT_RAY_SCRATCH"] = str(root / "nodes")
         t0 = time.monotonic()
+        store = {"object_store_memory": args.store_mib * 2**20} if args.store_mib else {}
         cluster = Cluster(
             initialize_head=True,
-            head_node_args={"num_cpus": 0, "include_dashboard": False, "temp_dir": str(root / "t")},
+            head_node_args={
+                "num_cpus": 0,
+                "include_dashboard": False,
+                "temp_dir": str(root / "t"),
+                **store,
+            },
         )
         try:
             for _ in range(args.nodes):
-                cluster.add_node(num_cpus=1)
+                cluster.add_node(num_cpus=1, **store)
             cluster.wait_for_nodes()
             print(
                 f"# cluster: head + {args.nodes} nodes x 1 CPU, up in {time.monotonic() - t0:.1f} s"
             )
+            projects = {
+                backend: make_project(root, backend, backend, cluster.address, args.parallel)
+                for backend in ("local", "ray")
+            }
+            if args.only_shipping:
+                shipping(root, projects["ray"], args)
+                return 0
             print()
             print(
                 "| case | backend | wall s | start-up s | wall/task ms | task median ms "
                 "| task p90 ms |"
             )
             print("|---|---|---:|---:|---:|---:|---:|")
-            projects = {
-                backend: make_project(root, backend, backend, cluster.address, args.parallel)
-                for backend in ("local", "ray")
-            }
             share = 1.0 / args.parallel
             rows: list[tuple[str, dict[str, Any]]] = []
             for size in sizes:

@@ -153,6 +153,11 @@ class Config(_Declared):
         '"auto" (a cluster started here with `ray start`) or "ray://host:port"',
         must='"auto" or a Ray address such as "ray://head:10001"',
     )  # fmt: skip
+    ray_ship: bool = declare(
+        "executor", "ship", defaults.RAY_SHIP,
+        "ray: ship this machine's claude-fanout and Claude Code CLI to the\n"
+        "nodes; false: the nodes have both installed",
+    )  # fmt: skip
     task_max_cost_usd: float | None = declare(
         "budget", "task_max_cost_usd", None,
         "a `claude` worker is stopped past this (over_budget)",

@@ -20,6 +20,10 @@ TASK_CPUS = 1.0
 BACKENDS = ("local", "ray")
 BACKEND = "local"
 RAY_ADDRESS = "auto"
+# The Ray backend ships this machine's claude-fanout (runtime_env py_modules) and, for a run with
+# claude tasks, its Claude Code CLI (the object store, once per node per run) to the nodes; off
+# for clusters that install both themselves.
+RAY_SHIP = True
 # The most a task's output chunk streamed back from a node holds (bytes).
 RAY_CHUNK_BYTES = 64 * 1024
 # At a run's end its supervisor waits at most this long for the nodes to drop the run's scratch.

@@ -13,6 +13,7 @@ from typing import Any
 import psutil
 import pytest
 
+import claude_fanout
 from tests.helpers import CLIResult, alive, git, wait_until
 from tests.integration.test_runs import events, run_dir, start_detached
 from tests.ray.conftest import LocalCluster
@@ -48,9 +49,7 @@ def test_shell_and_python_tasks_run_on_different_nodes(
     fanout: Callable[..., CLIResult],
     write_plan: Callable[..., Path],
 ) -> None:
-    (ray_project / "helpers.py").write_text(
-        "import os\n\ndef where(x):\n    return {'node': os.environ['FANOUT_NODE_ID'], 'x': x}\n"
-    )
+    (ray_project / "helpers.py").write_text(HELPERS)
     # Committed with helpers.py uncommitted: the snapshot carries uncommitted files too.
     report = 'echo "node=$FANOUT_NODE_ID"; echo made > "$FANOUT_OUT_DIR/artifact.txt"; sleep 1'
     plan = write_plan(
@@ -74,6 +73,12 @@ def test_shell_and_python_tasks_run_on_different_nodes(
     value = json.loads((run / "workers" / "P1" / "out" / "result.json").read_text())
     assert value["x"] == 7
     nodes.add(value["node"])
+    # The node ran this supervisor's claude-fanout as the run's runtime environment shipped it
+    # (unpacked in Ray's own directory on the node), not the package installed here.
+    shipped = Path(value["package"])
+    assert shipped.is_relative_to(ray_cluster.temp_dir), shipped
+    assert "runtime_resources" in shipped.parts and shipped.name == "__init__.py", shipped
+    assert shipped.read_bytes() == Path(claude_fanout.__file__).read_bytes()
     assert len(nodes) >= 2, f"every task ran on one node: {nodes}"
     exited = {e["task"]: e for e in events(ray_project, run_id) if e["type"] == "task_exited"}
     assert {t: e["outcome"] for t, e in exited.items()} == dict.fromkeys(
@@ -84,6 +89,36 @@ def test_shell_and_python_tasks_run_on_different_nodes(
     assert not (ray_project / "artifact.txt").exists()
     assert processes_of_run(run_id) == []
     assert list(ray_cluster.scratch.glob(f"*/{run_id}")) == []
+
+
+HELPERS = """\
+import os
+
+import claude_fanout
+
+
+def where(x):
+    return {"node": os.environ["FANOUT_NODE_ID"], "package": claude_fanout.__file__, "x": x}
+"""
+
+
+def test_with_shipping_off_the_nodes_run_their_own_installation(
+    ray_project: Path, fanout: Callable[..., CLIResult], write_plan: Callable[..., Path]
+) -> None:
+    config = ray_project / ".claude" / "fanout.toml"
+    config.write_text(config.read_text() + "ship = false\n")
+    (ray_project / "helpers.py").write_text(HELPERS)
+    plan = write_plan([{"id": "P", "kind": "python", "target": "helpers:where", "args": {"x": 1}}])
+    result = fanout("run", str(plan), timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = run_dir(ray_project, run_id_of(result)) / "workers" / "P" / "out" / "result.json"
+    # This machine is every node's host: "their own" installation is this one.
+    assert json.loads(out.read_text())["package"] == claude_fanout.__file__
+    doctor = fanout("doctor", "--json", timeout=90)
+    checks = {
+        c["name"]: c for c in json.loads(doctor.stdout)["checks"] if c["section"] == "backend"
+    }
+    assert checks["shipping"]["detail"].startswith("off")
 
 
 def sleepers(count: int) -> list[dict[str, Any]]:
@@ -106,7 +141,10 @@ def wait_for_remote_processes(run_id: str, count: int) -> list[psutil.Process]:
 
 
 def test_cancel_stops_every_task_process_on_every_node(
-    ray_project: Path, fanout: Callable[..., CLIResult], write_plan: Callable[..., Path]
+    ray_project: Path,
+    ray_cluster: LocalCluster,
+    fanout: Callable[..., CLIResult],
+    write_plan: Callable[..., Path],
 ) -> None:
     run_id = start_detached(fanout, write_plan(sleepers(2), max_parallel=2))
     sleeps = wait_for_remote_processes(run_id, 4)
@@ -114,6 +152,14 @@ def test_cancel_stops_every_task_process_on_every_node(
         p.environ().get("FANOUT_NODE_ID") for p in processes_of_run(run_id) if p.name() == "sh"
     }
     assert len(nodes) == 2, "the two tasks should have been spread over two nodes"
+    # The Ray workers ran the shipped package: the guards they started are its guard.py.
+    guards = [
+        Path(p.cmdline()[3])
+        for p in processes_of_run(run_id)
+        if p.cmdline()[1:3] == ["-I", "-S"] and p.cmdline()[3].endswith("guard.py")
+    ]
+    assert len(guards) == 4, guards  # the outer and the inner guard of each task
+    assert all(g.is_relative_to(ray_cluster.temp_dir) for g in guards), guards
     assert fanout("cancel", run_id).returncode == 0
     wait_until(lambda: not processes_of_run(run_id), timeout=20, interval=0.2)
     assert not any(p.is_running() for p in sleeps)
@@ -192,6 +238,7 @@ def test_doctor_reports_the_backend_the_nodes_and_their_resources(
     by_name = {c["name"]: c for c in checks}
     assert by_name["backend"]["detail"] == f"ray, address {ray_cluster.address}"
     assert by_name["ray"]["status"] == "ok"
+    assert by_name["shipping"]["detail"].startswith("on"), by_name["shipping"]
     assert by_name["cluster"]["detail"].startswith("3 live node(s), 2 CPUs")
     nodes = [c for c in checks if c["name"].startswith("node ")]
     assert len(nodes) == 3 and all("127.0.0.1" in c["detail"] for c in nodes)

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
+import claude_fanout
+from claude_fanout.claude.cli import runnable_cli
 from claude_fanout.cluster.seam import KEEP_SCRATCH_ENV
 from claude_fanout.plan import parse_plan
 from claude_fanout.runner import start_run, wait_run
@@ -29,15 +34,41 @@ pytestmark = [pytest.mark.ray, pytest.mark.e2e, pytest.mark.timeout(150)]
 API_KEY = "sk-ant-fake-key-for-tests"
 
 
-def run_plan(project: Path, api_url: str, home: Path, data: dict[str, Any]) -> RunStatus:
+def run_plan(
+    project: Path, api_url: str, home: Path, data: dict[str, Any], clis: set[str] | None = None
+) -> RunStatus:
+    """The plan run to its end; ``clis`` collects the executables its claude workers ran."""
     plan = parse_plan({"version": 1, **data}, project=project)
     # The nodes keep the run's clone and worktrees, for the look for the API key below.
     env = {**cli_env(api_url, home), KEEP_SCRATCH_ENV: "1"}
     assert env["ANTHROPIC_API_KEY"] == API_KEY
     started = start_run(plan, project=project, env=env)
-    status = wait_run(started.run, timeout_s=120)
+    done = threading.Event()
+    watcher = threading.Thread(
+        target=watch_clis, args=(started.run.run_id, clis if clis is not None else set(), done)
+    )
+    watcher.start()
+    try:
+        status = wait_run(started.run, timeout_s=120)
+    finally:
+        done.set()
+        watcher.join()
     started.supervisor.wait(timeout=20)
     return status
+
+
+def watch_clis(run_id: str, found: set[str], done: threading.Event) -> None:
+    """Until ``done``: the executable of every Claude Code process a task of ``run_id`` runs."""
+    while not done.wait(0.1):
+        for proc in psutil.process_iter(["cmdline"]):
+            argv = proc.info["cmdline"] or []
+            if not argv or os.path.basename(argv[0]) != "claude":
+                continue
+            try:
+                if proc.environ().get("FANOUT_RUN_ID") == run_id:
+                    found.add(proc.exe())
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
 
 
 def log_of(project: Path, status: RunStatus) -> list[dict[str, Any]]:
@@ -49,6 +80,13 @@ def placed_on(project: Path, status: RunStatus, task_id: str) -> str:
     log = project / ".claude" / "runs" / status.run_id / "workers" / task_id / "log"
     line = next(ln for ln in log.read_text().splitlines() if "on Ray node" in ln)
     return line.split("on Ray node ")[1].split()[0]
+
+
+def shipped_cli_s(project: Path, status: RunStatus, task_id: str) -> float:
+    """What getting the shipped CLI cost the task's attempt on its node (seconds)."""
+    log = project / ".claude" / "runs" / status.run_id / "workers" / task_id / "log"
+    line = next(ln for ln in log.read_text().splitlines() if "its shipped CLI in" in ln)
+    return float(line.split("its shipped CLI in ")[1].split()[0])
 
 
 class Both:
@@ -74,6 +112,7 @@ def test_claude_readers_and_a_writer_on_ray_nodes_merge_back_like_local_ones(
     (project / "notes.md").write_text("first line of the notes\nsecond\n")
     head = git(project, "rev-parse", "HEAD").strip()
     api = fake_api(Both())
+    clis: set[str] = set()
 
     status = run_plan(
         project,
@@ -87,9 +126,23 @@ def test_claude_readers_and_a_writer_on_ray_nodes_merge_back_like_local_ones(
                 {"id": "R2", "kind": "claude", "prompt": "Summarize README.md", "max_turns": 3},
             ],
         },
+        clis,
     )
 
     assert status.state is RunState.SUCCEEDED, status.to_dict()
+    # Every worker ran the CLI this supervisor would run, shipped: the copy its node wrote into
+    # the run's scratch there, not the one installed here.
+    local_cli = runnable_cli(os.environ)
+    assert local_cli is not None
+    shipped = {Path(p) for p in ray_cluster.scratch.glob(f"*/{status.run_id}/cli/claude")}
+    assert clis and {Path(c) for c in clis} <= shipped, (clis, shipped)
+    assert local_cli not in clis
+    for copy in shipped:
+        assert copy.stat().st_mode & 0o777 == 0o700
+        assert copy.read_bytes() == Path(local_cli).read_bytes()
+    # Written once per node: the first claude attempt on a node fetches it, the others find it.
+    fetches = [shipped_cli_s(project, status, t) for t in ("W1", "R1", "R2")]
+    assert sum(s >= 0.05 for s in fetches) == len(shipped), fetches
     # The writer's change came back from its node and was merged into the working tree.
     assert (project / "a.py").read_text() == "alpha = 100\n"
     assert git(project, "rev-parse", "HEAD").strip() == head
@@ -112,6 +165,10 @@ def test_claude_readers_and_a_writer_on_ray_nodes_merge_back_like_local_ones(
     assert meta["allowed_tools"] == ["Read", "Grep", "Glob", "Edit", "Write"]
     # The API key went to the CLI's environment only: no file on any node holds it.
     assert list(ray_cluster.scratch.glob(f"*/{status.run_id}/snapshot-*"))
+    # Except the package's own sources, shipped to the nodes as they are: the fake API's module
+    # names the fake key.
+    package = Path(claude_fanout.__file__).parent
+    sources = {p.read_bytes() for p in package.rglob("*.py") if API_KEY.encode() in p.read_bytes()}
     for root in (ray_cluster.scratch, ray_cluster.temp_dir, ray_cluster.home):
         for path in root.rglob("*"):
             if path.is_file() and not path.is_symlink():
@@ -119,7 +176,8 @@ def test_claude_readers_and_a_writer_on_ray_nodes_merge_back_like_local_ones(
                     data = path.read_bytes()
                 except OSError:
                     continue
-                assert API_KEY.encode() not in data, f"the API key is in {path}"
+                if data not in sources:
+                    assert API_KEY.encode() not in data, f"the API key is in {path}"
 
 
 def test_the_projects_claude_cap_and_start_spacing_hold_across_the_cluster(

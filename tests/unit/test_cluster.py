@@ -8,10 +8,13 @@ import os
 import signal
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
+import claude_fanout
+from claude_fanout.claude.cli import CLAUDE_BIN_ENV, runnable_cli
 from claude_fanout.cluster import chosen_backend, guard, node
 from claude_fanout.cluster.seam import (
     ClusterError,
@@ -21,6 +24,7 @@ from claude_fanout.cluster.seam import (
     require_repo,
     supervisor_paths,
 )
+from claude_fanout.cluster.shipping import shippable_cli, shipped_code
 from claude_fanout.config import Config
 from claude_fanout.errors import PlanError
 from claude_fanout.plan import parse_plan
@@ -179,3 +183,66 @@ def test_a_killed_guard_takes_the_command_s_grandchildren_with_it(tmp_path: Path
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+def test_the_runtime_environment_ships_this_package_without_its_bytecode(tmp_path: Path) -> None:
+    from ray._private.runtime_env.packaging import create_package
+
+    env = shipped_code()
+    (module,) = env["py_modules"]
+    assert Path(module) == Path(claude_fanout.__file__).resolve().parent
+    # What Ray makes of it (its own packaging, with the same excludes): the package, whole.
+    package = tmp_path / "package.zip"
+    create_package(
+        module, package, include_gitignore=True, include_parent_dir=True, excludes=env["excludes"]
+    )
+    with zipfile.ZipFile(package) as zipped:
+        names = set(zipped.namelist())
+    assert "claude_fanout/cluster/node.py" in names
+    assert "claude_fanout/hooks/entry.py" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert package.stat().st_size < 4 * 2**20
+
+
+class FakeRay:
+    """``ray.get`` of the shipped CLI's object, counted."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.gets = data, 0
+
+    def get(self, ref: object) -> bytes:
+        assert ref == "cli-ref"
+        self.gets += 1
+        return self.data
+
+
+def test_a_node_writes_the_shipped_cli_once_per_run_private_and_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeRay(b"#!/bin/sh\necho shipped\n")
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    run_root = tmp_path / "RUN"
+    run_root.mkdir()
+    first = node.ensure_cli(run_root, "claude", "cli-ref")
+    assert first == run_root / "cli" / "claude"
+    assert first.read_bytes() == fake.data
+    assert first.stat().st_mode & 0o777 == 0o700
+    assert (run_root / "cli").stat().st_mode & 0o777 == 0o700
+    assert subprocess.run([first], capture_output=True, check=True).stdout == b"shipped\n"
+    # The run's later attempts on this node find it: no second fetch from the object store.
+    assert node.ensure_cli(run_root, "claude", "cli-ref") == first
+    assert fake.gets == 1
+    assert sorted(p.name for p in (run_root / "cli").iterdir()) == ["claude"]
+
+
+def test_the_cli_shipped_is_the_workers_native_one_never_a_script_alone(tmp_path: Path) -> None:
+    native, native_what = shippable_cli(dict(os.environ))
+    assert native is not None and native == runnable_cli(os.environ) and native_what == native
+    # An npm installation's entry is a script that needs its package beside it: not shipped.
+    script = tmp_path / "claude"
+    script.write_text("#!/usr/bin/env node\nrequire('./cli.js')\n")
+    script.chmod(0o755)
+    found, why = shippable_cli({**os.environ, CLAUDE_BIN_ENV: str(script)})
+    assert found is None and str(script) in why and "script" in why
+    found, why = shippable_cli({**os.environ, CLAUDE_BIN_ENV: str(tmp_path / "missing")})
+    assert found is None and why == "none found here"

@@ -16,7 +16,10 @@ the command), then any number of ``("log", bytes)`` and ``("out", bytes)``, ``("
 anything, ``("commit", bundle bytes or None)`` for a writer, and last ``("exit", returncode)``.
 
 Paths of the supervisor's machine arrive as placeholders (:data:`ROOT`, :data:`PYTHON`,
-:data:`CLI` and the rest of the path) and are replaced by this node's own.
+:data:`CLI` and the rest of the path) and are replaced by this node's own. This module is the
+supervisor's own copy when the run ships its code (``executor.ship``: the run's runtime
+environment), and :data:`CLI` then the supervisor's Claude Code CLI, which the run's first claude
+attempt on this node writes into the run's scratch here (:func:`ensure_cli`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_fanout import defaults, procs
+from claude_fanout.store.files import replace_with, write_all
 
 # Placeholders for the supervisor's paths: the repository root (or the writer's worktree; the run
 # directory is inside it), the interpreter, the Claude Code CLI.
@@ -64,13 +68,21 @@ def _git(args: list[str], cwd: Path) -> bytes:
     return run_git(args, cwd=cwd, timeout=GIT_SLOW_TIMEOUT_S).stdout
 
 
-def ensure_clone(run_root: Path, base: str, bundle: bytes) -> Path:
-    """The node's clone of the run's snapshot ``base`` (made once per node, under a lock: the
-    node's workers may start tasks of the run at the same time)."""
-    clone = run_root / f"snapshot-{base[:16]}"
+@contextlib.contextmanager
+def _run_lock(run_root: Path) -> Iterator[None]:
+    """The run's lock on this node: its workers may start tasks of the run at the same time."""
     lock_fd = os.open(run_root / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock_fd)
+
+
+def ensure_clone(run_root: Path, base: str, bundle: bytes) -> Path:
+    """The node's clone of the run's snapshot ``base`` (made once per node)."""
+    clone = run_root / f"snapshot-{base[:16]}"
+    with _run_lock(run_root):
         if not (clone / ".git").is_dir():
             shutil.rmtree(clone, ignore_errors=True)
             bundle_path = run_root / f"snapshot-{base[:16]}.bundle"
@@ -78,9 +90,28 @@ def ensure_clone(run_root: Path, base: str, bundle: bytes) -> Path:
             _git(["clone", "-q", "--no-checkout", str(bundle_path), str(clone)], cwd=run_root)
             _git(["checkout", "-q", "--detach", base], cwd=clone)
             bundle_path.unlink()
-    finally:
-        os.close(lock_fd)
     return clone
+
+
+def ensure_cli(run_root: Path, name: str, ref: Any) -> Path:
+    """The supervisor's Claude Code CLI in the run's scratch on this node: fetched from Ray's
+    object store and written (mode 0700, renamed into place whole) by the node's first attempt
+    of the run that needs it; the others find it there."""
+    import ray
+
+    target = run_root / "cli" / name
+    with _run_lock(run_root):
+        if not target.is_file():
+            target.parent.mkdir(mode=0o700, exist_ok=True)
+            partial = target.with_name(f".{name}.partial")
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o700)
+            try:
+                os.fchmod(fd, 0o700)  # whatever the umask
+                write_all(fd, ray.get(ref))
+            finally:
+                os.close(fd)
+            replace_with(partial, target)
+    return target
 
 
 def _writer_tree(clone: Path, run_root: Path, name: str, base: str) -> Path:
@@ -153,17 +184,23 @@ def run_attempt(spec: Mapping[str, Any], bundle: bytes) -> Iterator[tuple[str, A
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(mode=0o700, parents=True)
     (run_dir / "plan.json").write_bytes(spec["plan"])
-    from claude_fanout.claude.cli import cli_path
+    from claude_fanout.claude.cli import CLAUDE_BIN_ENV, cli_path
 
     paths = {ROOT: str(root), PYTHON: sys.executable}
     env = _environment(spec, paths, node_id)
+    placed: dict[str, Any] = {"node": node_id, "host": socket.gethostname(), "began": began}
+    if spec.get("cli") is not None and any(arg.startswith(CLI) for arg in spec["argv"]):
+        fetching = time.time()
+        # Also for what the command starts itself (a worker's own runs).
+        env[CLAUDE_BIN_ENV] = str(ensure_cli(run_root, *spec["cli"]))
+        placed["cli_s"] = time.time() - fetching
     paths[CLI] = cli_path(env)
     argv = [_local(arg, paths) for arg in spec["argv"]]
     cwd = Path(_local(spec["cwd"], paths))
-    ready = time.time()
-    yield "placed", {"node": node_id, "host": socket.gethostname(), "began": began, "ready": ready}
+    placed["ready"] = time.time()
+    yield "placed", placed
     returncode = yield from _run(argv, cwd, env, spec)
-    yield "ran", {"command_s": time.time() - ready, "ended": time.time()}
+    yield "ran", {"command_s": time.time() - placed["ready"], "ended": time.time()}
     files = _tar_dir(out_dir)
     if files is not None:
         yield "files", files

@@ -39,7 +39,7 @@ from claude_fanout import defaults, procs
 from claude_fanout.cluster import node
 from claude_fanout.errors import FanoutError
 from claude_fanout.git.repo import repo_root
-from claude_fanout.plan import Plan, Task, plan_to_json
+from claude_fanout.plan import Plan, Task, TaskKind, plan_to_json
 from claude_fanout.store.rundir import RunDir
 
 # Environment variables a remote attempt gets from the supervisor even where they equal the
@@ -72,9 +72,10 @@ def require_repo(project: Path) -> None:
         ) from None
 
 
-def connect(address: str) -> None:
-    """``ray.init`` for this supervisor; ClusterError (one line: the address and the fix) when
-    the extra is missing or the cluster cannot be reached."""
+def connect(address: str, runtime_env: Mapping[str, Any] | None = None) -> None:
+    """``ray.init`` for this supervisor (with ``runtime_env``: ``shipping.shipped_code()`` when
+    the project ships its code); ClusterError (one line: the address and the fix) when the extra is
+    missing or the cluster cannot be reached."""
     fix = (
         "start one (`ray start --head`) or set executor.address in .claude/fanout.toml, "
         "or run with --backend local"
@@ -96,7 +97,12 @@ def connect(address: str) -> None:
                 f"cannot reach the Ray cluster at {address} ({reason}); {fix}"
             ) from None
     try:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        ray.init(
+            address=address,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+            runtime_env=dict(runtime_env) if runtime_env is not None else None,
+        )
     except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; each is one line here
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ClusterError(f"cannot reach the Ray cluster at {address} ({first}); {fix}") from None
@@ -158,9 +164,10 @@ class RaySeam:
         *,
         snapshot_of: Callable[[], str],
         kill_grace_s: float = defaults.KILL_GRACE_S,
+        ship_cli: bool = defaults.RAY_SHIP,
     ) -> None:
         """``snapshot_of()``: the run's snapshot commit (made on first use, shared with local
-        writers' worktrees)."""
+        writers' worktrees). ``ship_cli``: a plan's claude tasks get this machine's CLI."""
         import ray
 
         self._ray = ray
@@ -184,6 +191,8 @@ class RaySeam:
 
         self._root = repo_root(run.project)
         self._cli = cli_path(os.environ)
+        self._ship_cli = ship_cli and any(task.kind is TaskKind.CLAUDE for task in plan.tasks)
+        self._shipped_cli: tuple[str, Any] | None = None  # (file name, object): ``prepare``
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -192,6 +201,10 @@ class RaySeam:
         that the first attempt costs what the others do."""
         self._snapshot = self._snapshot_of()
         self._ship(self._snapshot)
+        if self._ship_cli:
+            from claude_fanout.cluster.shipping import put_cli
+
+            self._shipped_cli = put_cli(self._ray)
 
     def spawn_in_group(
         self,
@@ -229,6 +242,7 @@ class RaySeam:
             "stdin": _read_all(stdin_fd) if stdin_fd is not None else None,
             "separate_stdout": stdout_fd is not None,
             "kill_grace_s": self._kill_grace_s,
+            "cli": self._shipped_cli,  # nested: Ray fetches it only for a node that asks
         }
         generator = self._remote.options(**_resources(task)).remote(spec, bundle_ref)
         attempt = RemoteAttempt(
@@ -344,10 +358,11 @@ class RaySeam:
             attempt.placed = dict(value)
             self._nodes.add(value["node"])
             queued, setup = value["began"] - attempt.submitted, value["ready"] - value["began"]
+            shipped = f", its shipped CLI in {value['cli_s']:.3f} s" if "cli_s" in value else ""
             _write(
                 attempt.log_fd,
                 f"--- fanout: on Ray node {value['node'][:12]} ({value['host']}): "
-                f"placed after {queued:.3f} s, set up in {setup:.3f} s ---\n",
+                f"placed after {queued:.3f} s, set up in {setup:.3f} s{shipped} ---\n",
             )
         elif kind == "ran":
             attempt.ran = dict(value)

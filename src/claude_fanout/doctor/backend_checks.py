@@ -1,8 +1,10 @@
 """``fanout doctor``'s backend section: where the project's workers run and, for the Ray backend,
-whether the extra is installed and what the cluster has (its live nodes and their resources)."""
+whether the extra is installed, whether runs ship this machine's code and CLI to the nodes,
+and what the cluster has (its live nodes and their resources)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from claude_fanout.config import ConfigError, load_config
@@ -27,6 +29,7 @@ def backend_checks(project: Path) -> list[Check]:
         fix = "pip install 'claude-fanout[ray]'"
         return [*checks, Check(SECTION, "ray", FAIL, f"not installed; {fix}")]
     checks.append(Check(SECTION, "ray", OK, f"ray {version}"))
+    checks.append(Check(SECTION, "shipping", OK, _shipping(config.ray_ship)))
     from claude_fanout.cluster.seam import ClusterError, describe
 
     try:
@@ -50,3 +53,19 @@ def backend_checks(project: Path) -> list[Check]:
             )
         )
     return checks
+
+
+def _shipping(ship: bool) -> str:
+    """What the nodes get from this machine (``executor.ship``)."""
+    from claude_fanout import __version__
+
+    if not ship:
+        return (
+            f"off (executor.ship = false): every node needs claude-fanout {__version__} and "
+            "the Claude Code CLI installed"
+        )
+    from claude_fanout.cluster.shipping import shippable_cli
+
+    found, what = shippable_cli(os.environ)
+    cli = what if found is not None else f"not shipped, {what}: the nodes run their own"
+    return f"on: each run ships this claude-fanout {__version__} and the Claude Code CLI ({cli})"

@@ -34,16 +34,20 @@ def _serve_on_ray(run: RunDir, plan: Plan, config: Config, address: str) -> int:
     """The run with its tasks on a Ray cluster: this process is the Ray driver. A cluster that
     cannot be reached fails the run before anything starts, with one line."""
     from claude_fanout.cluster.seam import RaySeam, connect, require_repo
+    from claude_fanout.cluster.shipping import shipped_code
     from claude_fanout.git import writers
 
     try:
         require_repo(run.project)
-        connect(address)
+        connect(address, shipped_code() if config.ray_ship else None)
     except FanoutError as exc:
         return _failed_at_start(run, exc)
     schedulers: list[Scheduler] = []
     seam = RaySeam(
-        run, plan, snapshot_of=lambda: writers.run_snapshot(run, schedulers[0].context.worktrees)
+        run,
+        plan,
+        snapshot_of=lambda: writers.run_snapshot(run, schedulers[0].context.worktrees),
+        ship_cli=config.ray_ship,
     )
     try:
         schedulers.append(Scheduler(run, plan, config=config, procs=seam))
