@@ -70,7 +70,7 @@ STEPS: list[tuple[str, str, str, str, str, str, int]] = [
     ("concern 3: the maximum practical number of workers", "scale",
      "benchmarks/bench_scale.py --json", "json", "--quick", "", 3600),
     ("concern 3: what the Ray backend changes (local vs a local Ray cluster)", "ray",
-     "benchmarks/bench_ray.py --json", "json", "--quick", "", 3600),
+     "benchmarks/bench_ray.py --json --store-mib 1024", "json", "--quick", "", 3600),
     ("concern 5: worker pooling vs spawn per task", "workers",
      "benchmarks/bench_workers.py --json", "json", "--quick", "", 1800),
     ("appendix: fanout watch on 1,000 tasks and a 100,000-line log", "watch",
