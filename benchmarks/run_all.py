@@ -104,6 +104,22 @@ class Step:
         return None
 
 
+def last_json_object(stdout: str) -> Any:
+    """The JSON object a benchmark printed last: its last line, or its whole output when it
+    printed the object over several lines (``indent``); None when there is none."""
+    text = stdout.strip()
+    lines = text.splitlines()
+    for candidate in (
+        lines[-1] if lines else "",
+        text[text.find("\n{") + 1 :] if "\n{" in text else text,
+    ):
+        try:
+            return json.loads(candidate)
+        except ValueError:
+            continue
+    return None
+
+
 def steps() -> list[Step]:
     return [Step(*row) for row in STEPS]
 
@@ -177,11 +193,7 @@ def run_step(step: Step, *, quick: bool) -> Json:
     record["seconds"] = round(time.monotonic() - started, 1)
     record["exit_code"] = done.returncode
     if step.reads == "json":
-        lines = done.stdout.strip().splitlines()
-        try:
-            figures = json.loads(lines[-1]) if lines else None
-        except ValueError:
-            figures = None
+        figures = last_json_object(done.stdout)
         if not isinstance(figures, dict):
             tail = done.stdout.strip()[-300:]
             return {**record, "status": "failed", "error": f"no JSON object on stdout: {tail!r}"}

@@ -118,3 +118,12 @@ def test_pytest_and_soak_output_become_figures() -> None:
     ]
     assert "--soak only" in figures["skip_reasons"][0]
     assert module.read_pytest("1 passed in 4.20s\n")["passed"] == 1
+
+
+def test_a_benchmarks_figures_are_read_on_one_line_or_indented() -> None:
+    run_all = load_benchmark("run_all")
+    assert run_all.last_json_object('progress\n{"a": 1}\n') == {"a": 1}
+    assert run_all.last_json_object('progress\n{\n  "a": {\n    "b": 2\n  }\n}\n') == {
+        "a": {"b": 2}
+    }
+    assert run_all.last_json_object("no figures here\n") is None
