@@ -642,3 +642,29 @@ def test_runs_lists_each_runs_cost(costed_run, fanout, project):
     listed = {row["run_id"]: row for row in fanout("runs", "--json").json()}
     assert listed[RUN]["usage"]["cost_usd"] == pytest.approx(0.531)
     assert listed["20261124-000000-001-abcd"]["usage"] is None
+
+
+def test_brackets_in_a_runs_reason_errors_and_narration_are_shown_not_read_as_markup(
+    project, fanout
+):
+    import io
+
+    from rich.console import Console
+
+    from claude_fanout.cli.render import narrate
+    from claude_fanout.store.rundir import RunDir
+
+    run = FakeRun(project, "20261124-000000-002-abcd", {"T1": {}}, SESSION)
+    run.log.append("error", message="node said [executor] address is wrong")
+    run.log.append("run_finished", state="failed", reason="cannot reach [executor] address")
+    out = fanout("status", "20261124-000000-002-abcd")
+    assert "(cannot reach [executor] address)" in out.stdout
+    assert "node said [executor] address is wrong" in out.stdout
+
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    narrate(
+        console,
+        RunDir(run.path),
+        {"type": "task_exited", "task": "T1", "outcome": "failed", "reason": "[bold]x[/] [y]"},
+    )
+    assert "failed" in console.file.getvalue() and ": [bold]x[/] [y]" in console.file.getvalue()

@@ -65,7 +65,7 @@ def print_status(run: RunDir, plan: Plan | None, status: RunStatus) -> None:
     if summary["duration_s"] is not None:
         head += f" in {text.duration(summary['duration_s'])}"
     if status.reason:
-        head += f" ({status.reason})"
+        head += f" ({_plain(status.reason)})"
     console.print(head)
     from rich.text import Text
 
@@ -112,7 +112,7 @@ def print_status(run: RunDir, plan: Plan | None, status: RunStatus) -> None:
     for line in merge_summary(run.run_id, status):
         console.print(line, markup=False)
     for error in status.errors[-3:]:
-        console.print(f"[red]error:[/] {error}")
+        console.print(f"[red]error:[/] {_plain(error)}")
 
 
 def _task_usage(spent: dict[str, float] | None, *, estimate: bool = False) -> str:
@@ -161,20 +161,28 @@ def merge_summary(run_id: str, status: RunStatus) -> list[str]:
     return [line]
 
 
+def _plain(value: object) -> str:
+    """Text from the log (a reason, an error, a task id) printed as it is: brackets in it are
+    not rich markup (``[executor]`` would vanish)."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
 def narrate(console: Any, run: RunDir, event: Event) -> None:
     """One line per task transition while ``fanout run`` waits."""
-    kind, task = event.get("type"), event.get("task")
+    kind, task = event.get("type"), _plain(event.get("task"))
     if kind == "task_started":
         console.print(f"  {task} started (attempt {event.get('attempt')}, pid {event.get('pid')})")
     elif kind == "task_exited":
         outcome = str(event.get("outcome"))
         if event.get("not_started") is True:  # its reason reads "could not start: why"
-            line = f"  {task} {event.get('reason')}"
+            line = f"  {task} {_plain(event.get('reason'))}"
         else:
             took = text.duration(event.get("duration_s"))
             line = f"  {task} {styled_state(outcome)} after {took}"
             if event.get("reason"):
-                line += f": {event['reason']}"
+                line += f": {_plain(event['reason'])}"
         if outcome != "succeeded":
             line += f"  (fanout logs {run.run_id} {task})"
         console.print(line)
@@ -187,7 +195,7 @@ def narrate(console: Any, run: RunDir, event: Event) -> None:
     elif kind == "task_skipped":
         console.print(
             f"  {task} {styled_state(str(event.get('outcome') or 'skipped'))}: "
-            f"{event.get('reason')}"
+            f"{_plain(event.get('reason'))}"
         )
 
 
