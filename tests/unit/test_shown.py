@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +209,11 @@ def test_a_denied_tool_call_shows_which_worker_owns_the_file_once_per_worker(pro
     text = shown(answer)
     assert "Edit of a.py was denied" in text and f"worker W1 of run {RUN_ID}" in text
     assert "running" in text and "comes back when it finishes" in text
-    assert text not in answer["hookSpecificOutput"]["permissionDecisionReason"]
+    reason = answer["hookSpecificOutput"]["permissionDecisionReason"]
+    assert text not in reason
+    # The model and the person are told the same running time, written the same way.
+    running = re.search(r"running [^);]+", text)
+    assert running is not None and running.group(0) in reason
     # The model hears every denial; the person the first for that worker.
     _, again, _ = call(edit)
     assert again["hookSpecificOutput"]["permissionDecision"] == "deny"

@@ -60,12 +60,13 @@ def _deny(
 ) -> dict[str, Any]:
     from claude_fanout.hooks import answers, shown
     from claude_fanout.hooks.delivery import relative
+    from claude_fanout.text import duration
 
     status = dict(ctx.runs())[run_path]
     task = status.tasks[task_id]
     what = _task_summary(run_path, task_id)
     if task.state is TaskState.RUNNING and task.started is not None:
-        doing = f"is working on it (running {max(0.0, ctx.now - task.started):.0f}s)"
+        doing = f"is working on it (running {duration(max(0.0, ctx.now - task.started))})"
     else:
         doing = f"will work on it ({task.state})"
     result = os.path.join(layout.out_dir(run_path, task_id), layout.RESULT)
